@@ -1,0 +1,1 @@
+"""OpenLChat client: one engine (no GUI, no gevent) and two faces, terminal and Tk."""
