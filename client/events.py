@@ -1,0 +1,132 @@
+"""What the engine tells a UI. Plain frozen dataclasses, put on ``Engine.events`` in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Registered:
+    nickname: str
+    roster: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RoomMessage:
+    sender: str
+    text: str
+    msg_id: int = 0
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class PrivateMessage:
+    sender: str
+    text: str
+    msg_id: int = 0
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Joined:
+    nickname: str
+
+
+@dataclass(frozen=True)
+class Left:
+    nickname: str
+
+
+@dataclass(frozen=True)
+class NotDelivered:
+    nickname: str
+    text: str
+    msg_id: int
+    private: bool = False
+
+
+@dataclass(frozen=True)
+class ServerLost:
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ServerBack:
+    pass
+
+
+@dataclass(frozen=True)
+class Reregistered:
+    """The server had forgotten us; we registered again under the same nickname."""
+
+
+@dataclass(frozen=True)
+class KeyChanged:
+    nickname: str
+    old_fingerprint: str
+    new_fingerprint: str
+
+
+@dataclass(frozen=True)
+class PeerUnreachable:
+    nickname: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileOffered:
+    transfer_id: int
+    sender: str
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    transfer_id: int
+    peer: str
+    name: str
+    done: int
+    total: int
+    bytes_per_s: float
+    outgoing: bool
+
+
+@dataclass(frozen=True)
+class FileDone:
+    transfer_id: int
+    peer: str
+    name: str
+    path: Path | None = None
+    outgoing: bool = False
+
+
+@dataclass(frozen=True)
+class FileFailed:
+    transfer_id: int
+    peer: str
+    name: str
+    reason: str
+    outgoing: bool = False
+
+
+@dataclass(frozen=True)
+class Fatal:
+    text: str
+
+
+@dataclass(frozen=True)
+class Whois:
+    nickname: str
+    fingerprint: str | None
+    verified: bool = False
+    key_changed: bool = False
+    address: tuple[str, int] | None = field(default=None)
+
+
+Event = (
+    Registered | RoomMessage | PrivateMessage | Joined | Left | NotDelivered | ServerLost
+    | ServerBack | Reregistered | KeyChanged | PeerUnreachable | FileOffered | FileProgress
+    | FileDone | FileFailed | Fatal
+)
