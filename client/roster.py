@@ -3,7 +3,11 @@
 Sans-IO and single-threaded (the engine thread owns it). It applies the server's REFERENCE
 (a full snapshot), REF_ADD and REF_DEL, never lists ourselves, answers "which nickname lives at
 this address" for incoming peer datagrams, and keeps the digest the extended PING carries
-(``models.directory_wire.roster_digest`` of everyone but us), recomputed only after a change.
+(``models.directory_wire.roster_digest`` of everyone but us), kept incrementally: the digest
+is the XOR of per-row hashes, so each change XORs one row in or out.
+
+Nicknames are kept in the display form the directory lists; ``resolve`` finds one from what a
+user typed (case-insensitive, width-folded: the directory's canonical form).
 
 Ghosts: after the server restarted on an empty database, everyone registers again one by one,
 so a fresh REFERENCE misses peers who are about to come back. ``replace(..., grace_until=t)``
@@ -15,8 +19,13 @@ keeps a server restart free of leave/join noise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from models.directory_wire import Entry as WireEntry
+from models.directory_wire import entry_hash, format_digest
+from models.errors import ProtocolError
+from models.nickname import canonical
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +35,15 @@ Entry = tuple[str, str, int]  # (nickname, ip, port) as the directory lists it
 MAX_ENTRIES = 100_000  # a directory larger than this is a bug or an attack; ignore the excess
 
 
-def _default_digest(entries: Iterable[Entry]) -> str:
-    from models.directory_wire import roster_digest
+def _key(nickname: str) -> str:
+    try:
+        return canonical(nickname)
+    except ProtocolError:
+        return nickname  # the directory listed something odd; compare it as is
 
-    return roster_digest(list(entries))
+
+def _hash(nick: str, address: Address) -> int:
+    return entry_hash(WireEntry(nick, address[0], address[1]))
 
 
 @dataclass
@@ -45,13 +59,14 @@ class Changes:
 
 
 class Roster:
-    def __init__(self, me: str, *, digest: Callable[[Iterable[Entry]], str] | None = None) -> None:
+    def __init__(self, me: str) -> None:
         self.me = me
+        self._me_key = _key(me)
+        self._keys: dict[str, str] = {}  # canonical key -> nickname
         self._addr: dict[str, Address] = {}  # nickname -> address (confirmed and ghosts)
         self._by_addr: dict[Address, list[str]] = {}  # usually one nickname per address
         self._ghosts: dict[str, float] = {}  # nickname -> time it is reported left
-        self._digest_fn = digest or _default_digest
-        self._digest: str | None = None
+        self._acc = 0  # XOR of the confirmed rows' hashes
 
     # -- queries ---------------------------------------------------------------------------
     def nicknames(self) -> list[str]:
@@ -62,6 +77,12 @@ class Roster:
 
     def __len__(self) -> int:
         return len(self._addr)
+
+    def resolve(self, typed: str) -> str | None:
+        """The listed nickname matching what a user typed (case-insensitive), or None."""
+        if typed in self._addr:
+            return typed
+        return self._keys.get(_key(typed))
 
     def address_of(self, nickname: str) -> Address | None:
         return self._addr.get(nickname)
@@ -80,9 +101,7 @@ class Roster:
         return [(n, a[0], a[1]) for n, a in self._addr.items() if n not in self._ghosts]
 
     def digest(self) -> str:
-        if self._digest is None:
-            self._digest = self._digest_fn(self.entries())
-        return self._digest
+        return format_digest(self._acc)
 
     def next_deadline(self) -> float | None:
         return min(self._ghosts.values(), default=None)
@@ -92,11 +111,12 @@ class Roster:
         """REF_ADD: new peers join; a nickname we already list just moves (address update)."""
         changes = Changes()
         for nick, ip, port in entries:
-            if nick == self.me:
+            if nick == self.me or _key(nick) == self._me_key:
                 continue
-            self._ghosts.pop(nick, None)
-            self._digest = None
             old = self._addr.get(nick)
+            if nick in self._ghosts:
+                del self._ghosts[nick]  # back in the directory: count it in the digest again
+                self._acc ^= _hash(nick, old)
             if old == (ip, port):
                 continue
             if old is None and len(self._addr) >= MAX_ENTRIES:
@@ -120,7 +140,7 @@ class Roster:
         with it they become ghosts until then (see the module docstring)."""
         fresh: dict[str, Address] = {}
         for nick, ip, port in entries:
-            if nick != self.me and len(fresh) < MAX_ENTRIES:
+            if nick != self.me and _key(nick) != self._me_key and len(fresh) < MAX_ENTRIES:
                 fresh[nick] = (ip, port)
         changes = Changes()
         for nick in list(self._addr):
@@ -131,10 +151,9 @@ class Roster:
                 changes.left.append(nick)
             elif nick not in self._ghosts:
                 self._ghosts[nick] = grace_until
-                self._digest = None
+                self._acc ^= _hash(nick, self._addr[nick])
         changes_add = self.add((n, a[0], a[1]) for n, a in fresh.items())
         changes.joined, changes.moved = changes_add.joined, changes_add.moved
-        self._digest = None
         return changes
 
     def expire_ghosts(self, now: float) -> Changes:
@@ -150,21 +169,28 @@ class Roster:
         self._addr.clear()
         self._by_addr.clear()
         self._ghosts.clear()
-        self._digest = None
+        self._keys.clear()
+        self._acc = 0
 
     # -- internals -------------------------------------------------------------------------
     def _set(self, nick: str, address: Address) -> None:
+        """List a confirmed (non-ghost) nickname at ``address``."""
         old = self._addr.get(nick)
         if old is not None:
             self._unindex(nick, old)
+            self._acc ^= _hash(nick, old)
         self._addr[nick] = address
+        self._keys[_key(nick)] = nick
         self._by_addr.setdefault(address, []).append(nick)
-        self._digest = None
+        self._acc ^= _hash(nick, address)
 
     def _drop(self, nick: str) -> None:
-        self._unindex(nick, self._addr.pop(nick))
-        self._ghosts.pop(nick, None)
-        self._digest = None
+        address = self._addr.pop(nick)
+        self._unindex(nick, address)
+        if self._keys.get(_key(nick)) == nick:
+            del self._keys[_key(nick)]
+        if self._ghosts.pop(nick, None) is None:
+            self._acc ^= _hash(nick, address)
 
     def _unindex(self, nick: str, address: Address) -> None:
         nicks = self._by_addr.get(address)

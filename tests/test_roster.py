@@ -6,14 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from client.roster import Roster
+from models.directory_wire import EMPTY_DIGEST, Entry, roster_digest
 
 
-def fake_digest(entries):
-    return "|".join(sorted(f"{n}@{ip}:{port}" for n, ip, port in entries))
+def expected(*rows):
+    return roster_digest(Entry(n, ip, port) for n, ip, port in rows)
 
 
 def make() -> Roster:
-    return Roster("me", digest=fake_digest)
+    return Roster("me")
 
 
 def test_reference_excludes_self_and_indexes_addresses():
@@ -25,7 +26,7 @@ def test_reference_excludes_self_and_indexes_addresses():
     assert r.address_of("bob") == ("10.0.0.2", 2)
     assert r.nickname_at(("10.0.0.3", 3)) == "amy"
     assert r.nickname_at(("10.0.0.9", 3)) is None
-    assert r.digest() == "amy@10.0.0.3:3|bob@10.0.0.2:2"
+    assert r.digest() == expected(("amy", "10.0.0.3", 3), ("bob", "10.0.0.2", 2))
 
 
 def test_ref_add_of_known_nickname_is_a_move_not_a_join():
@@ -61,14 +62,14 @@ def test_ghosts_stay_reachable_then_leave_unless_they_return():
     assert not ch
     assert r.nicknames() == ["bob", "cat"]  # still listed and reachable
     assert r.nickname_at(("h", 1)) == "bob"
-    assert r.digest() == ""  # ghosts are not in the digest
+    assert r.digest() == EMPTY_DIGEST  # ghosts are not in the digest
     assert r.next_deadline() == 10.0
     assert not r.add([("bob", "h", 1)])  # bob came back: silently confirmed
     assert not r.expire_ghosts(9.0)
     assert r.expire_ghosts(10.0).left == ["cat"]
     assert r.nicknames() == ["bob"]
     assert r.next_deadline() is None
-    assert r.digest() == "bob@h:1"
+    assert r.digest() == expected(("bob", "h", 1))
 
 
 def test_two_nicknames_at_one_address_newest_wins_then_falls_back():
@@ -80,46 +81,38 @@ def test_two_nicknames_at_one_address_newest_wins_then_falls_back():
     assert r.nickname_at(("h", 1)) == "old"
 
 
-def test_digest_recomputed_only_after_change():
-    calls = []
-
-    def digest(entries):
-        calls.append(1)
-        return str(len(list(entries)))
-
-    r = Roster("me", digest=digest)
-    r.add([("a", "h", 1)])
-    assert r.digest() == "1" and r.digest() == "1"
-    assert len(calls) == 1
-    r.add([("b", "h", 2)])
-    assert r.digest() == "2" and len(calls) == 2
-
-
-def test_default_digest_is_the_codecs():
-    from models.directory_wire import roster_digest
-
-    r = Roster("me")
-    r.add([("bob", "127.0.0.1", 5000), ("cat", "127.0.0.1", 5001)])
-    assert r.digest() == roster_digest(r.entries())
+def test_resolve_is_case_insensitive_and_self_is_never_listed():
+    r = Roster("Вася")
+    r.add([("вася", "h", 1), ("Bob", "h", 2)])
+    assert r.nicknames() == ["Bob"]
+    assert r.resolve("bob") == "Bob" and r.resolve("ＢＯＢ") == "Bob"
+    assert r.resolve("nobody") is None
 
 
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("add"), st.sampled_from("abcdme"), st.integers(1, 4)),
         st.tuples(st.just("del"), st.sampled_from("abcdme"), st.just(0)),
+        st.tuples(st.just("ref"), st.sets(st.sampled_from("abcd")), st.integers(1, 4)),
+        st.tuples(st.just("expire"), st.just(""), st.integers(0, 3)),
     ),
     max_size=40,
 )
 
 
 @given(ops)
-def test_indexes_stay_consistent(seq):
+def test_indexes_and_digest_stay_consistent(seq):
     r = make()
-    for op, nick, port in seq:
+    for step, (op, nick, port) in enumerate(seq):
         if op == "add":
             r.add([(nick, "h", port)])
-        else:
+        elif op == "del":
             r.remove([nick])
+        elif op == "ref":
+            r.replace([(n, "h", port) for n in sorted(nick)], grace_until=step + port)
+        else:
+            r.expire_ghosts(step)
+        assert r.digest() == expected(*r.entries())
     assert "me" not in r
     for nick in r.nicknames():
         addr = r.address_of(nick)
