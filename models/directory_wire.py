@@ -1,0 +1,560 @@
+"""The directory server's wire codec: both channels, sans-IO (bytes in, messages out).
+
+First channel, TCP: UTF-8 lines ending in ``\\n`` (``\\r\\n`` accepted), tokens separated by
+single spaces. Client -> server lines are at most ``MAX_REQUEST_LINE`` bytes.
+
+=====================================  ======================================================
+client -> server                       server -> client, and what it triggers
+=====================================  ======================================================
+``CONNECT nickname``                   ``KEYWORD kw`` -- a new registration, nickname reserved
+``CONNECT nickname keyword`` (ext.)    ``KEYWORD kw`` -- reclaim: same keyword, nothing announced
+``REFERENCE?``                         ``REFERENCE n (nickname ip port)*n`` -- announced clients
+``CHANNEL_SWITCH``                     server closes the connection; client goes on over UDP
+``INFO?`` (extension, any time)        ``INFO ping_interval=10 [nickname=Evan]``
+anything the server cannot honour      ``ERROR CODE human text``
+=====================================  ======================================================
+
+Second channel, UDP, one message per datagram: ``keyword len COMMAND args`` where ``len`` is
+the UTF-8 byte length of the text after the space that follows ``len``.
+
+=========================================  ===================================================
+``kw len PING nickname``          c -> s   still here; the first one fixes the client's address
+                                           and announces it (REF_ADD to everyone else)
+``kw len PING nickname digest``   c -> s   extension: same, and asks for a PONG
+``kw len QUIT nickname``          c -> s   leave now: REF_DEL to everyone else
+``kw len REF_ADD n (nick ip port)*n``      s -> c: rows added (a listed nick: its new address)
+``kw len REF_DEL n (nick)*n``              s -> c: rows removed
+``kw len PONG digest``            s -> c   extension: digest of the roster the recipient should hold
+``kw len UNKNOWN``                s -> c   extension: the server does not know this keyword
+=========================================  ===================================================
+
+In every server -> client datagram ``kw`` is the recipient's own keyword. Decoders raise only
+``models.errors.ProtocolError``; encoders raise ``ValueError`` for messages we must never send.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from hashlib import blake2b
+
+from models.errors import ProtocolError
+
+MAX_REQUEST_LINE = 1024  # bytes, client -> server TCP lines, terminator included
+MAX_DATAGRAM = 65507  # anything longer cannot be a UDP payload
+DEFAULT_PACK_LIMIT = 1200
+MAX_KEYWORD_LEN = 24
+DIGEST_LEN = 16
+EMPTY_DIGEST = "0" * DIGEST_LEN
+
+_KEYWORD_RE = re.compile(r"[A-Za-z0-9_-]{1,24}\Z")
+_DIGEST_RE = re.compile(r"[0-9a-f]{16}\Z")
+_COUNT_RE = re.compile(r"(0|[1-9][0-9]{0,8})\Z")
+_CODE_RE = re.compile(r"[A-Z][A-Z0-9_]{0,31}\Z")
+_INFO_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One directory row as it travels: display nickname, UDP address."""
+
+    nickname: str
+    host: str
+    port: int
+
+
+# TCP, client -> server
+@dataclass(frozen=True, slots=True)
+class Connect:
+    nickname: str
+    keyword: str | None = None  # extension: reclaim a registration by proving its keyword
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSwitch:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InfoRequest:
+    pass
+
+
+# TCP, server -> client
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    keyword: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    ping_interval: float
+    nickname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: str
+    text: str
+
+
+# UDP, client -> server
+@dataclass(frozen=True, slots=True)
+class Ping:
+    keyword: str
+    nickname: str
+    digest: str | None = None  # extension: ask for a PONG
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    keyword: str
+    nickname: str
+
+
+# UDP, server -> client
+@dataclass(frozen=True, slots=True)
+class RefAdd:
+    keyword: str
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RefDel:
+    keyword: str
+    nicknames: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    keyword: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    keyword: str
+
+
+Request = Connect | ReferenceRequest | ChannelSwitch | InfoRequest
+Reply = Keyword | Reference | Info | Error
+Datagram = Ping | Quit | RefAdd | RefDel | Pong | Unknown
+
+
+# ---------------------------------------------------------------- token checks
+
+
+def is_keyword(value: str) -> bool:
+    return isinstance(value, str) and _KEYWORD_RE.match(value) is not None
+
+
+def is_digest(value: str) -> bool:
+    return isinstance(value, str) and _DIGEST_RE.match(value) is not None
+
+
+def _is_token(value: str) -> bool:
+    """A wire token: non-empty, no whitespace or control characters."""
+    return bool(value) and value.isprintable() and not any(ch.isspace() for ch in value)
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_entry(entry: Entry) -> None:
+    if not _is_token(entry.nickname):
+        raise ValueError(f"bad nickname in entry: {entry.nickname!r}")
+    if not _is_host(entry.host):
+        raise ValueError(f"bad host in entry: {entry.host!r}")
+    if type(entry.port) is not int or not 0 < entry.port < 65536:
+        raise ValueError(f"bad port in entry: {entry.port!r}")
+
+
+def _check_nick_token(value: str) -> None:
+    if not _is_token(value):
+        raise ValueError(f"bad nickname token: {value!r}")
+
+
+def _check_keyword(value: str) -> None:
+    if not is_keyword(value):
+        raise ValueError(f"bad keyword: {value!r}")
+
+
+def _format_float(value: float) -> str:
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+# ---------------------------------------------------------------- TCP encode
+
+
+def _entries_text(entries: Iterable[Entry]) -> list[str]:
+    out = []
+    for e in entries:
+        _check_entry(e)
+        out.append(f"{e.nickname} {e.host} {e.port}")
+    return out
+
+
+def _line_text(msg: Request | Reply) -> str:
+    if isinstance(msg, Connect):
+        _check_nick_token(msg.nickname)
+        if msg.keyword is None:
+            return f"CONNECT {msg.nickname}"
+        _check_keyword(msg.keyword)
+        return f"CONNECT {msg.nickname} {msg.keyword}"
+    if isinstance(msg, ReferenceRequest):
+        return "REFERENCE?"
+    if isinstance(msg, ChannelSwitch):
+        return "CHANNEL_SWITCH"
+    if isinstance(msg, InfoRequest):
+        return "INFO?"
+    if isinstance(msg, Keyword):
+        _check_keyword(msg.keyword)
+        return f"KEYWORD {msg.keyword}"
+    if isinstance(msg, Reference):
+        return " ".join(["REFERENCE", str(len(msg.entries)), *_entries_text(msg.entries)])
+    if isinstance(msg, Info):
+        if not (math.isfinite(msg.ping_interval) and msg.ping_interval > 0):
+            raise ValueError(f"bad ping_interval {msg.ping_interval!r}")
+        text = f"INFO ping_interval={_format_float(float(msg.ping_interval))}"
+        if msg.nickname is not None:
+            _check_nick_token(msg.nickname)
+            text += f" nickname={msg.nickname}"
+        return text
+    if isinstance(msg, Error):
+        if not _CODE_RE.match(msg.code):
+            raise ValueError(f"bad error code {msg.code!r}")
+        if "\n" in msg.text or "\r" in msg.text:
+            raise ValueError("error text must be one line")
+        return f"ERROR {msg.code} {msg.text}" if msg.text else f"ERROR {msg.code}"
+    raise ValueError(f"not a TCP message: {msg!r}")
+
+
+def encode_line(msg: Request | Reply) -> bytes:
+    """One TCP line, ``\\n`` included."""
+    return _line_text(msg).encode("utf-8") + b"\n"
+
+
+# ---------------------------------------------------------------- TCP decode
+
+
+def _line_tokens(line: bytes, limit: int | None) -> list[str]:
+    if not isinstance(line, bytes | bytearray | memoryview):
+        raise ProtocolError("BAD_ARGS", "a line must be bytes")
+    line = bytes(line)
+    if limit is not None and len(line) > limit:
+        raise ProtocolError("LINE_TOO_LONG", f"line longer than {limit} bytes")
+    if line.endswith(b"\n"):
+        line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("BAD_ENCODING", "line is not valid UTF-8") from None
+    if "\n" in text or "\r" in text:
+        raise ProtocolError("BAD_ARGS", "line breaks inside a line")
+    if not text:
+        raise ProtocolError("UNKNOWN_COMMAND", "empty line")
+    return text.split(" ")
+
+
+def _args(tokens: list[str], low: int, high: int) -> list[str]:
+    args = tokens[1:]
+    if not low <= len(args) <= high:
+        want = str(low) if low == high else f"{low} to {high}"
+        raise ProtocolError("BAD_ARGS", f"{tokens[0]} takes {want} argument(s), got {len(args)}")
+    for arg in args:
+        if not _is_token(arg):
+            raise ProtocolError("BAD_ARGS", "empty token or control character (single spaces only)")
+    return args
+
+
+def decode_request(line: bytes) -> Request:
+    """A client -> server TCP line (terminator optional). Raises ``ProtocolError``."""
+    tokens = _line_tokens(line, MAX_REQUEST_LINE)
+    command = tokens[0]
+    if command == "CONNECT":
+        args = _args(tokens, 1, 2)
+        if len(args) == 2:
+            if not is_keyword(args[1]):
+                raise ProtocolError("BAD_ARGS", "malformed keyword")
+            return Connect(args[0], args[1])
+        return Connect(args[0])
+    if command == "REFERENCE?":
+        _args(tokens, 0, 0)
+        return ReferenceRequest()
+    if command == "CHANNEL_SWITCH":
+        _args(tokens, 0, 0)
+        return ChannelSwitch()
+    if command == "INFO?":
+        _args(tokens, 0, 0)
+        return InfoRequest()
+    shown = command[:32].encode("unicode_escape").decode("ascii")
+    raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {shown}")
+
+
+def _decode_count(token: str) -> int:
+    if not _COUNT_RE.match(token):
+        raise ProtocolError("BAD_ARGS", "malformed count")
+    return int(token)
+
+
+def _decode_entries(tokens: list[str]) -> tuple[Entry, ...]:
+    """``n (nick ip port)*n`` -> entries."""
+    if not tokens:
+        raise ProtocolError("BAD_ARGS", "missing count")
+    count = _decode_count(tokens[0])
+    rest = tokens[1:]
+    if len(rest) != 3 * count:
+        raise ProtocolError("BAD_ARGS", f"count {count} does not match {len(rest)} tokens")
+    entries = []
+    for i in range(0, len(rest), 3):
+        nick, host, port_s = rest[i], rest[i + 1], rest[i + 2]
+        if not _is_token(nick):
+            raise ProtocolError("BAD_ARGS", "malformed nickname")
+        if not _is_host(host):
+            raise ProtocolError("BAD_ARGS", "malformed host")
+        if not _COUNT_RE.match(port_s) or not 0 < int(port_s) < 65536:
+            raise ProtocolError("BAD_ARGS", "malformed port")
+        entries.append(Entry(nick, host, int(port_s)))
+    return tuple(entries)
+
+
+def _decode_info(args: list[str]) -> Info:
+    values: dict[str, str] = {}
+    for token in args:
+        key, sep, value = token.partition("=")
+        if not sep or not _INFO_KEY_RE.match(key) or not value:
+            raise ProtocolError("BAD_ARGS", "INFO takes key=value tokens")
+        values[key] = value  # unknown keys are ignored: room for later additions
+    raw = values.get("ping_interval")
+    if raw is None:
+        raise ProtocolError("BAD_ARGS", "INFO without ping_interval")
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", raw):
+        raise ProtocolError("BAD_ARGS", "malformed ping_interval")
+    interval = float(raw)
+    if not (math.isfinite(interval) and interval > 0):
+        raise ProtocolError("BAD_ARGS", "ping_interval must be positive")
+    return Info(interval, values.get("nickname"))
+
+
+def decode_reply(line: bytes) -> Reply:
+    """A server -> client TCP line (no length limit: REFERENCE may be long)."""
+    tokens = _line_tokens(line, None)
+    command = tokens[0]
+    if command == "ERROR":
+        if len(tokens) < 2 or not _CODE_RE.match(tokens[1]):
+            raise ProtocolError("BAD_ARGS", "ERROR without a code")
+        return Error(tokens[1], " ".join(tokens[2:]))
+    if command == "KEYWORD":
+        args = _args(tokens, 1, 1)
+        if not is_keyword(args[0]):
+            raise ProtocolError("BAD_ARGS", "malformed keyword")
+        return Keyword(args[0])
+    if command == "REFERENCE":
+        return Reference(_decode_entries(_args(tokens, 1, 3 * 10**6)))
+    if command == "INFO":
+        return _decode_info(_args(tokens, 1, 64))
+    shown = command[:32].encode("unicode_escape").decode("ascii")
+    raise ProtocolError("UNKNOWN_COMMAND", f"unknown reply {shown}")
+
+
+# ---------------------------------------------------------------- UDP
+
+
+def frame(keyword: str, body: bytes) -> bytes:
+    """``keyword len body``: wrap an already-encoded ``COMMAND args`` body for one recipient."""
+    return b"%s %d %s" % (keyword.encode("ascii"), len(body), body)
+
+
+def _datagram_body(msg: Datagram) -> bytes:
+    if isinstance(msg, Ping):
+        _check_nick_token(msg.nickname)
+        if msg.digest is None:
+            return f"PING {msg.nickname}".encode()
+        if not is_digest(msg.digest):
+            raise ValueError(f"bad digest {msg.digest!r}")
+        return f"PING {msg.nickname} {msg.digest}".encode()
+    if isinstance(msg, Quit):
+        _check_nick_token(msg.nickname)
+        return f"QUIT {msg.nickname}".encode()
+    if isinstance(msg, RefAdd):
+        return " ".join(["REF_ADD", str(len(msg.entries)), *_entries_text(msg.entries)]).encode()
+    if isinstance(msg, RefDel):
+        for nick in msg.nicknames:
+            _check_nick_token(nick)
+        return " ".join(["REF_DEL", str(len(msg.nicknames)), *msg.nicknames]).encode()
+    if isinstance(msg, Pong):
+        if not is_digest(msg.digest):
+            raise ValueError(f"bad digest {msg.digest!r}")
+        return f"PONG {msg.digest}".encode()
+    if isinstance(msg, Unknown):
+        return b"UNKNOWN"
+    raise ValueError(f"not a datagram message: {msg!r}")
+
+
+def encode_datagram(msg: Datagram) -> bytes:
+    _check_keyword(msg.keyword)
+    return frame(msg.keyword, _datagram_body(msg))
+
+
+def decode_datagram(data: bytes) -> Datagram:
+    """One UDP datagram of the directory protocol. Raises ``ProtocolError``."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError("BAD_FRAMING", "a datagram must be bytes")
+    data = bytes(data)
+    if len(data) > MAX_DATAGRAM:
+        raise ProtocolError("BAD_FRAMING", "datagram too long")
+    parts = data.split(b" ", 2)
+    if len(parts) != 3:
+        raise ProtocolError("BAD_FRAMING", "expected 'keyword len COMMAND ...'")
+    kw_b, len_b, body = parts
+    if not len_b.isdigit() or len(len_b) > 5 or (len(len_b) > 1 and len_b[0] == 0x30):
+        raise ProtocolError("BAD_FRAMING", "malformed len")
+    if int(len_b) != len(body):
+        raise ProtocolError("BAD_LENGTH", f"len says {int(len_b)}, body has {len(body)} bytes")
+    try:
+        keyword = kw_b.decode("ascii")
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("BAD_ENCODING", "datagram is not valid UTF-8") from None
+    if not is_keyword(keyword):
+        raise ProtocolError("BAD_FRAMING", "malformed keyword")
+    tokens = text.split(" ")
+    command = tokens[0]
+    args = tokens[1:]
+    for arg in args:
+        if not _is_token(arg):
+            raise ProtocolError("BAD_ARGS", "empty token or control character")
+    if command == "PING":
+        if len(args) == 1:
+            return Ping(keyword, args[0])
+        if len(args) == 2 and is_digest(args[1]):
+            return Ping(keyword, args[0], args[1])
+        raise ProtocolError("BAD_ARGS", "PING takes a nickname and an optional digest")
+    if command == "QUIT":
+        if len(args) != 1:
+            raise ProtocolError("BAD_ARGS", "QUIT takes a nickname")
+        return Quit(keyword, args[0])
+    if command == "REF_ADD":
+        return RefAdd(keyword, _decode_entries(args))
+    if command == "REF_DEL":
+        if not args:
+            raise ProtocolError("BAD_ARGS", "missing count")
+        count = _decode_count(args[0])
+        if len(args) - 1 != count:
+            raise ProtocolError("BAD_ARGS", f"count {count} does not match {len(args) - 1}")
+        return RefDel(keyword, tuple(args[1:]))
+    if command == "PONG":
+        if len(args) != 1 or not is_digest(args[0]):
+            raise ProtocolError("BAD_ARGS", "PONG takes a digest")
+        return Pong(keyword, args[0])
+    if command == "UNKNOWN":
+        if args:
+            raise ProtocolError("BAD_ARGS", "UNKNOWN takes no arguments")
+        return Unknown(keyword)
+    raise ProtocolError("UNKNOWN_COMMAND", "unknown datagram command")
+
+
+# ---------------------------------------------------------------- packing
+
+
+def _pack_bodies(command: bytes, items: list[bytes], budget: int) -> list[bytes]:
+    """Greedy split of ``COMMAND n item item ...`` bodies of at most ``budget`` bytes each."""
+    bodies: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0  # bytes of the items in ``chunk``, one separating space each
+
+    def flush() -> None:
+        bodies.append(b"%s %d %s" % (command, len(chunk), b" ".join(chunk)))
+
+    for item in items:
+        # header "COMMAND nnn " counted with the count the chunk would have
+        need = len(command) + 2 + len(str(len(chunk) + 1)) + size + len(item)
+        if chunk and need > budget:
+            flush()
+            chunk, size = [], 0
+            need = len(command) + 3 + len(item)
+        if need > budget:
+            raise ValueError("a single entry does not fit the datagram limit")
+        chunk.append(item)
+        size += len(item) + 1
+    if chunk:
+        flush()
+    return bodies
+
+
+def _body_budget(limit: int, keyword_len: int = MAX_KEYWORD_LEN) -> int:
+    # keyword, space, up to 5 len digits, space
+    return limit - keyword_len - 2 - len(str(limit))
+
+
+def ref_add_bodies(entries: Iterable[Entry], limit: int = DEFAULT_PACK_LIMIT) -> list[bytes]:
+    """REF_ADD bodies that, framed with any keyword, give datagrams of at most ``limit`` bytes."""
+    items = [t.encode("utf-8") for t in _entries_text(entries)]
+    return _pack_bodies(b"REF_ADD", items, _body_budget(limit))
+
+
+def ref_del_bodies(nicknames: Iterable[str], limit: int = DEFAULT_PACK_LIMIT) -> list[bytes]:
+    items = []
+    for nick in nicknames:
+        _check_nick_token(nick)
+        items.append(nick.encode("utf-8"))
+    return _pack_bodies(b"REF_DEL", items, _body_budget(limit))
+
+
+def pack_ref_add(keyword: str, entries: Iterable[Entry], limit: int = DEFAULT_PACK_LIMIT
+                 ) -> list[bytes]:
+    """``entries`` as REF_ADD datagrams of at most ``limit`` bytes each (none if empty)."""
+    _check_keyword(keyword)
+    return [frame(keyword, body) for body in ref_add_bodies(entries, limit)]
+
+
+def pack_ref_del(keyword: str, nicknames: Iterable[str], limit: int = DEFAULT_PACK_LIMIT
+                 ) -> list[bytes]:
+    _check_keyword(keyword)
+    return [frame(keyword, body) for body in ref_del_bodies(nicknames, limit)]
+
+
+# ---------------------------------------------------------------- roster digest
+
+
+def entry_hash(entry: Entry) -> int:
+    """64-bit hash of one row, as it appears on the wire; a roster's digest XORs them."""
+    text = f"{entry.nickname} {entry.host} {entry.port}".encode()
+    return int.from_bytes(blake2b(text, digest_size=8).digest(), "big")
+
+
+def format_digest(value: int) -> str:
+    return f"{value & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def roster_digest(entries: Iterable[Entry]) -> str:
+    """16 lowercase hex digits; order-independent; ``EMPTY_DIGEST`` for no entries."""
+    acc = 0
+    for entry in entries:
+        acc ^= entry_hash(entry)
+    return format_digest(acc)
