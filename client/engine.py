@@ -1,0 +1,711 @@
+"""The client engine: one UDP socket, one thread, all the sans-IO parts wired together.
+
+What the UIs (``client/terminal.py``, ``client/gui.py``) drive; see docs/ARCHITECTURE.md
+("Engine", "Threads") for the contract and docs/protocol-client.md for the behaviour.
+
+- ``start()`` registers over TCP (``client.registration``), then starts the engine thread.
+- The engine thread owns the UDP socket, the roster, the Messenger and the transport. It loops
+  on ``select`` with the earliest deadline as timeout. Public methods post a command and wake it
+  with a one-byte datagram to its own socket (``close()`` does not wake a blocked ``recvfrom``
+  on Linux, and a datagram works on Windows too).
+- Datagrams starting with 0xC1 are peer traffic, accepted only from an address the roster lists
+  (and then authenticated by the secure transport); anything else must come from the server's
+  address and carry our keyword.
+- Server channel: a PING (with our roster digest) every ping_interval/3; two PONGs in a row with
+  another digest -> re-fetch the roster; no PONG for a ping_interval -> ``ServerLost``, keep
+  PINGing, try a TCP reclaim with backoff; ``UNKNOWN`` or a reclaim answering with a new keyword
+  -> registered again (``Reregistered``). TCP always runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pathlib
+import queue
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from client import config
+from client import events as ev
+from client.registration import Registration, RegistrationError, ServerUnreachable, register
+from client.reliable import (
+    KIND_CONTROL,
+    KIND_PRIVATE,
+    KIND_ROOM,
+    MAX_MESSAGE,
+    Delivered,
+    MessageTooLarge,
+    Messenger,
+    Undelivered,
+)
+from client.roster import Changes, Roster
+from models import directory_wire as wire
+from models.errors import ProtocolError
+from models.peer_wire import is_peer_datagram
+
+__all__ = ["Engine", "MessageTooLarge", "RegistrationError", "ServerUnreachable", "UnknownPeer"]
+
+log = logging.getLogger(__name__)
+
+SESSION_FILE = "session.json"
+WAKE = b"\x00"
+MAX_UDP = 65535
+DRAIN_BATCH = 512  # datagrams handled before timers get a turn
+PINGS_PER_INTERVAL = 3
+LOST_AFTER = 1.0  # ping intervals without a PONG before the server counts as lost
+RECLAIM_BACKOFF_MAX = 60.0
+GHOST_GRACE = 3.0  # ping intervals a peer missing after a re-registration stays listed
+CALL_TIMEOUT = 5.0
+MAX_COMMANDS_PER_TURN = 1000
+
+
+class UnknownPeer(ValueError):
+    """No such nickname online."""
+
+
+class _Call:
+    """A command for the engine thread and, for the caller, its result."""
+
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[float], Any]) -> None:
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _quiet_windows_resets(sock: socket.socket) -> None:
+    # On Windows an ICMP port-unreachable makes the *next* recvfrom fail with WSAECONNRESET;
+    # SIO_UDP_CONNRESET turns that off. Elsewhere there is no such ioctl (we also catch it).
+    if hasattr(socket, "SIO_UDP_CONNRESET") and hasattr(sock, "ioctl"):
+        with contextlib.suppress(OSError, ValueError):
+            sock.ioctl(socket.SIO_UDP_CONNRESET, False)  # type: ignore[attr-defined]
+
+
+class Engine:
+    def __init__(self, server: tuple[str, int], nickname: str, *,
+                 config_dir: pathlib.Path | None = None,
+                 bind: tuple[str, int] = ("0.0.0.0", 0), encrypted: bool = True,
+                 notify: Callable[[], None] | None = None, deadline: float = 10.0) -> None:
+        self.server = (server[0], int(server[1]))
+        self.nickname = nickname
+        self.server_online = False
+        self.events: queue.Queue[ev.Event] = queue.Queue()
+        self.files: Any = None  # client.files.FileTransfers, attached by whoever wires it in
+        self.stats = {"peer_dropped": 0, "server_dropped": 0, "sent": 0, "received": 0}
+        self._config_dir = config_dir
+        self._encrypted = encrypted
+        self._notify = notify
+        self._deadline = deadline
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._sock.bind(bind)
+            self._sock.setblocking(False)
+        except OSError:
+            self._sock.close()
+            raise
+        _quiet_windows_resets(self._sock)
+        host = bind[0] if bind[0] not in ("", "0.0.0.0") else "127.0.0.1"
+        self._wake_addr = (host, self._sock.getsockname()[1])
+        self._commands: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._roster_view: tuple[str, ...] = ()
+        # state owned by the engine thread once started
+        self._roster = Roster(nickname)
+        self._server_addr: tuple[str, int] | None = None
+        self._keyword = ""
+        self._ping_interval = 10.0
+        self._extended = True
+        self._next_ping = 0.0
+        self._last_pong = 0.0
+        self._bad_digests = 0
+        self._worker: threading.Thread | None = None
+        self._worker_reason = ""
+        self._next_reclaim: float | None = None
+        self._reclaim_backoff = 1.0
+        self._messenger: Messenger | None = None
+        self._transport: Any = None
+        self._pending_events = False
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def address(self) -> tuple[str, int]:
+        """Our UDP socket's local address."""
+        return self._sock.getsockname()
+
+    def start(self, timeout: float = 5.0) -> None:
+        """Register over TCP (blocking), then run the engine thread.
+
+        Raises ``RegistrationError`` or ``ServerUnreachable``; the engine is then unusable
+        and should be closed.
+        """
+        self._server_addr = self._resolve(timeout)
+        saved = self._load_session()
+        reg = register(self.server, self.nickname, keyword=saved, timeout=timeout)
+        now = time.monotonic()
+        self._adopt(reg, now)
+        self._roster = Roster(self.nickname)
+        self._roster.replace(reg.roster)
+        self._roster_view = tuple(self._roster.nicknames())
+        self._messenger = Messenger(now=now, deadline=self._deadline)
+        self._transport = self._make_transport(now)
+        self.server_online = True
+        self._last_pong = now
+        self._next_ping = now
+        self._emit(ev.Registered(self.nickname, self._roster_view))
+        self._thread = threading.Thread(target=self._run, name=f"engine-{self.nickname}",
+                                        daemon=True)
+        self._thread.start()
+
+    def send_room(self, text: str) -> int:
+        payload = self._payload(text)
+        return self._call(lambda now: self._send(self._roster.nicknames(), KIND_ROOM, payload, now))
+
+    def send_private(self, nickname: str, text: str) -> int:
+        payload = self._payload(text)
+
+        def go(now: float) -> int:
+            peer = self._roster.resolve(nickname)
+            if peer is None:
+                raise UnknownPeer(f"{nickname} is not online")
+            return self._send([peer], KIND_PRIVATE, payload, now)
+
+        return self._call(go)
+
+    def send_control(self, peer: str, payload: bytes) -> int:
+        """A KIND_CONTROL message to one peer (file transfer signalling). Thread-safe."""
+        if len(payload) > MAX_MESSAGE:
+            raise MessageTooLarge(f"control message of {len(payload)} bytes")
+        return self._call(lambda now: self._send([peer], KIND_CONTROL, bytes(payload), now))
+
+    def roster(self) -> list[str]:
+        """Nicknames online, not including ourselves, sorted."""
+        return list(self._roster_view)
+
+    def resolve(self, typed: str) -> str | None:
+        """The online nickname a user means by ``typed`` (case-insensitive), or None."""
+        return self._call(lambda now: self._roster.resolve(typed))
+
+    def address_of(self, peer: str) -> tuple[str, int] | None:
+        return self._call(lambda now: self._roster.address_of(peer))
+
+    def session_key_for(self, peer: str, label: bytes) -> bytes | None:
+        fn = getattr(self._transport, "session_key_for", None)
+        return None if fn is None else self._call(lambda now: fn(peer, label))
+
+    def own_fingerprint(self) -> str | None:
+        fn = getattr(self._transport, "own_fingerprint", None)
+        return None if fn is None else fn()
+
+    def whois(self, nickname: str) -> ev.Whois | None:
+        return self._call(lambda now: self._whois(nickname))
+
+    def mark_verified(self, nickname: str) -> bool:
+        """Remember that the user checked ``nickname``'s fingerprint. False if there is none."""
+        return self._call(lambda now: self._mark_verified(nickname))
+
+    def offer_files(self, nickname: str, paths: list[pathlib.Path]) -> list[int]:
+        return self._files().offer(nickname, paths)
+
+    def accept_file(self, transfer_id: int) -> None:
+        self._files().accept(transfer_id)
+
+    def decline_file(self, transfer_id: int) -> None:
+        self._files().decline(transfer_id)
+
+    def cancel_file(self, transfer_id: int) -> None:
+        self._files().cancel(transfer_id)
+
+    def close(self) -> None:
+        """Send QUIT (twice: it is UDP), stop the thread, close the socket. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            call = _Call(self._quit)
+            self._commands.put(call)
+            self._wake()
+            thread.join(3.0)
+        elif thread is None or thread is threading.current_thread():
+            self._quit(time.monotonic())
+        self._closing = True
+        self._sock.close()
+        files = self.files
+        if files is not None and hasattr(files, "close"):
+            try:
+                files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
+
+    # ------------------------------------------------------------------ caller side helpers
+    @staticmethod
+    def _payload(text: str) -> bytes:
+        payload = text.encode("utf-8", "surrogatepass")
+        if len(payload) > MAX_MESSAGE:
+            raise MessageTooLarge(
+                f"message of {len(payload)} bytes; the limit is {MAX_MESSAGE} bytes")
+        return payload
+
+    def _files(self) -> Any:
+        if self.files is None:
+            raise RuntimeError("file transfer is not available")
+        return self.files
+
+    def _call(self, fn: Callable[[float], Any]) -> Any:
+        if self._thread is None:
+            raise RuntimeError("engine not started")
+        if threading.current_thread() is self._thread:
+            return fn(time.monotonic())
+        if self._closed or not self._thread.is_alive():
+            raise RuntimeError("engine closed")
+        call = _Call(fn)
+        self._commands.put(call)
+        self._wake()
+        if not call.done.wait(CALL_TIMEOUT):
+            raise RuntimeError("engine did not answer")
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.sendto(WAKE, self._wake_addr)
+
+    # ------------------------------------------------------------------ set-up
+    def _resolve(self, timeout: float) -> tuple[str, int]:
+        host, port = self.server
+        try:
+            infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise ServerUnreachable(f"cannot resolve {host}: {exc}") from None
+        return infos[0][4][0], infos[0][4][1]
+
+    def _session_path(self) -> pathlib.Path:
+        return config.config_dir(self._config_dir) / SESSION_FILE
+
+    def _load_session(self) -> str | None:
+        data = config.load_json(self._session_path())
+        if data.get("server") == f"{self.server[0]}:{self.server[1]}" and \
+                data.get("nickname") == self.nickname:
+            kw = data.get("keyword")
+            return kw if isinstance(kw, str) else None
+        return None
+
+    def _save_session(self, asked_as: str) -> None:
+        try:
+            config.save_json(self._session_path(), {
+                "server": f"{self.server[0]}:{self.server[1]}",
+                "nickname": asked_as,
+                "keyword": self._keyword,
+            }, private=True)
+        except OSError as exc:
+            log.warning("cannot save the session (%s); a crash will need a fresh nickname", exc)
+
+    def _adopt(self, reg: Registration, now: float) -> None:
+        asked_as = self.nickname
+        self._keyword = reg.keyword
+        self.nickname = reg.nickname
+        self._ping_interval = max(0.05, reg.ping_interval)
+        self._extended = reg.extended
+        self._save_session(asked_as)
+
+    def _make_transport(self, now: float) -> Any:
+        if not self._encrypted:
+            from client.plain import PlainTransport
+
+            return PlainTransport()
+        from client import identity
+        from client.pins import PinStore
+        from client.secure import SecureTransport
+
+        cdir = config.config_dir(self._config_dir)
+        return SecureTransport(identity.load_or_create(cdir), self.nickname,
+                               PinStore.in_dir(cdir), now=now)
+
+    # ------------------------------------------------------------------ engine thread
+    def _run(self) -> None:
+        try:
+            while not self._closing:
+                now = time.monotonic()
+                timeout = self._timeout(now)
+                try:
+                    readable, _, _ = select.select([self._sock], [], [], timeout)
+                except (OSError, ValueError):
+                    break  # socket closed under us
+                now = time.monotonic()
+                if readable:
+                    self._drain(now)
+                self._run_commands()
+                now = time.monotonic()
+                self._on_timers(now)
+                self._pump(now)
+                self._flush_events()
+        except Exception as exc:  # our own bug: be loud, tell the UI
+            log.exception("engine thread crashed")
+            self._emit(ev.Fatal(f"internal error: {exc}"))
+            self._flush_events()
+        finally:
+            self._closing = True
+            while True:  # never leave a caller waiting
+                try:
+                    call = self._commands.get_nowait()
+                except queue.Empty:
+                    break
+                call.error = RuntimeError("engine closed")
+                call.done.set()
+
+    def _timeout(self, now: float) -> float:
+        deadlines = [self._next_ping]
+        for d in (self._messenger.next_deadline(), self._transport.next_deadline(),
+                  self._roster.next_deadline(), self._next_reclaim):
+            if d is not None:
+                deadlines.append(d)
+        if self.server_online and self._extended:
+            deadlines.append(self._last_pong + LOST_AFTER * self._ping_interval)
+        return min(max(0.0, min(deadlines) - now), 1.0)
+
+    def _drain(self, now: float) -> None:
+        for _ in range(DRAIN_BATCH):
+            try:
+                data, addr = self._sock.recvfrom(MAX_UDP)
+            except (BlockingIOError, InterruptedError):
+                return
+            except (ConnectionResetError, ConnectionRefusedError):
+                continue  # ICMP port unreachable from a peer that went away
+            except OSError as exc:
+                if self._closing:
+                    return
+                log.warning("recvfrom failed: %s", exc)
+                return
+            self._dispatch(data, (addr[0], addr[1]), now)
+
+    def _dispatch(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        if addr == self._wake_addr and data == WAKE:
+            return
+        if is_peer_datagram(data):
+            peer = self._roster.nickname_at(addr)
+            if peer is None:
+                self._drop("peer", addr, "datagram from an address nobody is listed at")
+                return
+            self.stats["received"] += 1
+            self._transport.unwrap(peer, data, now)
+            return
+        if addr != self._server_addr:
+            self._drop("server", addr, "non-peer datagram not from the server")
+            return
+        try:
+            msg = wire.decode_datagram(data)
+        except ProtocolError as exc:
+            self._drop("server", addr, exc.text)
+            return
+        if msg.keyword != self._keyword:
+            self._drop("server", addr, "server datagram with a foreign keyword")
+            return
+        handler = self._server_handlers.get(type(msg))
+        if handler is None:
+            self._drop("server", addr, f"unexpected {type(msg).__name__}")
+            return
+        handler(self, msg, now)
+
+    def _drop(self, which: str, addr: tuple[str, int], why: str) -> None:
+        key = f"{which}_dropped"
+        self.stats[key] += 1
+        if self.stats[key] <= 10 or self.stats[key] % 1000 == 0:  # log, but not a flood
+            log.info("dropped datagram from %s:%d: %s (%d so far)", addr[0], addr[1], why,
+                     self.stats[key])
+
+    def _run_commands(self) -> None:
+        for _ in range(MAX_COMMANDS_PER_TURN):
+            try:
+                call = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                call.result = call.fn(time.monotonic())
+            except Exception as exc:
+                call.error = exc
+            call.done.set()
+
+    def _on_timers(self, now: float) -> None:
+        self._messenger.on_timer(now)
+        self._transport.on_timer(now)
+        self._apply(self._roster.expire_ghosts(now), now)
+        if now >= self._next_ping:
+            self._send_ping()
+            step = self._ping_interval / PINGS_PER_INTERVAL
+            self._next_ping = max(self._next_ping + step, now + step / 2)
+        if self.server_online and self._extended and \
+                now - self._last_pong > LOST_AFTER * self._ping_interval:
+            self.server_online = False
+            self._reclaim_backoff = self._ping_interval
+            self._next_reclaim = now + self._reclaim_backoff
+            log.warning("server lost: no PONG for %.1f s", now - self._last_pong)
+            self._emit(ev.ServerLost("no answer from the server"))
+        if self._next_reclaim is not None and now >= self._next_reclaim:
+            self._next_reclaim = None
+            self._start_worker("reclaim")
+
+    # ------------------------------------------------------------------ server channel
+    def _send_ping(self) -> None:
+        digest = self._roster.digest() if self._extended else None
+        self._send_server(wire.Ping(self._keyword, self.nickname, digest))
+
+    def _send_server(self, msg: wire.Datagram) -> None:
+        try:
+            data = wire.encode_datagram(msg)
+        except ValueError as exc:
+            log.error("cannot encode %s: %s", type(msg).__name__, exc)
+            return
+        self._sendto(data, self._server_addr)
+
+    def _sendto(self, data: bytes, addr: tuple[str, int] | None) -> None:
+        if addr is None:
+            return
+        try:
+            self._sock.sendto(data, addr)
+            self.stats["sent"] += 1
+        except (BlockingIOError, InterruptedError):
+            log.info("send buffer full; dropped one datagram (retransmission covers it)")
+        except (ConnectionResetError, ConnectionRefusedError):
+            pass
+        except OSError as exc:
+            if not self._closing:
+                log.warning("sendto %s:%d failed: %s", addr[0], addr[1], exc)
+
+    def _on_pong(self, msg: wire.Pong, now: float) -> None:
+        self._last_pong = now
+        self._server_is_back()
+        if msg.digest == self._roster.digest():
+            self._bad_digests = 0
+            return
+        self._bad_digests += 1
+        if self._bad_digests >= 2:
+            self._bad_digests = 0
+            log.info("roster digest differs from the server's twice: re-fetching")
+            self._start_worker("refetch")
+
+    def _on_unknown(self, msg: wire.Unknown, now: float) -> None:
+        log.info("the server does not know our keyword: registering again")
+        self._start_worker("reregister")
+
+    def _on_ref_add(self, msg: wire.RefAdd, now: float) -> None:
+        self._apply(self._roster.add((e.nickname, e.host, e.port) for e in msg.entries), now)
+
+    def _on_ref_del(self, msg: wire.RefDel, now: float) -> None:
+        self._apply(self._roster.remove(msg.nicknames), now)
+
+    _server_handlers: dict[type, Callable[[Engine, Any, float], None]] = {
+        wire.Pong: _on_pong,
+        wire.Unknown: _on_unknown,
+        wire.RefAdd: _on_ref_add,
+        wire.RefDel: _on_ref_del,
+    }
+
+    def _server_is_back(self) -> None:
+        if not self.server_online:
+            self.server_online = True
+            self._next_reclaim = None
+            log.info("server back")
+            self._emit(ev.ServerBack())
+
+    def _start_worker(self, reason: str) -> None:
+        """TCP re-fetch / reclaim / re-registration in a thread; the result comes back as a
+        command. One at a time."""
+        if self._worker is not None and self._worker.is_alive():
+            return
+        keyword, nickname, timeout = self._keyword, self.nickname, max(2.0, self._ping_interval)
+
+        def work() -> None:
+            try:
+                reg: Registration | Exception = register(self.server, nickname, keyword=keyword,
+                                                         timeout=timeout)
+            except (RegistrationError, ServerUnreachable) as exc:
+                reg = exc
+            except Exception as exc:  # never let a worker die silently
+                log.exception("registration worker failed")
+                reg = exc
+            if not self._closing and not self._closed:
+                self._commands.put(_Call(lambda now: self._worker_done(reason, keyword, reg,
+                                                                       now)))
+                self._wake()
+
+        self._worker_reason = reason
+        self._worker = threading.Thread(target=work, name=f"register-{reason}", daemon=True)
+        self._worker.start()
+
+    def _worker_done(self, reason: str, old_keyword: str, result: Any, now: float) -> None:
+        if isinstance(result, Exception):
+            if isinstance(result, RegistrationError) and result.code not in ("THROTTLED",
+                                                                             "STORAGE"):
+                log.warning("%s refused: %s", reason, result)
+                if reason == "reregister" or result.code == "NICK_TAKEN":
+                    self._emit(ev.Fatal(f"could not register again: {result.text}"))
+            else:
+                log.info("%s failed: %s", reason, result)
+            self._schedule_reclaim(now)
+            return
+        if old_keyword != self._keyword:
+            return  # stale result
+        reg: Registration = result
+        self._reclaim_backoff = 1.0
+        self._next_reclaim = None
+        if reg.keyword == self._keyword:
+            changes = self._roster.replace(reg.roster)
+        else:
+            self._adopt(reg, now)
+            self._roster.me = self.nickname
+            log.info("registered again with a new keyword")
+            self._emit(ev.Reregistered())
+            # everyone re-registers one by one: keep the missing as ghosts for a while
+            changes = self._roster.replace(
+                reg.roster, grace_until=now + GHOST_GRACE * self._ping_interval)
+        self._last_pong = now
+        self._server_is_back()
+        self._bad_digests = 0
+        self._apply(changes, now)
+        self._send_ping()  # our first PING after CHANNEL_SWITCH: the server learns our address
+
+    def _schedule_reclaim(self, now: float) -> None:
+        if self.server_online:
+            return  # PONGs flow; the next mismatch or UNKNOWN will try again
+        self._next_reclaim = now + self._reclaim_backoff
+        self._reclaim_backoff = min(RECLAIM_BACKOFF_MAX, self._reclaim_backoff * 2)
+
+    def _quit(self, now: float) -> None:
+        if self._keyword:
+            for _ in range(2):
+                self._send_server(wire.Quit(self._keyword, self.nickname))
+        self._closing = True
+
+    # ------------------------------------------------------------------ peers
+    def _send(self, peers: list[str], kind: int, payload: bytes, now: float) -> int:
+        return self._messenger.send(peers, kind, payload, now)
+
+    def _apply(self, changes: Changes, now: float) -> None:
+        if not changes:
+            return
+        for nick in changes.left:
+            self._messenger.forget_peer(nick, now)
+            self._transport.forget_peer(nick)
+            if self.files is not None and hasattr(self.files, "on_peer_left"):
+                self._safe_files("on_peer_left", nick)
+            self._emit(ev.Left(nick))
+        for nick in changes.joined:
+            self._emit(ev.Joined(nick))
+        self._roster_view = tuple(self._roster.nicknames())
+
+    def _pump(self, now: float) -> None:
+        """Move frames and datagrams between the layers until nothing is left to move."""
+        messenger, transport = self._messenger, self._transport
+        for _ in range(64):
+            moved = False
+            for peer, frame in transport.take_frames():
+                messenger.receive(peer, frame, now)
+                moved = True
+            for peer, frame in messenger.take_outgoing():
+                transport.wrap(peer, frame, now)
+                moved = True
+            for peer, datagram in transport.take_outgoing():
+                self._sendto(datagram, self._roster.address_of(peer))
+            for event in messenger.take_events():
+                self._on_messenger_event(event, now)
+                moved = True
+            for event in transport.take_events():
+                self._on_transport_event(event, now)
+                moved = True
+            if not moved:
+                return
+
+    def _warning(self, peer: str) -> str | None:
+        fn = getattr(self._transport, "warning_for", None)
+        return fn(peer) if fn is not None else None
+
+    def _on_messenger_event(self, event: object, now: float) -> None:
+        if isinstance(event, Delivered):
+            if event.kind == KIND_CONTROL:
+                if event.payload[:1] == b"F" and self.files is not None:
+                    self._safe_files("on_control", event.peer, event.payload)
+                return
+            text = event.payload.decode("utf-8", "replace")
+            cls = ev.PrivateMessage if event.kind == KIND_PRIVATE else ev.RoomMessage
+            if event.kind not in (KIND_ROOM, KIND_PRIVATE):
+                return
+            self._emit(cls(event.peer, text, event.msg_id, self._warning(event.peer)))
+        elif isinstance(event, Undelivered):
+            if event.kind == KIND_CONTROL:
+                if self.files is not None and hasattr(self.files, "on_undelivered"):
+                    self._safe_files("on_undelivered", event.peer, event.payload)
+                return
+            self._emit(ev.NotDelivered(event.peer, event.payload.decode("utf-8", "replace"),
+                                       event.msg_id, private=event.kind == KIND_PRIVATE))
+
+    def _on_transport_event(self, event: object, now: float) -> None:
+        name = type(event).__name__
+        if name == "SessionStarted":
+            if getattr(event, "restarted", False):
+                self._messenger.reset_peer(event.peer)  # type: ignore[attr-defined]
+        elif isinstance(event, ev.KeyChanged) or name == "KeyChanged":
+            self._emit(ev.KeyChanged(event.nickname, event.old_fingerprint,  # type: ignore
+                                     event.new_fingerprint))  # type: ignore[attr-defined]
+        elif name == "HandshakeFailed" or isinstance(event, ev.PeerUnreachable):
+            peer = getattr(event, "peer", None) or getattr(event, "nickname", "?")
+            self._emit(ev.PeerUnreachable(peer, getattr(event, "reason", "handshake failed")))
+
+    def _safe_files(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self.files, method)(*args)
+        except Exception:
+            log.exception("file transfer %s failed", method)
+
+    def _whois(self, nickname: str) -> ev.Whois | None:
+        peer = self._roster.resolve(nickname) or nickname
+        transport = self._transport
+        fp_fn = getattr(transport, "fingerprint", None)
+        fingerprint = fp_fn(peer) if fp_fn is not None else None
+        address = self._roster.address_of(peer)
+        if fingerprint is None and address is None:
+            return None
+        pins = getattr(transport, "pins", None)
+        verified = bool(pins.is_verified(peer)) if pins is not None else False
+        changed_fn = getattr(transport, "key_changed", None)
+        changed = bool(changed_fn(peer)) if changed_fn is not None else False
+        return ev.Whois(peer, fingerprint, verified=verified, key_changed=changed,
+                        address=address)
+
+    def _mark_verified(self, nickname: str) -> bool:
+        peer = self._roster.resolve(nickname) or nickname
+        fn = getattr(self._transport, "mark_verified", None)
+        if fn is not None:
+            return bool(fn(peer))
+        pins = getattr(self._transport, "pins", None)
+        if pins is None:
+            return False
+        ok = bool(pins.mark_verified(peer))
+        if ok:
+            pins.save()
+        return ok
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, event: ev.Event) -> None:
+        self.events.put(event)
+        self._pending_events = True
+
+    def _flush_events(self) -> None:
+        if self._pending_events:
+            self._pending_events = False
+            if self._notify is not None:
+                try:
+                    self._notify()
+                except Exception:
+                    log.exception("notify callback failed")

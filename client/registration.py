@@ -1,0 +1,158 @@
+"""The directory's first channel from the client side: one blocking TCP exchange.
+
+``register`` does, on one connection::
+
+    CONNECT nickname [keyword]   ->  KEYWORD kw     (with our old keyword: a reclaim)
+    INFO?                        ->  INFO ping_interval=.. nickname=..  (extension; optional)
+    REFERENCE?                   ->  REFERENCE n (nick ip port)*n
+    CHANNEL_SWITCH               ->  the server closes
+
+It is used for the first registration, for coming back after a crash (``keyword`` = the saved
+one), for re-fetching the roster (our current keyword: the server hands it back unchanged and
+announces nothing) and for registering again after the server forgot us (it answers with a
+*new* keyword). It blocks, so the engine runs it in a worker thread after start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+from models import directory_wire as wire
+from models.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PING_INTERVAL = 10.0
+MAX_REPLY_LINE = 8 * 1024 * 1024  # a REFERENCE of 100k rows fits; more is an attack
+
+
+class RegistrationError(Exception):
+    """The server refused us (``ERROR CODE text``) or spoke nonsense."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+
+
+class ServerUnreachable(Exception):
+    """No TCP conversation with the server was possible (refused, timed out, cut)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+@dataclass(frozen=True)
+class Registration:
+    keyword: str
+    nickname: str  # as the directory knows us (display form)
+    ping_interval: float
+    roster: tuple[tuple[str, str, int], ...]  # (nickname, ip, port), may include ourselves
+    reclaimed: bool  # the server gave our old keyword back
+    extended: bool  # the server speaks the extensions (INFO?, PONG)
+
+
+class _Lines:
+    """Reads ``\\n``-terminated lines from a socket under one overall deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.buf = bytearray()
+
+    def read(self) -> bytes:
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[: i + 1])
+                del self.buf[: i + 1]
+                return line
+            if len(self.buf) > MAX_REPLY_LINE:
+                raise RegistrationError("LINE_TOO_LONG", "server reply line too long")
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise ServerUnreachable("server did not answer in time")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ServerUnreachable("server closed the connection")
+            self.buf += chunk
+
+
+def _ask(sock: socket.socket, lines: _Lines, request: wire.Request) -> wire.Reply:
+    sock.sendall(wire.encode_line(request))
+    try:
+        return wire.decode_reply(lines.read())
+    except ProtocolError as exc:
+        raise RegistrationError("BAD_REPLY", f"unreadable server reply ({exc.text})") from None
+
+
+def register(server: tuple[str, int], nickname: str, *, keyword: str | None = None,
+             timeout: float = 5.0) -> Registration:
+    """Register (or reclaim with ``keyword``) and fetch the roster. Blocking.
+
+    Raises ``RegistrationError(code, text)`` when the server says no, ``ServerUnreachable`` when
+    it cannot be talked to within ``timeout`` seconds overall.
+    """
+    deadline = time.monotonic() + timeout
+    if keyword is not None and not wire.is_keyword(keyword):
+        keyword = None  # a damaged saved session: register afresh
+    try:
+        wire.encode_line(wire.Connect(nickname, keyword))
+    except ValueError:
+        raise RegistrationError("BAD_NICK", "nickname must not contain spaces") from None
+    try:
+        sock = socket.create_connection(server, timeout=timeout)
+    except OSError as exc:
+        raise ServerUnreachable(f"cannot reach {server[0]}:{server[1]}: {exc}") from None
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _converse(sock, _Lines(sock, deadline), nickname, keyword)
+    except TimeoutError:
+        raise ServerUnreachable("server did not answer in time") from None
+    except OSError as exc:
+        raise ServerUnreachable(f"connection to the server failed: {exc}") from None
+    finally:
+        sock.close()
+
+
+def _converse(sock: socket.socket, lines: _Lines, nickname: str,
+              keyword: str | None) -> Registration:
+    reply = _ask(sock, lines, wire.Connect(nickname, keyword))
+    if isinstance(reply, wire.Error):
+        raise RegistrationError(reply.code, reply.text)
+    if not isinstance(reply, wire.Keyword):
+        raise RegistrationError("BAD_REPLY", f"expected KEYWORD, got {type(reply).__name__}")
+    new_keyword = reply.keyword
+
+    ping_interval, display, extended = DEFAULT_PING_INTERVAL, nickname, False
+    reply = _ask(sock, lines, wire.InfoRequest())
+    if isinstance(reply, wire.Info):
+        ping_interval, extended = reply.ping_interval, True
+        display = reply.nickname or nickname
+    elif not isinstance(reply, wire.Error):  # a design-only server says ERROR: fine
+        raise RegistrationError("BAD_REPLY", f"expected INFO, got {type(reply).__name__}")
+
+    reply = _ask(sock, lines, wire.ReferenceRequest())
+    if isinstance(reply, wire.Error):
+        raise RegistrationError(reply.code, reply.text)
+    if not isinstance(reply, wire.Reference):
+        raise RegistrationError("BAD_REPLY", f"expected REFERENCE, got {type(reply).__name__}")
+    roster = tuple((e.nickname, e.host, e.port) for e in reply.entries)
+
+    sock.sendall(wire.encode_line(wire.ChannelSwitch()))
+    # The server closes; waiting for that keeps the order "switch, then first PING" on the wire.
+    try:
+        sock.settimeout(max(0.05, min(1.0, lines.deadline - time.monotonic())))
+        sock.recv(1024)
+    except OSError:
+        pass
+    log.info("registered as %s (%s), %d listed, ping_interval %s", display,
+             "reclaimed" if new_keyword == keyword else "new keyword", len(roster), ping_interval)
+    return Registration(new_keyword, display, ping_interval, roster,
+                        reclaimed=keyword is not None and new_keyword == keyword,
+                        extended=extended)

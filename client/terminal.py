@@ -1,0 +1,221 @@
+"""The terminal face: ``python -m client --headless --server HOST[:PORT] --nick NICK``.
+
+Input (one line each):
+  ``text``             a room message          ``/msg NICK text``   a private message
+  ``/who``             who is online           ``/whois NICK``      fingerprint, verified?
+  ``/verify NICK``     remember NICK's key as checked                ``/quit`` or end of input
+  A typed line may carry line breaks as ``\\n`` (and a backslash as ``\\\\``); a line starting
+  with ``//`` sends the rest starting with one ``/``.
+
+Output, one line per event, flushed at once (scripts and tests depend on these forms)::
+
+  <alice> hello                      -!- bob joined / -!- bob left
+  *alice* hello                      -!- not delivered to bob: hello
+  -!- online (3): alice, bob, carol  -!- WARNING: ...
+  -!- server unreachable, peers still reachable          -!- server back
+
+A received message with line breaks prints its first line after the prefix and every further
+line indented by two spaces (event lines never start with a space, so a continuation line is
+always recognisable).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TextIO
+
+from client import events as ev
+from client.engine import Engine, MessageTooLarge, UnknownPeer
+
+log = logging.getLogger(__name__)
+
+INDENT = "  "
+HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /quit; "
+        "type \\n for a line break")
+
+
+def unescape(line: str) -> str:
+    """``\\n`` -> line break, ``\\\\`` -> backslash; any other backslash stays as typed."""
+    out: list[str] = []
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and i + 1 < len(line) and line[i + 1] in "n\\":
+            out.append("\n" if line[i + 1] == "n" else "\\")
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def render_text(prefix: str, text: str) -> str:
+    lines = text.split("\n")
+    return "\n".join([prefix + lines[0], *(INDENT + rest for rest in lines[1:])])
+
+
+def format_event(event: object) -> str | None:
+    """The output line(s) for one engine event, or None for events the terminal skips."""
+    if isinstance(event, ev.RoomMessage):
+        out = render_text(f"<{event.sender}> ", event.text)
+        return _warn(event.sender, event.warning) + out
+    if isinstance(event, ev.PrivateMessage):
+        out = render_text(f"*{event.sender}* ", event.text)
+        return _warn(event.sender, event.warning) + out
+    if isinstance(event, ev.Joined):
+        return f"-!- {event.nickname} joined"
+    if isinstance(event, ev.Left):
+        return f"-!- {event.nickname} left"
+    if isinstance(event, ev.NotDelivered):
+        return render_text(f"-!- not delivered to {event.nickname}: ", event.text)
+    if isinstance(event, ev.ServerLost):
+        return "-!- server unreachable, peers still reachable"
+    if isinstance(event, ev.ServerBack):
+        return "-!- server back"
+    if isinstance(event, ev.Reregistered):
+        return None  # the server forgot us and we are back: nothing the user must do
+    if isinstance(event, ev.KeyChanged):
+        return (f"-!- WARNING: {event.nickname}'s identity key changed "
+                f"(was {event.old_fingerprint}, now {event.new_fingerprint}); "
+                f"someone may be impersonating {event.nickname}")
+    if isinstance(event, ev.PeerUnreachable):
+        return f"-!- cannot talk to {event.nickname}: {event.reason}"
+    if isinstance(event, ev.Fatal):
+        return f"-!- error: {event.text}"
+    if isinstance(event, ev.Registered):
+        names = ", ".join(event.roster)
+        return f"-!- registered as {event.nickname}; online: {names or 'nobody else'}"
+    return None
+
+
+def _warn(sender: str, warning: str | None) -> str:
+    return f"-!- WARNING: {warning} ({sender})\n" if warning else ""
+
+
+class Terminal:
+    """Reads commands from ``stdin``, prints engine events to ``stdout``."""
+
+    def __init__(self, engine: Engine, stdin: TextIO, stdout: TextIO) -> None:
+        self.engine = engine
+        self.stdin = stdin
+        self.stdout = stdout
+        self._out_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._printer = threading.Thread(target=self._print_events, name="terminal-out",
+                                         daemon=True)
+
+    def write(self, text: str) -> None:
+        with self._out_lock:
+            try:
+                self.stdout.write(text + "\n")
+                self.stdout.flush()
+            except (OSError, ValueError):
+                pass  # stdout gone (closed pipe): nothing left to tell
+
+    def run(self) -> int:
+        self._printer.start()
+        try:
+            for raw in self.stdin:
+                line = raw.rstrip("\r\n")
+                if not self.handle(line):
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.engine.close()
+            self._stop.set()
+            self._printer.join(2.0)
+        return 0
+
+    def handle(self, line: str) -> bool:
+        """One input line; False means quit."""
+        if not line.strip():
+            return True
+        if line.startswith("//"):
+            return self._say(line[1:])
+        if not line.startswith("/"):
+            return self._say(line)
+        command, _, rest = line.partition(" ")
+        command = command.lower()
+        if command == "/quit":
+            return False
+        if command == "/msg":
+            nick, _, text = rest.strip(" ").partition(" ")
+            if not nick or not text:
+                self.write("-!- usage: /msg NICK text")
+                return True
+            self._guard(lambda: self.engine.send_private(nick, unescape(text)))
+        elif command == "/who":
+            names = sorted([self.engine.nickname, *self.engine.roster()], key=str.casefold)
+            self.write(f"-!- online ({len(names)}): {', '.join(names)}")
+        elif command == "/whois":
+            self._whois(rest.strip())
+        elif command == "/verify":
+            self._verify(rest.strip())
+        elif command == "/help":
+            self.write(f"-!- {HELP}")
+        else:
+            self.write(f"-!- unknown command {command}; {HELP}")
+        return True
+
+    def _say(self, text: str) -> bool:
+        self._guard(lambda: self.engine.send_room(unescape(text)))
+        return True
+
+    def _guard(self, send) -> None:  # type: ignore[no-untyped-def]
+        try:
+            send()
+        except MessageTooLarge as exc:
+            self.write(f"-!- message too long, not sent: {exc}")
+        except UnknownPeer as exc:
+            self.write(f"-!- no such nick: {exc}")
+        except RuntimeError as exc:
+            self.write(f"-!- not sent: {exc}")
+
+    def _whois(self, nick: str) -> None:
+        if not nick:
+            self.write("-!- usage: /whois NICK")
+            return
+        try:
+            info = self.engine.whois(nick)
+        except RuntimeError as exc:
+            self.write(f"-!- whois failed: {exc}")
+            return
+        if info is None:
+            self.write(f"-!- no such nick: {nick}")
+            return
+        fp = info.fingerprint or "unknown (no session yet)"
+        state = "verified" if info.verified else "not verified"
+        if info.key_changed:
+            state += ", KEY CHANGED"
+        where = f" at {info.address[0]}:{info.address[1]}" if info.address else ""
+        self.write(f"-!- {info.nickname}{where}: fingerprint {fp} ({state})")
+
+    def _verify(self, nick: str) -> None:
+        if not nick:
+            self.write("-!- usage: /verify NICK")
+            return
+        try:
+            ok = self.engine.mark_verified(nick)
+        except RuntimeError as exc:
+            self.write(f"-!- verify failed: {exc}")
+            return
+        if ok:
+            self.write(f"-!- {nick}'s key is now marked as verified")
+        else:
+            self.write(f"-!- no key known for {nick} yet")
+
+    def _print_events(self) -> None:
+        import queue
+
+        while True:
+            try:
+                event = self.engine.events.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            text = format_event(event)
+            if text is not None:
+                self.write(text)
