@@ -1,0 +1,716 @@
+"""The Tk face of the client: ``python -m client`` without ``--headless``.
+
+Threads: Tk lives in the main thread only. Connecting (``Engine.start()`` blocks on TCP) runs in
+a short worker thread whose outcome comes back through ``self._results``; the engine's own
+thread puts events on ``engine.events``. Both queues are drained by ``_poll``, scheduled with
+``root.after`` every POLL_MS with a cap per tick, so no other thread ever calls into Tk (the
+engine's ``notify`` hook is left unused: polling 25 times a second is cheap and has no race).
+
+The widgets live in small modules: gui_connect (connect screen), gui_chat (message view, input,
+tabs, roster), gui_files (transfers), gui_attention (title, notify-send, taskbar flash),
+gui_theme (sv-ttk light/dark, nickname colours).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import sys
+import threading
+import time
+import tkinter as tk
+from collections.abc import Callable
+from pathlib import Path
+from tkinter import filedialog, ttk
+from typing import Any
+
+from client import events as ev
+from client.config import load_json, save_json, settings_path
+from client.gui_attention import Attention, title_for
+from client.gui_chat import ChatTab, Roster
+from client.gui_connect import ConnectFrame, check_nickname, describe_error, parse_server
+from client.gui_files import FilesPanel, human_size
+from client.gui_theme import apply_theme, normalise_theme
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 40                  # how often the queues are drained
+MAX_EVENTS_PER_TICK = 200     # so a flood of events never freezes the window
+CLOSE_JOIN = 1.5              # seconds the window waits for QUIT to go out
+_GEOMETRY = re.compile(r"^(\d{3,5})x(\d{3,5})([+-]-?\d{1,5})([+-]-?\d{1,5})$")
+
+EngineFactory = Callable[..., Any]
+
+
+def _default_engine_factory(*args: Any, **kwargs: Any) -> Any:
+    from client.engine import Engine  # imported late: the GUI module loads without it
+    return Engine(*args, **kwargs)
+
+
+class App:
+    """The whole window: connect screen, then tabs + roster + files + status bar."""
+
+    def __init__(self, root: tk.Tk | None = None, *, server: str | None = None,
+                 nick: str | None = None, config_dir: Path | None = None,
+                 engine_factory: EngineFactory | None = None, connect_timeout: float = 5.0,
+                 attention: Attention | None = None) -> None:
+        self.root = root if root is not None else tk.Tk()
+        self.config_dir = config_dir
+        self.settings_file = settings_path(config_dir)
+        self.settings: dict[str, Any] = load_json(self.settings_file)
+        self.theme = normalise_theme(self.settings.get("theme"))
+        self.colours = apply_theme(self.root, self.theme)
+        self._factory = engine_factory or _default_engine_factory
+        self._connect_timeout = connect_timeout
+        self.attention = attention or Attention()
+        self._results: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closing = False
+        self.closed = False
+        self.engine: Any = None
+        self.nickname: str | None = None
+        self.server_label = ""
+        self.server_online = True
+        self.title_unread = 0
+        self.tabs: dict[str | None, ChatTab] = {}
+        self.main_frame: ttk.Frame | None = None
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ev.Registered: self._on_registered, ev.RoomMessage: self._on_room,
+            ev.PrivateMessage: self._on_private, ev.Joined: self._on_joined,
+            ev.Left: self._on_left, ev.NotDelivered: self._on_not_delivered,
+            ev.ServerLost: self._on_server_lost, ev.ServerBack: self._on_server_back,
+            ev.Reregistered: self._on_reregistered, ev.KeyChanged: self._on_key_changed,
+            ev.PeerUnreachable: self._on_peer_unreachable, ev.FileOffered: self._on_file_offered,
+            ev.FileProgress: self._on_file_progress, ev.FileDone: self._on_file_done,
+            ev.FileFailed: self._on_file_failed, ev.Fatal: self._on_fatal,
+        }
+
+        root_ = self.root
+        root_.title(title_for(None, 0))
+        root_.minsize(560, 380)
+        geometry = str(self.settings.get("geometry", ""))
+        root_.geometry(geometry if _GEOMETRY.match(geometry) else "900x600")
+        root_.protocol("WM_DELETE_WINDOW", self.close)
+        ttk.Style(root_).configure("Hint.TLabel", foreground=self.colours.muted)
+        ttk.Style(root_).configure("Status.TLabel", padding=(8, 3))
+        root_.bind("<FocusIn>", self._focus_in, add="+")
+        self.connect_frame = ConnectFrame(
+            root_, server=server or str(self.settings.get("server", "")),
+            nick=nick or str(self.settings.get("nick", "")), on_connect=self.connect)
+        self.connect_frame.pack(fill="both", expand=True)
+        self.connect_frame.focus_first()
+        self._poll_id: str | None = root_.after(POLL_MS, self._poll)
+
+    # --- the bridge from other threads ---------------------------------------------------------
+    def _poll(self) -> None:
+        self._poll_id = None
+        if self.closed:
+            return
+        busy = False
+        try:
+            busy = self._drain()
+        except Exception:   # a bug in one handler must not stop the chat
+            log.exception("error while handling engine events")
+        if not self.closed:
+            self._poll_id = self.root.after(1 if busy else POLL_MS, self._poll)
+
+    def _drain(self) -> bool:
+        while True:
+            try:
+                kind, value = self._results.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "ok":
+                self._connected(value)
+            else:
+                self.connect_frame.show_error(value)
+        engine = self.engine
+        if engine is None:
+            return False
+        for _ in range(MAX_EVENTS_PER_TICK):
+            try:
+                event = engine.events.get_nowait()
+            except queue.Empty:
+                return False
+            self.handle(event)
+            if self.engine is not engine:   # Fatal: back to the connect screen
+                return False
+        return True
+
+    def handle(self, event: object) -> None:
+        """Show one engine event (also used by tools/screenshots.py to feed the widgets)."""
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            log.debug("ignoring unknown event %r", event)
+            return
+        handler(event)
+
+    # --- connecting ----------------------------------------------------------------------------
+    def connect(self, server_text: str, nick_text: str) -> None:
+        try:
+            host, port = parse_server(server_text)
+            nick = check_nickname(nick_text)
+        except ValueError as exc:
+            self.connect_frame.show_error(str(exc))
+            return
+        label = f"{host}:{port}"
+        self.connect_frame.set_busy(True, f"Connecting to {label}…")
+        self.settings.update(server=server_text.strip(), nick=nick)
+        threading.Thread(target=self._connect_worker, args=((host, port), nick, label),
+                         name="gui-connect", daemon=True).start()
+
+    def _connect_worker(self, server: tuple[str, int], nick: str, label: str) -> None:
+        # runs off the main thread: no Tk here, only the results queue
+        engine = None
+        try:
+            engine = self._factory(server, nick, config_dir=self.config_dir)
+            engine.start(timeout=self._connect_timeout)
+        except Exception as exc:
+            log.info("connecting to %s as %s failed: %r", label, nick, exc)
+            if engine is not None:
+                self._close_engine(engine)
+            self._results.put(("error", describe_error(exc, nick, label)))
+            return
+        with self._lock:
+            abandoned = self._closing
+            if not abandoned:
+                self._results.put(("ok", (engine, label)))
+        if abandoned:   # the window closed while we were connecting
+            self._close_engine(engine)
+
+    def _connected(self, value: tuple[Any, str]) -> None:
+        engine, label = value
+        self.engine = engine
+        self.nickname = str(getattr(engine, "nickname", "")) or self.settings.get("nick")
+        self.server_label = label
+        self.server_online = True
+        self._save_settings()
+        self.connect_frame.set_busy(False)
+        self.connect_frame.pack_forget()
+        self._build_main()
+        try:
+            others = engine.roster()
+        except Exception:
+            others = []
+        self.roster.set_all(self.nickname or "", others)
+        self.room.view.add_system(f"You are chatting as {self.nickname} on {label}.")
+        self._update_status()
+        self._update_title()
+        log.info("connected to %s as %s", label, self.nickname)
+
+    # --- the main window -----------------------------------------------------------------------
+    def _build_main(self) -> None:
+        root = self.root
+        self._build_menu()
+        main = ttk.Frame(root, padding=(8, 8, 8, 0))
+        self.main_frame = main
+        panes = ttk.PanedWindow(main, orient="horizontal")
+        self.notebook = ttk.Notebook(panes)
+        self.notebook.bind("<<NotebookTabChanged>>", self._tab_changed)
+        self.roster = Roster(panes, on_open=self.open_private, on_whois=self.show_whois,
+                             on_send_file=self.send_file)
+        panes.add(self.notebook, weight=4)
+        panes.add(self.roster, weight=1)
+        panes.pack(fill="both", expand=True)
+        self.panes = panes
+        self.files = FilesPanel(main, on_accept=self._accept_file, on_decline=self._decline_file,
+                                on_cancel=self._cancel_file, on_change=self._files_changed)
+        self.status_var = tk.StringVar(root, value="")
+        self.status = ttk.Label(root, textvariable=self.status_var, style="Status.TLabel",
+                                anchor="w")
+        self.status.pack(side="bottom", fill="x")
+        ttk.Separator(root, orient="horizontal").pack(side="bottom", fill="x")
+        main.pack(fill="both", expand=True)
+        self.tabs = {}
+        room = self._new_tab(None)
+        self.notebook.select(room)
+        for seq, action in (("<Control-w>", self.close_tab), ("<Control-W>", self.close_tab),
+                            ("<Control-Tab>", lambda: self.cycle_tab(1)),
+                            ("<Control-Shift-Tab>", lambda: self.cycle_tab(-1)),
+                            ("<Control-ISO_Left_Tab>", lambda: self.cycle_tab(-1)),
+                            ("<Control-D>", self.toggle_theme), ("<Control-q>", self.close),
+                            ("<Control-r>", lambda: self.roster.tree.focus_set())):
+            root.bind(seq, lambda _e, a=action: (a(), "break")[1])
+        room.input.text.focus_set()
+
+    def _build_menu(self) -> None:
+        menubar = tk.Menu(self.root)
+        chat = tk.Menu(menubar, tearoff=False)
+        chat.add_command(label="Private chat with selected", accelerator="Enter (in list)",
+                         command=lambda: self._with_selected(self.open_private))
+        chat.add_command(label="Who is this?", command=lambda: self._with_selected(
+            self.show_whois))
+        chat.add_command(label="Send file…", command=self._send_file_current)
+        chat.add_separator()
+        chat.add_command(label="Next tab", accelerator="Ctrl+Tab",
+                         command=lambda: self.cycle_tab(1))
+        chat.add_command(label="Close tab", accelerator="Ctrl+W", command=self.close_tab)
+        chat.add_command(label="Go to the list of people", accelerator="Ctrl+R",
+                         command=lambda: self.roster.tree.focus_set())
+        chat.add_separator()
+        self.dark_var = tk.BooleanVar(self.root, value=self.theme == "dark")
+        chat.add_checkbutton(label="Dark theme", accelerator="Ctrl+Shift+D",
+                             variable=self.dark_var,
+                             command=lambda: self.set_theme(
+                                 "dark" if self.dark_var.get() else "light"))
+        chat.add_separator()
+        chat.add_command(label="Quit", accelerator="Ctrl+Q", command=self.close)
+        menubar.add_cascade(label="Chat", menu=chat, underline=0)
+        self.root.configure(menu=menubar)
+
+    def _new_tab(self, peer: str | None) -> ChatTab:
+        tab = ChatTab(self.notebook, self.colours, peer, on_send=self.send,
+                      on_send_file=self.send_file if peer is not None else None)
+        self.tabs[peer] = tab
+        self.notebook.add(tab, text=tab.title)
+        return tab
+
+    @property
+    def room(self) -> ChatTab:
+        return self.tabs[None]
+
+    def current_tab(self) -> ChatTab | None:
+        try:
+            name = self.notebook.select()
+        except tk.TclError:
+            return None
+        return next((t for t in self.tabs.values() if str(t) == name), None)
+
+    def open_private(self, nick: str, select: bool = True) -> ChatTab:
+        tab = self.tabs.get(nick)
+        if tab is None:
+            tab = self._new_tab(nick)
+            tab.view.add_system(f"Private conversation with {nick}. Only the two of you "
+                                "see these messages.")
+        if select:
+            self.notebook.select(tab)
+            tab.input.text.focus_set()
+        return tab
+
+    def close_tab(self) -> None:
+        tab = self.current_tab()
+        if tab is None or tab.peer is None:
+            return
+        self.notebook.forget(tab)
+        del self.tabs[tab.peer]
+        tab.destroy()
+        self.room.input.text.focus_set()
+
+    def cycle_tab(self, step: int) -> None:
+        order = list(self.notebook.tabs())
+        if not order:
+            return
+        current = self.notebook.select()
+        i = order.index(current) if current in order else 0
+        self.notebook.select(order[(i + step) % len(order)])
+
+    def _tab_changed(self, _event: object) -> None:
+        tab = self.current_tab()
+        if tab is None:
+            return
+        if tab.unread:
+            tab.unread = 0
+            self.notebook.tab(tab, text=tab.title)
+        tab.input.text.focus_set()
+
+    def _with_selected(self, action: Callable[[str], Any]) -> None:
+        nick = self.roster.selected()
+        if nick is not None:
+            action(nick)
+
+    def _files_changed(self, has_rows: bool) -> None:
+        if has_rows and not self.files.winfo_manager():
+            self.files.pack(side="bottom", fill="x", before=self.panes)
+        elif not has_rows and self.files.winfo_manager():
+            self.files.pack_forget()
+
+    # --- showing things ------------------------------------------------------------------------
+    def _bump_unread(self, tab: ChatTab) -> None:
+        if self.current_tab() is not tab:
+            tab.unread += 1
+            self.notebook.tab(tab, text=tab.title)
+
+    def _window_focused(self) -> bool:
+        # "focus" is empty when another application has the keyboard focus
+        return bool(str(self.root.tk.call("focus")))
+
+    def _focus_in(self, _event: object) -> None:
+        if self.title_unread:
+            self.title_unread = 0
+            self._update_title()
+
+    def _ask_attention(self, title: str, body: str, urgent: bool) -> None:
+        if self._window_focused():
+            return
+        self.title_unread += 1
+        self._update_title()
+        hwnd = None
+        if sys.platform == "win32":
+            try:
+                hwnd = int(self.root.wm_frame(), 16)
+            except (tk.TclError, ValueError):
+                hwnd = None
+        self.attention.flash(hwnd)
+        if urgent:
+            self.attention.notify(title, body, now=time.monotonic())
+
+    def _update_title(self) -> None:
+        self.root.title(title_for(self.nickname, self.title_unread, self.server_online))
+
+    def _update_status(self) -> None:
+        if self.main_frame is None:
+            return
+        online = len(self.roster.nicks) + 1
+        if self.server_online:
+            text = f"Connected to {self.server_label} as {self.nickname} · {online} online"
+        else:
+            text = (f"Server unreachable (peers still reachable) · {online} online")
+        self.status_var.set(text)
+        self.status.configure(foreground="" if self.server_online else self.colours.error)
+
+    def _peer_view(self, nick: str) -> ChatTab:
+        return self.tabs.get(nick) or self.room
+
+    # --- engine events -------------------------------------------------------------------------
+    def _on_registered(self, e: ev.Registered) -> None:
+        self.nickname = e.nickname
+        self.roster.set_all(e.nickname, e.roster)
+        self._update_status()
+        self._update_title()
+
+    def _on_room(self, e: ev.RoomMessage) -> None:
+        self.room.view.add_message(e.sender, e.text, warning=e.warning)
+        self._clear_unreachable(e.sender)
+        self._bump_unread(self.room)
+        mention = bool(self.nickname) and self.nickname.casefold() in e.text.casefold()
+        self._ask_attention(f"{e.sender} in the room", e.text, urgent=mention)
+
+    def _on_private(self, e: ev.PrivateMessage) -> None:
+        tab = self.open_private(e.sender, select=False)
+        tab.view.add_message(e.sender, e.text, warning=e.warning)
+        self._clear_unreachable(e.sender)
+        self._bump_unread(tab)
+        self._ask_attention(f"{e.sender} (private)", e.text, urgent=True)
+
+    def _on_joined(self, e: ev.Joined) -> None:
+        self.roster.add(e.nickname)
+        self.room.view.add_system(f"{e.nickname} joined")
+        if e.nickname in self.tabs:
+            self.tabs[e.nickname].view.add_system(f"{e.nickname} joined")
+        self._update_status()
+
+    def _on_left(self, e: ev.Left) -> None:
+        self.roster.remove(e.nickname)
+        self.room.view.add_system(f"{e.nickname} left")
+        if e.nickname in self.tabs:
+            self.tabs[e.nickname].view.add_system(f"{e.nickname} left")
+        self._update_status()
+
+    def _on_not_delivered(self, e: ev.NotDelivered) -> None:
+        tab = self.tabs.get(e.nickname) if e.private else self.room
+        if tab is None:
+            tab = self.room
+        if not tab.view.mark_undelivered(e.msg_id, e.nickname):
+            short = e.text if len(e.text) <= 80 else e.text[:80] + "…"
+            tab.view.add_system(f"not delivered to {e.nickname}: {short}", error=True)
+
+    def _on_server_lost(self, e: ev.ServerLost) -> None:
+        self.server_online = False
+        self.room.view.add_system("The server is unreachable. People already in the list can "
+                                  "still be reached; newcomers will not show up.", error=True)
+        self._update_status()
+        self._update_title()
+
+    def _on_server_back(self, _e: ev.ServerBack) -> None:
+        self.server_online = True
+        self.room.view.add_system("The server is reachable again.")
+        self._update_status()
+        self._update_title()
+
+    def _on_reregistered(self, _e: ev.Reregistered) -> None:
+        self.server_online = True
+        self.room.view.add_system(f"The server had forgotten us; registered again as "
+                                  f"{self.nickname}.")
+        self._update_status()
+        self._update_title()
+
+    def _on_key_changed(self, e: ev.KeyChanged) -> None:
+        self.roster.set_marker(e.nickname, "⚠")
+        text = (f"WARNING: {e.nickname}’s identity key has CHANGED. This may be an impostor. "
+                f"Old fingerprint {e.old_fingerprint}, new {e.new_fingerprint}. Compare "
+                f"fingerprints in person (right-click the name → Who is this?) before "
+                f"trusting these messages.")
+        self.room.view.add_system(text, error=True)
+        if e.nickname in self.tabs:
+            self.tabs[e.nickname].view.add_system(text, error=True)
+        self._ask_attention(f"{e.nickname}: key changed", text, urgent=True)
+
+    def _on_peer_unreachable(self, e: ev.PeerUnreachable) -> None:
+        if not self.roster.markers.get(e.nickname, "").startswith("⚠"):
+            self.roster.set_marker(e.nickname, "✗")
+        self._peer_view(e.nickname).view.add_system(
+            f"{e.nickname} cannot be reached: {e.reason}", error=True)
+
+    def _clear_unreachable(self, nick: str) -> None:
+        if self.roster.markers.get(nick) == "✗":
+            self.roster.set_marker(nick, None)
+
+    def _on_file_offered(self, e: ev.FileOffered) -> None:
+        if self.files.offer(e.transfer_id, e.sender, e.name, e.size):
+            tab = self.open_private(e.sender, select=False)
+            tab.view.add_system(f"{e.sender} offers the file “{e.name}” "
+                                f"({human_size(e.size)}): Accept or Decline below.")
+            self._bump_unread(tab)
+            self._ask_attention(f"{e.sender} offers a file", e.name, urgent=True)
+
+    def _on_file_progress(self, e: ev.FileProgress) -> None:
+        self.files.progress(e.transfer_id, e.peer, e.name, e.done, e.total, e.bytes_per_s,
+                            e.outgoing)
+
+    def _on_file_done(self, e: ev.FileDone) -> None:
+        self.files.finish(e.transfer_id)
+        if e.outgoing:
+            text = f"“{e.name}” was sent to {e.peer}."
+        else:
+            text = f"Received “{e.name}” from {e.peer}" + (f": saved as {e.path}" if e.path
+                                                           else ".")
+        self._peer_view(e.peer).view.add_system(text)
+
+    def _on_file_failed(self, e: ev.FileFailed) -> None:
+        self.files.finish(e.transfer_id)
+        way = "to" if e.outgoing else "from"
+        self._peer_view(e.peer).view.add_system(
+            f"File “{e.name}” {way} {e.peer} failed: {e.reason}", error=True)
+
+    def _on_fatal(self, e: ev.Fatal) -> None:
+        log.error("engine stopped: %s", e.text)
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            threading.Thread(target=self._close_engine, args=(engine,), daemon=True).start()
+        self._teardown_main()
+        self.connect_frame.pack(fill="both", expand=True)
+        self.connect_frame.show_error(f"Disconnected: {e.text}")
+
+    def _teardown_main(self) -> None:
+        if self.main_frame is not None:
+            for widget in (self.main_frame, self.status):
+                widget.destroy()
+            for child in self.root.pack_slaves():
+                if isinstance(child, ttk.Separator):
+                    child.destroy()
+            self.root.configure(menu="")
+            self.main_frame = None
+            self.tabs = {}
+
+    # --- user actions --------------------------------------------------------------------------
+    def send(self, peer: str | None, text: str) -> bool:
+        """Send what the user typed; False keeps the text in the input (e.g. too long)."""
+        engine = self.engine
+        if engine is None:
+            return False
+        tab = self.tabs.get(peer, self.room)
+        try:
+            msg_id = engine.send_room(text) if peer is None else engine.send_private(peer, text)
+        except ValueError as exc:   # MessageTooLarge is a ValueError
+            tab.view.add_system(f"Not sent: {exc or 'message too long (at most 64 KiB)'}",
+                                error=True)
+            return False
+        except Exception as exc:
+            log.warning("sending failed: %r", exc)
+            tab.view.add_system(f"Not sent: {exc}", error=True)
+            return False
+        tab.view.add_message(self.nickname or "me", text, own=True, msg_id=msg_id)
+        return True
+
+    def show_whois(self, nick: str) -> None:
+        WhoisDialog(self, nick)
+
+    def send_file(self, nick: str) -> None:
+        engine = self.engine
+        offer = getattr(engine, "offer_files", None)
+        tab = self._peer_view(nick)
+        if offer is None:
+            tab.view.add_system("Sending files is not available in this version.", error=True)
+            return
+        names = filedialog.askopenfilenames(parent=self.root, title=f"Send files to {nick}")
+        paths = [Path(n) for n in self.root.tk.splitlist(names)] if names else []
+        if not paths:
+            return
+        try:
+            offer(nick, paths)
+        except Exception as exc:
+            tab.view.add_system(f"Cannot offer the files: {exc}", error=True)
+            return
+        listed = ", ".join(f"“{p.name}”" for p in paths[:5]) + ("…" if len(paths) > 5 else "")
+        tab.view.add_system(f"Offered {listed} to {nick}; waiting for an answer.")
+
+    def _send_file_current(self) -> None:
+        tab = self.current_tab()
+        nick = tab.peer if tab is not None and tab.peer else self.roster.selected()
+        if nick is not None:
+            self.send_file(nick)
+        else:
+            self.room.view.add_system("Choose someone in the list first, then Send file…")
+
+    def _engine_call(self, name: str, *args: Any) -> None:
+        method = getattr(self.engine, name, None)
+        if method is None:
+            return
+        try:
+            method(*args)
+        except Exception as exc:
+            log.warning("%s%r failed: %r", name, args, exc)
+
+    def _accept_file(self, transfer_id: int) -> None:
+        self._engine_call("accept_file", transfer_id)
+
+    def _decline_file(self, transfer_id: int) -> None:
+        self._engine_call("decline_file", transfer_id)
+
+    def _cancel_file(self, transfer_id: int) -> None:
+        self._engine_call("cancel_file", transfer_id)
+
+    def set_theme(self, name: str) -> None:
+        self.theme = normalise_theme(name)
+        self.colours = apply_theme(self.root, self.theme)
+        ttk.Style(self.root).configure("Hint.TLabel", foreground=self.colours.muted)
+        for tab in self.tabs.values():
+            tab.recolour(self.colours)
+        if self.main_frame is not None:
+            self.dark_var.set(self.theme == "dark")
+            self._update_status()
+        self.settings["theme"] = self.theme
+
+    def toggle_theme(self) -> None:
+        self.set_theme("light" if self.theme == "dark" else "dark")
+
+    # --- leaving -------------------------------------------------------------------------------
+    def _save_settings(self) -> None:
+        try:
+            if self.root.winfo_exists() and self.root.state() == "normal":
+                self.settings["geometry"] = self.root.geometry()
+        except tk.TclError:
+            pass
+        self.settings["theme"] = self.theme
+        try:
+            save_json(self.settings_file, self.settings)
+        except OSError as exc:
+            log.warning("cannot save settings to %s: %s", self.settings_file, exc)
+
+    @staticmethod
+    def _close_engine(engine: Any) -> None:
+        try:
+            engine.close()
+        except Exception as exc:
+            log.warning("closing the engine failed: %r", exc)
+
+    def close(self) -> None:
+        """Window closed: QUIT (off the main thread, short join), save settings, destroy."""
+        if self.closed:
+            return
+        self.closed = True
+        with self._lock:
+            self._closing = True
+        self._save_settings()
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            closer = threading.Thread(target=self._close_engine, args=(engine,),
+                                      name="gui-close", daemon=True)
+            closer.start()
+            closer.join(CLOSE_JOIN)
+        if self._poll_id is not None:
+            self.root.after_cancel(self._poll_id)
+            self._poll_id = None
+        with contextlib.suppress(tk.TclError):
+            self.root.destroy()
+
+
+class WhoisDialog:
+    """"Who is this?": the key fingerprint to compare aloud, and "Mark as verified"."""
+
+    def __init__(self, app: App, nick: str) -> None:
+        self.app, self.nick = app, nick
+        top = self.top = tk.Toplevel(app.root)
+        top.title(f"Who is {nick}?")
+        top.transient(app.root)
+        top.resizable(False, False)
+        frame = ttk.Frame(top, padding=16)
+        frame.pack(fill="both", expand=True)
+        ttk.Label(frame, text=nick, font=("TkHeadingFont", 14, "bold")).grid(
+            row=0, column=0, columnspan=2, sticky="w")
+        self.state_var = tk.StringVar(top)
+        self.state_label = ttk.Label(frame, textvariable=self.state_var, wraplength=420,
+                                     justify="left")
+        self.state_label.grid(row=1, column=0, columnspan=2, sticky="w", pady=(6, 10))
+        ttk.Label(frame, text="Fingerprint").grid(row=2, column=0, sticky="w")
+        self.fp_var = tk.StringVar(top)
+        fp = ttk.Entry(frame, textvariable=self.fp_var, state="readonly", width=52,
+                       font=("TkFixedFont", 11))
+        fp.grid(row=3, column=0, columnspan=2, sticky="ew", pady=(2, 12))
+        self.verify_button = ttk.Button(frame, text="Mark as verified",
+                                        style="Accent.TButton", command=self.verify)
+        self.verify_button.grid(row=4, column=0, sticky="w")
+        close = ttk.Button(frame, text="Close", command=top.destroy)
+        close.grid(row=4, column=1, sticky="e")
+        top.bind("<Escape>", lambda _e: top.destroy())
+        self.refresh()
+        self.verify_button.focus_set()
+
+    def refresh(self) -> None:
+        whois = None
+        getter = getattr(self.app.engine, "whois", None)
+        if getter is not None:
+            try:
+                whois = getter(self.nick)
+            except Exception as exc:
+                log.warning("whois %s failed: %r", self.nick, exc)
+        fingerprint = getattr(whois, "fingerprint", None)
+        self.fp_var.set(fingerprint or "(unknown yet: no encrypted session with them so far)")
+        if whois is not None and whois.key_changed:
+            self.state_var.set("⚠ This person’s key CHANGED since you first saw them. It may be "
+                               "an impostor. Compare the fingerprint aloud before trusting.")
+            self.state_label.configure(foreground=self.app.colours.error)
+        elif whois is not None and whois.verified:
+            self.state_var.set("✔ Verified: you compared this fingerprint before.")
+        else:
+            self.state_var.set("Not verified. Ask them to read their fingerprint aloud (in "
+                               "person or by phone); if it matches, mark it as verified.")
+        verified = whois is not None and whois.verified and not whois.key_changed
+        self.verify_button.configure(state="disabled" if verified or not fingerprint
+                                     else "normal")
+
+    def verify(self) -> None:
+        self.app._engine_call("mark_verified", self.nick)
+        if self.app.main_frame is not None:
+            if self.app.roster.markers.get(self.nick, "").startswith("⚠"):
+                self.app.roster.set_marker(self.nick, None)
+            self.app._peer_view(self.nick).view.add_system(
+                f"You marked {self.nick}’s key as verified.")
+        self.refresh()
+        # the engine applies the mark on its own thread: look again a moment later
+        self.top.after(300, self._refresh_if_open)
+
+    def _refresh_if_open(self) -> None:
+        try:
+            if self.top.winfo_exists():
+                self.refresh()
+        except tk.TclError:
+            pass
+
+
+def main(server: str | None = None, nick: str | None = None,
+         config_dir: Path | None = None) -> int:
+    """Open the window; with both ``server`` and ``nick`` given, connect at once."""
+    try:
+        root = tk.Tk(className="OpenLChat")
+    except tk.TclError as exc:
+        log.error("cannot open a window (%s); try: python -m client --headless", exc)
+        return 2
+    app = App(root, server=server, nick=nick, config_dir=config_dir)
+    if server and nick:
+        app.connect(server, nick)
+    root.mainloop()
+    app.close()
+    return 0
