@@ -1,0 +1,79 @@
+"""The unencrypted transport: one frame per PLAIN envelope, no handshake, sans-IO.
+
+Used before encryption exists and as the benchmark baseline. It only puts frames into envelopes
+and takes them out; where a datagram may come from (the roster address of ``peer``) is checked by
+the engine before ``unwrap``. Same interface as ``client.secure.SecureTransport``
+(docs/ARCHITECTURE.md, "Transports").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from models.errors import ProtocolError
+from models.peer_wire import MAX_FRAME, PLAIN, make_envelope, parse_envelope
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 65536  # frames or datagrams waiting to be taken, per direction
+
+
+class PlainTransport:
+    def __init__(self, *, now: float = 0.0) -> None:
+        self._outgoing: list[tuple[str, bytes]] = []
+        self._frames: list[tuple[str, bytes]] = []
+        self.counters: Counter[str] = Counter()
+
+    def wrap(self, peer: str, frame: bytes, now: float) -> None:
+        """Queue ``frame`` for ``peer`` as one PLAIN datagram."""
+        if len(frame) > MAX_FRAME:
+            raise ValueError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME}")
+        if len(self._outgoing) >= MAX_PENDING:
+            self.counters["dropped_outgoing"] += 1  # the engine stopped draining; loss is fine
+            return
+        self._outgoing.append((peer, make_envelope(PLAIN, frame)))
+
+    def unwrap(self, peer: str, datagram: bytes, now: float) -> None:
+        """Take the frame out of a PLAIN datagram from ``peer``; anything else is dropped."""
+        try:
+            kind, body = parse_envelope(datagram)
+        except ProtocolError as exc:
+            self.counters["malformed"] += 1
+            log.debug("dropped bad datagram from %s: %s", peer, exc)
+            return
+        if kind != PLAIN:
+            # a peer that speaks the encrypted protocol: we have no session to offer
+            self.counters["not_plain"] += 1
+            log.debug("dropped non-PLAIN datagram (kind %#x) from %s", kind, peer)
+            return
+        if not body or len(body) > MAX_FRAME:
+            self.counters["malformed"] += 1
+            log.debug("dropped PLAIN datagram with a %d-byte frame from %s", len(body), peer)
+            return
+        if len(self._frames) >= MAX_PENDING:
+            self.counters["dropped_incoming"] += 1
+            return
+        self._frames.append((peer, body))
+
+    def on_timer(self, now: float) -> None:
+        """Nothing is timed without a handshake."""
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def take_outgoing(self) -> list[tuple[str, bytes]]:
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def take_frames(self) -> list[tuple[str, bytes]]:
+        got, self._frames = self._frames, []
+        return got
+
+    def take_events(self) -> list[object]:
+        return []
+
+    def forget_peer(self, peer: str) -> None:
+        """Drop whatever is still queued for or from ``peer``."""
+        self._outgoing = [item for item in self._outgoing if item[0] != peer]
+        self._frames = [item for item in self._frames if item[0] != peer]
