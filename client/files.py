@@ -1,0 +1,657 @@
+"""Peer-to-peer file transfer: a self-contained manager the engine plugs in.
+
+Contract (the engine calls these; none of them blocks on the network)::
+
+    class FileTransfers:
+        def __init__(self, *, downloads: Path, send_control: Callable[[str, bytes], None],
+                     emit: Callable[[object], None],
+                     key_for: Callable[[str, bytes], bytes | None],
+                     address_of: Callable[[str], tuple[str, int] | None],
+                     listen_host: str = "0.0.0.0", listen_port: int = 0,
+                     offer_ttl: float = 120.0): ...
+        def start(self) -> None          # open the TCP listener on listen_port (the engine passes
+                                         # its UDP port number); if taken, an ephemeral port.
+                                         # The port in use is announced in each offer (``port``).
+        def offer(self, peer: str, paths: list[Path]) -> list[int]   # one offer (and id) per file;
+                                         # OSError/ValueError if a path is not a readable file
+        def accept(self, transfer_id: int) -> None
+        def decline(self, transfer_id: int) -> None
+        def cancel(self, transfer_id: int) -> None
+        def on_control(self, peer: str, payload: bytes) -> None   # authenticated, reliable, in
+                                         # order; payload starts with b"F"; never raises
+        def tick(self, now: float) -> None    # expire offers (call about once a second)
+        def close(self) -> None
+
+``send_control(peer, payload)`` must be thread-safe and deliver ``payload`` (<= 4 KiB) reliably
+and encrypted to the peer's ``on_control``. ``emit(event)`` is called from the caller's thread
+and from transfer threads, so it must be thread-safe too (the engine puts on its queue).
+``key_for(peer, b"file" + token)`` returns 32 bytes bound to the live encrypted session, or None.
+``address_of(peer)`` gives the peer's roster (UDP) address; its TCP listener is on that host.
+
+Events: ``FileOffered`` (to the receiver), ``FileProgress`` (at most 4/s per transfer, both
+sides), and exactly one ``FileDone`` or ``FileFailed`` per transfer on each side (including
+decline and expiry). Ids are local to this manager.
+
+Who connects: the receiver, after accepting, connects to the sender's listener (host from the
+roster, port from the offer). If that fails, it sends REVERSE with its own listener port and
+the sender connects to it. The stream and the control messages: ``client/files_wire.py`` and
+``docs/protocol-files.md``. Files arrive as ``NAME.part`` plus a ``NAME.part.json`` sidecar
+(peer, name, size, mtime); an interrupted transfer keeps them, and a later offer of the same
+file from the same peer resumes from the ``.part`` length (after the sender has checked the
+prefix hash). A cancel from either side deletes them. Verified files get a fresh name
+(``name (1).ext``), never overwriting anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import select
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from client import files_stream as fs
+from client import files_wire as wire
+from client.config import load_json, save_json
+from client.events import FileDone, FileFailed, FileOffered, FileProgress
+from client.files_names import candidate_names, reserve_unique, sanitize_name
+from models.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+KEY_LABEL = b"file"
+PART = ".part"
+SIDECAR = ".part.json"
+
+OFFERED, ACCEPTED, RUNNING = "offered", "accepted", "running"
+
+
+@dataclass(eq=False)
+class _Transfer:
+    tid: int
+    peer: str
+    token: bytes
+    name: str                       # what the UI shows: sanitized name (incoming), file name (out)
+    size: int
+    mtime_ns: int
+    outgoing: bool
+    path: Path | None = None        # source file (outgoing)
+    port: int = 0                   # the peer's TCP listener (incoming)
+    state: str = OFFERED
+    since: float | None = None      # tick time the current state started (set on first tick)
+    sock: socket.socket | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    reverse_sock: socket.socket | None = None
+    reverse_ready: threading.Event = field(default_factory=threading.Event)
+    discard: bool = False           # delete the .part when the worker stops (explicit cancel)
+    reason: str | None = None       # why it was stopped, when we know before the socket breaks
+    part: Path | None = None
+    last_emit: float = 0.0
+    last_done: int = 0
+    rate: float = 0.0
+
+
+class FileTransfers:
+    """Offers, accepts and runs file transfers, each in its own thread(s)."""
+
+    io_timeout = 30.0               # a peer silent this long mid-transfer has gone
+    connect_timeout = 5.0
+    reverse_timeout = 30.0          # how long the receiver waits for the sender to connect back
+    handshake_timeout = 10.0        # for the preamble on an accepted connection
+    progress_interval = 0.25
+    reason_grace = 0.5
+    max_transfers = 256
+    max_offers_per_peer = 32
+    max_pending_connections = 32
+    free_space_margin = 16 << 20
+    chunk = fs.CHUNK
+
+    def __init__(self, *, downloads: Path, send_control: Callable[[str, bytes], None],
+                 emit: Callable[[object], None], key_for: Callable[[str, bytes], bytes | None],
+                 address_of: Callable[[str], tuple[str, int] | None],
+                 listen_host: str = "0.0.0.0", listen_port: int = 0,
+                 offer_ttl: float = 120.0) -> None:
+        self.downloads = Path(downloads)
+        self._send_control = send_control
+        self._emit = emit
+        self._key_for = key_for
+        self._address_of = address_of
+        self._listen_host = listen_host
+        self._listen_port = listen_port
+        self.offer_ttl = offer_ttl
+        self.port = 0
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._by_id: dict[int, _Transfer] = {}
+        self._by_token: dict[tuple[str, bytes, bool], _Transfer] = {}
+        self._parts_in_use: set[Path] = set()
+        self._listener: socket.socket | None = None
+        self._closed = threading.Event()
+        self._pending = threading.BoundedSemaphore(self.max_pending_connections)
+        self._threads: set[threading.Thread] = set()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the listening socket and its accept thread."""
+        lsock = None
+        for port in dict.fromkeys((self._listen_port, 0)):
+            try:
+                lsock = socket.create_server((self._listen_host, port), backlog=16,
+                                             reuse_port=False)
+                break
+            except OSError as exc:
+                log.warning("file listener: cannot bind %s:%s (%s)", self._listen_host, port, exc)
+        if lsock is None:
+            log.error("file listener unavailable: receivers will be asked to listen instead")
+            return
+        self._listener = lsock
+        self.port = lsock.getsockname()[1]
+        log.info("file listener on %s:%d", self._listen_host, self.port)
+        self._spawn(self._accept_loop, name="files-listener")
+
+    def close(self) -> None:
+        """Stop listening and stop every transfer (the peers are told); idempotent."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with self._lock:
+            live = list(self._by_id.values())
+        for t in live:
+            self._stop(t, "closed", tell_peer=True, discard=False)
+        if self._listener is not None:
+            self._listener.close()
+        for th in list(self._threads):
+            th.join(timeout=1.0)
+
+    # --- what the engine calls ----------------------------------------------------------------
+
+    def offer(self, peer: str, paths: list[Path]) -> list[int]:
+        files = []
+        for p in paths:
+            p = Path(p)
+            st = p.stat()
+            if not p.is_file():
+                raise ValueError(f"not a regular file: {p}")
+            if not os.access(p, os.R_OK):
+                raise PermissionError(f"cannot read {p}")
+            files.append((p, st))
+        ids = []
+        for p, st in files:
+            name = p.name or "file"
+            t = _Transfer(next(self._ids), peer, os.urandom(wire.TOKEN_LEN), name, st.st_size,
+                          max(st.st_mtime_ns, 0), outgoing=True, path=p)
+            with self._lock:
+                self._add(t)
+            log.info("offering %s (%d bytes) to %s as #%d", name, t.size, peer, t.tid)
+            self._control(peer, wire.Offer(t.token, _cap_utf8(name, wire.MAX_NAME_BYTES), t.size,
+                                           t.mtime_ns, self.port))
+            ids.append(t.tid)
+        return ids
+
+    def accept(self, transfer_id: int) -> None:
+        with self._lock:
+            t = self._by_id.get(transfer_id)
+            if t is None or t.outgoing or t.state != OFFERED:
+                log.info("accept of unknown or already handled transfer #%s", transfer_id)
+                return
+            t.state, t.since = ACCEPTED, None
+        self._control(t.peer, wire.Accept(t.token))
+        self._spawn(self._receive_worker, t, name=f"files-recv-{t.tid}")
+
+    def decline(self, transfer_id: int) -> None:
+        with self._lock:
+            t = self._by_id.get(transfer_id)
+        if t is not None and not t.outgoing:
+            self._stop(t, "declined", tell_peer=True, discard=True)
+
+    def cancel(self, transfer_id: int) -> None:
+        with self._lock:
+            t = self._by_id.get(transfer_id)
+        if t is not None:
+            self._stop(t, "cancelled", tell_peer=True, discard=True)
+
+    def tick(self, now: float) -> None:
+        """Expire offers nobody answered and accepts that never got connected."""
+        expired = []
+        with self._lock:
+            for t in self._by_id.values():
+                if t.state == RUNNING:
+                    continue
+                if t.since is None:
+                    t.since = now
+                elif now - t.since >= self.offer_ttl:
+                    expired.append(t)
+        for t in expired:
+            why = "offer expired" if t.state == OFFERED else "peer never connected"
+            self._stop(t, why, tell_peer=True, discard=False)
+
+    def on_control(self, peer: str, payload: bytes) -> None:
+        try:
+            msg = wire.decode_control(payload)
+        except ProtocolError as exc:
+            log.warning("dropping bad file control message from %s: %s", peer, exc)
+            return
+        try:
+            handler = self._HANDLERS[type(msg)]
+            handler(self, peer, msg)
+        except Exception:   # a bug of ours must not take the engine thread down
+            log.exception("file control message from %s failed", peer)
+
+    # --- control messages in ------------------------------------------------------------------
+
+    def _on_offer(self, peer: str, msg: wire.Offer) -> None:
+        name = sanitize_name(msg.name)
+        with self._lock:
+            if (peer, msg.token, False) in self._by_token:
+                return
+            mine = sum(1 for t in self._by_id.values() if t.peer == peer and not t.outgoing)
+            full = len(self._by_id) >= self.max_transfers or mine >= self.max_offers_per_peer
+            if not full:
+                t = _Transfer(next(self._ids), peer, msg.token, name, msg.size, msg.mtime_ns,
+                              outgoing=False, port=msg.port)
+                self._add(t)
+        if full:
+            log.warning("refusing offer from %s: too many transfers", peer)
+            self._control(peer, wire.Decline(msg.token, "too many offers"))
+            return
+        log.info("%s offers %r (%d bytes) as #%d", peer, name, msg.size, t.tid)
+        self._emit(FileOffered(t.tid, peer, name, msg.size))
+
+    def _on_accept(self, peer: str, msg: wire.Accept) -> None:
+        t = self._find(peer, msg.token, outgoing=True)
+        with self._lock:
+            ok = t is not None and t.state == OFFERED
+            if ok:
+                t.state, t.since = ACCEPTED, None
+        if not ok:
+            self._control(peer, wire.Cancel(msg.token, "no such offer (expired?)"))
+        else:
+            log.info("%s accepted #%d", peer, t.tid)
+
+    def _on_decline(self, peer: str, msg: wire.Decline) -> None:
+        t = self._find(peer, msg.token, outgoing=True)
+        if t is not None:
+            self._stop(t, _peer_reason(f"{peer} declined", msg.reason), tell_peer=False)
+
+    def _on_cancel(self, peer: str, msg: wire.Cancel) -> None:
+        t = self._find(peer, msg.token, outgoing=False)
+        if t is not None:
+            self._stop(t, _peer_reason(f"{peer} cancelled", msg.reason), tell_peer=False,
+                       discard=msg.reason == "cancelled")
+
+    def _on_reverse(self, peer: str, msg: wire.Reverse) -> None:
+        t = self._find(peer, msg.token, outgoing=True)
+        with self._lock:
+            if t is None or t.state != ACCEPTED:
+                return
+            t.state = RUNNING
+        self._spawn(self._connect_back, t, msg.port, name=f"files-send-{t.tid}")
+
+    _HANDLERS = {wire.Offer: _on_offer, wire.Accept: _on_accept, wire.Decline: _on_decline,
+                 wire.Cancel: _on_cancel, wire.Reverse: _on_reverse}
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def _add(self, t: _Transfer) -> None:
+        self._by_id[t.tid] = t
+        self._by_token[(t.peer, t.token, t.outgoing)] = t
+
+    def _find(self, peer: str, token: bytes, *, outgoing: bool) -> _Transfer | None:
+        with self._lock:
+            return self._by_token.get((peer, token, outgoing))
+
+    def _control(self, peer: str, msg: wire.Control) -> None:
+        try:
+            self._send_control(peer, wire.encode_control(msg))
+        except Exception as exc:    # the engine may be closing; the transfer fails on its own
+            log.warning("cannot send file control to %s: %s", peer, exc)
+
+    def _spawn(self, target: Callable[..., None], *args: object, name: str) -> None:
+        def run() -> None:
+            try:
+                target(*args)
+            finally:
+                self._threads.discard(threading.current_thread())
+        th = threading.Thread(target=run, name=name, daemon=True)
+        self._threads.add(th)
+        th.start()
+
+    def _take(self, t: _Transfer) -> bool:
+        """Remove ``t`` from the live set; True for the one caller that gets to report it."""
+        with self._lock:
+            if self._by_id.get(t.tid) is not t:
+                return False
+            del self._by_id[t.tid]
+            self._by_token.pop((t.peer, t.token, t.outgoing), None)
+            return True
+
+    def _stop(self, t: _Transfer, reason: str, *, tell_peer: bool, discard: bool = False) -> None:
+        """End ``t`` now (user, peer, expiry or close): report it, tell the peer, break its
+        socket so its thread stops; the thread itself then cleans up the .part."""
+        with self._lock:
+            t.reason = t.reason or reason
+            t.discard = t.discard or discard
+            running = t.state == RUNNING or (not t.outgoing and t.state == ACCEPTED)
+            t.stop.set()
+            t.reverse_ready.set()
+            sock = t.sock
+        if not self._take(t):
+            return
+        if tell_peer:
+            msg = wire.Cancel if t.outgoing else wire.Decline
+            self._control(t.peer, msg(t.token, reason))
+        if sock is not None:
+            _break(sock)
+        log.info("transfer #%d (%s) stopped: %s", t.tid, t.name, reason)
+        self._emit(FileFailed(t.tid, t.peer, t.name, reason, t.outgoing))
+        if not running:
+            self._drop_part(t)
+
+    def _fail(self, t: _Transfer, reason: str) -> None:
+        """A transfer thread hit an error; report it unless someone stopped it first."""
+        # The peer's CANCEL/DECLINE may be a moment behind its closed socket: give it the
+        # chance to supply the real reason instead of "connection lost".
+        if t.stop.wait(self.reason_grace):
+            return
+        if self._take(t):
+            log.warning("transfer #%d (%s) with %s failed: %s", t.tid, t.name, t.peer, reason)
+            self._emit(FileFailed(t.tid, t.peer, t.name, reason, t.outgoing))
+
+    def _progress(self, t: _Transfer, done: int) -> None:
+        now = time.monotonic()
+        if t.last_emit == 0.0:
+            t.last_emit, t.last_done = now, done
+            return
+        dt = now - t.last_emit
+        if dt < self.progress_interval and done < t.size:
+            return
+        inst = (done - t.last_done) / dt if dt > 0 else 0.0
+        t.rate = inst if t.rate == 0.0 else 0.5 * t.rate + 0.5 * inst   # smooth the ETA
+        t.last_emit, t.last_done = now, done
+        self._emit(FileProgress(t.tid, t.peer, t.name, done, t.size, t.rate, t.outgoing))
+
+    # --- sockets --------------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        lsock = self._listener
+        assert lsock is not None
+        while not self._closed.is_set():
+            try:
+                ready, _, _ = select.select([lsock], [], [], 0.5)
+                if not ready:
+                    continue
+                conn, addr = lsock.accept()
+            except OSError:
+                if self._closed.is_set():
+                    return
+                time.sleep(0.05)     # e.g. EMFILE: do not spin
+                continue
+            if not self._pending.acquire(blocking=False):
+                log.warning("too many pending file connections; dropping %s", addr)
+                conn.close()
+                continue
+            self._spawn(self._handle_incoming, conn, addr, name="files-conn")
+
+    def _handle_incoming(self, conn: socket.socket, addr: tuple) -> None:
+        try:
+            conn.settimeout(self.handshake_timeout)
+            role, token = wire.decode_preamble(_recv_exact(conn, wire.PREAMBLE_LEN))
+        except (OSError, ProtocolError, fs.StreamError) as exc:
+            log.warning("bad file connection from %s: %s", addr, exc)
+            conn.close()
+            return
+        finally:
+            self._pending.release()
+        with self._lock:
+            t = next((x for x in self._by_id.values() if x.token == token
+                      and x.outgoing == (role == wire.ROLE_RECEIVER)), None)
+            if t is not None and t.outgoing and t.state == ACCEPTED:
+                t.state = RUNNING
+            elif t is not None and not t.outgoing and t.reverse_sock is None \
+                    and t.state == ACCEPTED:
+                t.reverse_sock = conn
+                t.reverse_ready.set()
+                return
+            else:
+                t = None
+        if t is None:
+            log.warning("file connection from %s for no transfer waiting for one", addr)
+            conn.close()
+            return
+        self._run_sender(t, conn)
+
+    def _connect_back(self, t: _Transfer, port: int) -> None:
+        addr = self._address_of(t.peer)
+        if addr is None:
+            self._fail(t, f"{t.peer} is not online")
+            return
+        try:
+            conn = socket.create_connection((addr[0], port), timeout=self.connect_timeout)
+            conn.sendall(wire.encode_preamble(wire.ROLE_SENDER, t.token))
+        except OSError as exc:
+            self._fail(t, f"cannot connect to {t.peer} either way: {exc}")
+            return
+        self._run_sender(t, conn)
+
+    def _run_sender(self, t: _Transfer, conn: socket.socket) -> None:
+        assert t.path is not None
+        with self._lock:
+            t.sock = conn
+            stopped = t.stop.is_set()
+        if stopped:
+            _break(conn)
+            return
+        key = self._key_for(t.peer, KEY_LABEL + t.token)
+        try:
+            if key is None:
+                raise fs.StreamError(f"no encrypted session with {t.peer}")
+            conn.settimeout(self.io_timeout)
+            _tune(conn)
+            fs.send_stream(conn, key=key, path=t.path, size=t.size,
+                           progress=lambda done: self._progress(t, done),
+                           stop=t.stop.is_set, chunk=self.chunk)
+        except (OSError, fs.StreamError) as exc:
+            self._fail(t, _reason(exc))
+        except Exception:
+            log.exception("sending #%d failed", t.tid)
+            self._fail(t, "internal error")
+        else:
+            if self._take(t):
+                log.info("sent %s to %s (#%d)", t.name, t.peer, t.tid)
+                self._emit(FileDone(t.tid, t.peer, t.name, t.path, outgoing=True))
+        finally:
+            _break(conn)
+
+    # --- the receiving side -------------------------------------------------------------------
+
+    def _receive_worker(self, t: _Transfer) -> None:
+        out = None
+        try:
+            out, offset = self._open_part(t)
+            free = shutil.disk_usage(self.downloads).free
+            if free < t.size - offset + self.free_space_margin:
+                self._stop(t, f"not enough free space ({free} bytes free, "
+                              f"{t.size - offset} needed)", tell_peer=True)
+                return
+            prefix = fs.prefix_hash(t.part, offset, t.stop.is_set) if offset else fs.ZERO_HASH
+            if prefix is None:      # the .part shrank under us: start over
+                offset, prefix = 0, fs.ZERO_HASH
+            conn = self._connect_or_wait(t)
+            if conn is None:
+                return
+            key = self._key_for(t.peer, KEY_LABEL + t.token)
+            if key is None:
+                raise fs.StreamError(f"no encrypted session with {t.peer}")
+            conn.settimeout(self.io_timeout)
+            _tune(conn)
+            final: list[Path] = []
+            fs.receive_stream(conn, key=key, out=out, offset=offset, prefix=prefix, size=t.size,
+                              progress=lambda done: self._progress(t, done),
+                              stop=t.stop.is_set,
+                              finish=lambda: final.append(self._finish_part(t, out)))
+        except (OSError, fs.StreamError) as exc:
+            self._fail(t, _reason(exc))
+        except Exception:
+            log.exception("receiving #%d failed", t.tid)
+            self._fail(t, "internal error")
+        else:
+            if self._take(t):
+                log.info("received %s from %s into %s", t.name, t.peer, final[0])
+                self._emit(FileDone(t.tid, t.peer, t.name, final[0], outgoing=False))
+        finally:
+            if out is not None and not out.closed:
+                out.close()
+            if t.sock is not None:
+                _break(t.sock)
+            if t.discard:
+                self._drop_part(t)
+            with self._lock:
+                self._parts_in_use.discard(t.part)
+
+    def _connect_or_wait(self, t: _Transfer) -> socket.socket | None:
+        """The receiver connects to the sender; failing that, it asks the sender to connect."""
+        addr = self._address_of(t.peer)
+        if addr is None:
+            raise fs.StreamError(f"{t.peer} is not online")
+        conn = None
+        if t.port:
+            try:
+                conn = socket.create_connection((addr[0], t.port), timeout=self.connect_timeout)
+                conn.sendall(wire.encode_preamble(wire.ROLE_RECEIVER, t.token))
+            except OSError as exc:
+                log.info("cannot reach %s's file listener (%s); asking it to connect", t.peer, exc)
+                conn = None
+        if conn is None:
+            if not self.port:
+                raise fs.StreamError(f"cannot connect to {t.peer} and we have no listener")
+            self._control(t.peer, wire.Reverse(t.token, self.port))
+            t.reverse_ready.wait(self.reverse_timeout)
+            conn = t.reverse_sock
+            if conn is None:
+                if t.stop.is_set():
+                    return None
+                raise fs.StreamError(f"{t.peer} could not connect either")
+        with self._lock:
+            t.sock = conn
+            t.state = RUNNING
+            stopped = t.stop.is_set()
+        if stopped:
+            _break(conn)
+            return None
+        return conn
+
+    def _open_part(self, t: _Transfer):
+        """Open the ``.part`` to write: the matching one of an interrupted transfer (resume)
+        or a fresh one with its sidecar. Returns (file object, bytes already there)."""
+        ident = {"v": 1, "peer": t.peer, "name": t.name, "size": t.size, "mtime_ns": t.mtime_ns}
+        self.downloads.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            part = self._find_resumable(ident)
+            if part is None:
+                part = next((self.downloads / (c + PART) for c in candidate_names(t.name)
+                             if self.downloads / (c + PART) not in self._parts_in_use
+                             and not (self.downloads / (c + PART)).exists()
+                             and not (self.downloads / (c + SIDECAR)).exists()), None)
+                if part is None:
+                    raise fs.StreamError("no free name for the partial file")
+                part.touch()
+            self._parts_in_use.add(part)
+            t.part = part
+        save_json(_sidecar(part), ident)
+        out = open(part, "r+b")   # noqa: SIM115 -- closed by the worker's finally
+        offset = min(out.seek(0, os.SEEK_END), t.size)
+        if offset:
+            log.info("resuming %s from %s at %d bytes", t.name, t.peer, offset)
+        return out, offset
+
+    def _find_resumable(self, ident: dict) -> Path | None:
+        best, best_len = None, -1
+        try:
+            entries = list(itertools.islice(self.downloads.iterdir(), 10_000))
+        except OSError:
+            return None
+        for side in entries:
+            if not side.name.endswith(SIDECAR):
+                continue
+            part = side.with_name(side.name[:-len(".json")])
+            try:
+                if side.stat().st_size > 4096 or part in self._parts_in_use:
+                    continue
+                length = part.stat().st_size
+            except OSError:
+                continue
+            if load_json(side) == ident and best_len < length <= ident["size"]:
+                best, best_len = part, length
+        return best
+
+    def _finish_part(self, t: _Transfer, out) -> Path:
+        """Verified: flush to disk and move into place under a name nobody uses."""
+        out.flush()
+        os.fsync(out.fileno())
+        out.close()
+        assert t.part is not None
+        target = reserve_unique(self.downloads, t.name)
+        os.replace(t.part, target)
+        _sidecar(t.part).unlink(missing_ok=True)
+        return target
+
+    def _drop_part(self, t: _Transfer) -> None:
+        if t.outgoing or t.part is None:
+            return
+        for p in (t.part, _sidecar(t.part)):
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot remove %s: %s", p, exc)
+
+
+def _sidecar(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _cap_utf8(text: str, limit: int) -> str:
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore") or "file"
+
+
+def _peer_reason(what: str, reason: str) -> str:
+    return f"{what}: {reason}" if reason else what
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, fs.StreamError):
+        return str(exc)
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "the peer stopped responding"
+    return f"connection lost ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc)
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        data = conn.recv(n - len(buf))
+        if not data:
+            raise fs.StreamError("connection closed")
+        buf += data
+    return bytes(buf)
+
+
+def _tune(conn: socket.socket) -> None:
+    # Large kernel buffers keep the pipe full while we encrypt the next chunk.
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+
+
+def _break(sock: socket.socket) -> None:
+    """Wake any thread blocked on ``sock`` (close alone does not on Linux) and close it."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -1,0 +1,225 @@
+"""One file over one TCP connection, encrypted with libsodium secretstream (both directions).
+
+Blocking functions run by a transfer's own thread: ``send_stream`` on the sender's side and
+``receive_stream`` on the receiver's side, after the connecting side's 22-byte preamble
+(``files_wire``). Byte layout and the reasoning behind it: ``docs/protocol-files.md``.
+
+Keys: the 32-byte ``key_for(peer, b"file" + token)`` is split into one key per direction
+(keyed BLAKE2b with distinct personalisations), so the two secretstreams never share a key.
+Integrity: secretstream authenticates every chunk, their order and the end (TAG_FINAL), so a
+stream that is cut, reordered or altered fails to decrypt. A stream starts at the offset the
+receiver asked for only if the receiver's ``.part`` prefix hashes (BLAKE2b-256) to the same value
+as the sender's file prefix, and the sender echoes the receiver's random challenge, so an old
+recorded stream cannot be replayed at another offset. Memory per transfer is O(chunk).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from nacl.bindings import crypto_secretstream as ss
+from nacl.exceptions import CryptoError
+
+from client import files_wire as wire
+from models.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20                       # plaintext bytes per secretstream message
+ABYTES = ss.crypto_secretstream_xchacha20poly1305_ABYTES
+SS_HEADER = ss.crypto_secretstream_xchacha20poly1305_HEADERBYTES
+TAG_MESSAGE = ss.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
+TAG_FINAL = ss.crypto_secretstream_xchacha20poly1305_TAG_FINAL
+MAX_FRAME = CHUNK + ABYTES
+ZERO_HASH = bytes(wire.HASH_LEN)
+HASH_BLOCK = 1 << 20
+
+
+class StreamError(Exception):
+    """The transfer over this connection failed; ``str(exc)`` is a short reason for people."""
+
+
+def direction_keys(key: bytes) -> tuple[bytes, bytes]:
+    """(sender->receiver key, receiver->sender key) from the per-transfer key."""
+    if len(key) != 32:
+        raise ValueError("file key must be 32 bytes")
+    s2r = hashlib.blake2b(key=key, digest_size=32, person=b"OLCfile s2r").digest()
+    r2s = hashlib.blake2b(key=key, digest_size=32, person=b"OLCfile r2s").digest()
+    return s2r, r2s
+
+
+def prefix_hash(path: Path, length: int, stop: Callable[[], bool] = lambda: False) -> bytes | None:
+    """BLAKE2b-256 of the first ``length`` bytes of ``path``; None if the file is shorter."""
+    h = hashlib.blake2b(digest_size=wire.HASH_LEN)
+    buf = bytearray(HASH_BLOCK)
+    view = memoryview(buf)
+    left = length
+    with open(path, "rb") as f:
+        while left:
+            if stop():
+                raise StreamError("cancelled")
+            n = f.readinto(view[:min(left, HASH_BLOCK)])
+            if not n:
+                return None
+            h.update(view[:n])
+            left -= n
+    return h.digest()
+
+
+class _Pusher:
+    def __init__(self, key: bytes) -> None:
+        self.state = ss.crypto_secretstream_xchacha20poly1305_state()
+        self.header = ss.crypto_secretstream_xchacha20poly1305_init_push(self.state, key)
+
+    def push(self, data: bytes, tag: int = TAG_MESSAGE) -> bytes:
+        return ss.crypto_secretstream_xchacha20poly1305_push(self.state, data, None, tag)
+
+
+class _Puller:
+    def __init__(self, header: bytes, key: bytes) -> None:
+        self.state = ss.crypto_secretstream_xchacha20poly1305_state()
+        ss.crypto_secretstream_xchacha20poly1305_init_pull(self.state, header, key)
+        self.finished = False
+
+    def pull(self, ciphertext: bytes) -> tuple[bytes, int]:
+        if self.finished:
+            raise StreamError("data after the end of the stream")
+        try:
+            data, tag = ss.crypto_secretstream_xchacha20poly1305_pull(self.state, ciphertext)
+        except (CryptoError, ValueError) as exc:
+            raise StreamError("corrupted or forged data on the wire") from exc
+        if tag == TAG_FINAL:
+            self.finished = True
+        elif tag != TAG_MESSAGE:
+            raise StreamError("unexpected secretstream tag")
+        return data, tag
+
+
+def read_exact(rfile: BinaryIO, n: int) -> bytes:
+    data = rfile.read(n)
+    if data is None or len(data) != n:
+        raise StreamError("connection closed mid-transfer")
+    return data
+
+
+def _read_frame(rfile: BinaryIO) -> bytes:
+    (n,) = wire.FRAME_HEADER.unpack(read_exact(rfile, wire.FRAME_HEADER.size))
+    if not ABYTES <= n <= MAX_FRAME:
+        raise StreamError("bad frame length on the wire")
+    return read_exact(rfile, n)
+
+
+def _frame(ciphertext: bytes) -> bytes:
+    return wire.FRAME_HEADER.pack(len(ciphertext)) + ciphertext
+
+
+def send_stream(sock: socket.socket, *, key: bytes, path: Path, size: int,
+                progress: Callable[[int], None], stop: Callable[[], bool],
+                chunk: int = CHUNK) -> None:
+    """Sender side: read the receiver's hello, stream ``path`` from the agreed offset, wait for
+    the receiver's DONE. Raises StreamError (or OSError from the socket) on any failure."""
+    s2r_key, r2s_key = direction_keys(key)
+    rfile = sock.makefile("rb")
+    try:
+        header = read_exact(rfile, SS_HEADER)
+        puller = _Puller(header, r2s_key)
+        hello_ct = read_exact(rfile, wire.HELLO_LEN + ABYTES)
+        data, tag = puller.pull(hello_ct)
+        if tag != TAG_MESSAGE:
+            raise StreamError("bad hello")
+        try:
+            hello = wire.decode_hello(data)
+        except ProtocolError as exc:
+            raise StreamError("bad hello") from exc
+        start = _agree_offset(path, size, hello, stop)
+        pusher = _Pusher(s2r_key)
+        sock.sendall(pusher.header + _frame(pusher.push(wire.encode_start(hello.challenge, start))))
+        _send_body(sock, pusher, path, start, size, progress, stop, chunk)
+        sock.sendall(_frame(pusher.push(wire.encode_end(size), TAG_FINAL)))
+        done, tag = puller.pull(read_exact(rfile, len(wire.DONE) + ABYTES))
+        if tag != TAG_FINAL or done != wire.DONE:
+            raise StreamError("receiver did not confirm")
+    finally:
+        rfile.close()
+
+
+def _agree_offset(path: Path, size: int, hello: wire.Hello, stop: Callable[[], bool]) -> int:
+    """Resume where the receiver asks only if our prefix is byte-for-byte what it holds."""
+    if hello.offset == 0 or hello.offset > size:
+        return 0
+    ours = prefix_hash(path, hello.offset, stop)
+    if ours is not None and ours == hello.prefix_hash:
+        log.info("resuming %s at %d", path.name, hello.offset)
+        return hello.offset
+    log.info("resume of %s refused: prefix differs, starting over", path.name)
+    return 0
+
+
+def _send_body(sock: socket.socket, pusher: _Pusher, path: Path, start: int, size: int,
+               progress: Callable[[int], None], stop: Callable[[], bool], chunk: int) -> None:
+    done = start
+    with open(path, "rb") as f:
+        f.seek(start)
+        while done < size:
+            if stop():
+                raise StreamError("cancelled")
+            data = f.read(min(chunk, size - done))
+            if not data:
+                raise StreamError("the file got shorter while sending")
+            sock.sendall(_frame(pusher.push(data)))
+            done += len(data)
+            progress(done)
+
+
+def receive_stream(sock: socket.socket, *, key: bytes, out: BinaryIO, offset: int,
+                   prefix: bytes, size: int, progress: Callable[[int], None],
+                   stop: Callable[[], bool], finish: Callable[[], object]) -> None:
+    """Receiver side: ask for ``offset`` (``out`` holds that many verified bytes whose hash is
+    ``prefix``), write the authenticated chunks to ``out``, check the end, call ``finish()``
+    (which must put the file in place) and then confirm DONE to the sender."""
+    s2r_key, r2s_key = direction_keys(key)
+    challenge = os.urandom(wire.CHALLENGE_LEN)
+    pusher = _Pusher(r2s_key)
+    hello = wire.encode_hello(wire.Hello(challenge, offset, prefix if offset else ZERO_HASH))
+    sock.sendall(pusher.header + pusher.push(hello))
+    rfile = sock.makefile("rb")
+    try:
+        puller = _Puller(read_exact(rfile, SS_HEADER), s2r_key)
+        data, tag = puller.pull(_read_frame(rfile))
+        try:
+            echoed, start = wire.decode_start(data) if tag == TAG_MESSAGE else (b"", -1)
+        except ProtocolError as exc:
+            raise StreamError("bad start") from exc
+        if echoed != challenge or start not in (0, offset):
+            raise StreamError("stream does not answer our request")
+        out.seek(start)
+        out.truncate(start)
+        done = start
+        progress(done)
+        while True:
+            if stop():
+                raise StreamError("cancelled")
+            data, tag = puller.pull(_read_frame(rfile))
+            if tag == TAG_FINAL:
+                break
+            if done + len(data) > size:
+                raise StreamError("sender sent more than the offered size")
+            out.write(data)
+            done += len(data)
+            progress(done)
+        try:
+            end = wire.decode_end(data)
+        except ProtocolError as exc:
+            raise StreamError("bad end of stream") from exc
+        if end != size or done != size:
+            raise StreamError(f"stream ended at {done} of {size} bytes")
+        finish()
+        sock.sendall(pusher.push(wire.DONE, TAG_FINAL))
+    finally:
+        rfile.close()
