@@ -1,0 +1,541 @@
+"""client.secure: SecureTransports wired together in memory, with a simulated clock."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import nacl.signing
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from client.events import KeyChanged, PeerUnreachable
+from client.identity import fingerprint
+from client.pins import PinStore
+from client.secure import WARNING_KEY_CHANGED, SecureTransport, SessionStarted
+from models import secure_wire as sw
+from models.peer_wire import MAX_FRAME
+
+Filter = Callable[[str, str, bytes], bool]  # (src, dst, datagram) -> deliver?
+
+
+def key_of(name: str) -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey(name.encode().ljust(32, b"\0")[:32])
+
+
+class Net:
+    """Transports by nickname; datagrams go src -> dst through an optional filter."""
+
+    def __init__(self, *names: str, loss: float = 0.0, seed: int = 0) -> None:
+        self.rand = random.Random(seed)
+        self.loss = loss
+        self.now = 0.0
+        self.t: dict[str, SecureTransport] = {}
+        self.pins: dict[str, PinStore] = {}
+        self.sniffed: list[bytes] = []
+        self.filter: Filter | None = None
+        self.frames: dict[str, list[tuple[str, bytes]]] = {}
+        self.events: dict[str, list[object]] = {}
+        for name in names:
+            self.add(name)
+
+    def add(self, name: str, key: nacl.signing.SigningKey | None = None,
+            pins: PinStore | None = None) -> SecureTransport:
+        self.pins[name] = pins if pins is not None else self.pins.get(name, PinStore())
+        transport = SecureTransport(key or key_of(name), name, self.pins[name], now=self.now,
+                                    rng=self.rand.randbytes)
+        self.t[name] = transport
+        self.frames.setdefault(name, [])
+        self.events.setdefault(name, [])
+        return transport
+
+    def collect(self) -> None:
+        for name, transport in self.t.items():
+            self.events[name] += transport.take_events()
+            self.frames[name] += transport.take_frames()
+
+    def flush(self) -> int:
+        """Deliver everything in flight (repeatedly, until quiet); returns datagrams sent."""
+        sent = 0
+        while True:
+            batch = [(src, dst, dg) for src, tr in self.t.items() for dst, dg in tr.take_outgoing()]
+            if not batch:
+                self.collect()
+                return sent
+            for src, dst, dg in batch:
+                sent += 1
+                self.sniffed.append(dg)
+                if self.filter is not None and not self.filter(src, dst, dg):
+                    continue
+                if self.loss and self.rand.random() < self.loss:
+                    continue
+                if dst in self.t:
+                    self.t[dst].unwrap(src, dg, self.now)
+
+    def run(self, until: float) -> None:
+        """Deliver and fire timers until ``until`` (simulated seconds)."""
+        self.flush()
+        while True:
+            deadlines = [d for tr in self.t.values() if (d := tr.next_deadline()) is not None]
+            if not deadlines or min(deadlines) > until:
+                break
+            self.now = max(self.now, min(deadlines))
+            for tr in self.t.values():
+                tr.on_timer(self.now)
+            self.flush()
+        self.now = max(self.now, until)
+
+    def send(self, src: str, dst: str, frame: bytes) -> None:
+        self.t[src].wrap(dst, frame, self.now)
+
+
+def sessions(net: Net, a: str, b: str) -> bool:
+    ka = net.t[a].session_key_for(b, b"test")
+    return ka is not None and ka == net.t[b].session_key_for(a, b"test")
+
+
+def test_handshake_then_frames_both_ways() -> None:
+    net = Net("alice", "bob")
+    net.send("alice", "bob", b"hello bob")
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"hello bob")]
+    assert net.events["alice"] == [SessionStarted("bob", restarted=False)]
+    assert net.events["bob"] == [SessionStarted("alice", restarted=False)]
+    assert sessions(net, "alice", "bob")
+    net.send("bob", "alice", b"hi alice")
+    net.send("bob", "alice", b"and again")
+    net.flush()
+    assert net.frames["alice"] == [("bob", b"hi alice"), ("bob", b"and again")]
+    assert net.t["alice"].next_deadline() is None and net.t["bob"].next_deadline() is None
+    assert not net.t["alice"].stats and not net.t["bob"].stats
+
+
+def test_handshake_datagram_sizes_and_confirmation() -> None:
+    net = Net("alice", "bob")
+    net.send("alice", "bob", b"x")
+    net.flush()
+    kinds = [(dg[2], len(dg)) for dg in net.sniffed]
+    assert kinds == [(0x01, 155), (0x02, 155), (0x03, 123), (0x20, 19 + 1 + 16), (0x20, 35)]
+
+
+def test_frames_queued_until_session_then_sent_in_order() -> None:
+    net = Net("alice", "bob")
+    for i in range(10):
+        net.send("alice", "bob", b"frame %d" % i)
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"frame %d" % i) for i in range(10)]
+
+
+def test_sniffer_sees_no_text_no_nicknames_no_identity_keys() -> None:
+    net = Net("alice", "bob")
+    secret = "секрет — the meeting is at noon 🙂".encode()
+    net.send("alice", "bob", secret)
+    net.flush()
+    net.send("bob", "alice", secret)
+    net.flush()
+    assert net.frames["bob"] == [("alice", secret)] and net.frames["alice"] == [("bob", secret)]
+    forbidden = [secret, b"alice", b"bob", b"meeting", bytes(key_of("alice").verify_key),
+                 bytes(key_of("bob").verify_key)]
+    for dg in net.sniffed:
+        for needle in forbidden:
+            assert needle not in dg
+
+
+def test_session_keys_differ_per_label_and_per_session() -> None:
+    net = Net("alice", "bob", "carol")
+    net.send("alice", "bob", b"x")
+    net.send("alice", "carol", b"x")
+    net.flush()
+    ab = net.t["alice"].session_key_for("bob", b"file")
+    assert ab is not None and len(ab) == 32
+    assert ab == net.t["bob"].session_key_for("alice", b"file")
+    assert ab != net.t["alice"].session_key_for("bob", b"other")
+    assert ab != net.t["alice"].session_key_for("carol", b"file")
+    assert net.t["bob"].session_key_for("carol", b"file") is None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_handshake_survives_20_percent_loss(seed: int) -> None:
+    net = Net("alice", "bob", loss=0.2, seed=seed)
+    net.send("alice", "bob", b"first")
+    net.run(until=10.0)
+    assert sessions(net, "alice", "bob")
+    assert not any(isinstance(e, PeerUnreachable) for evs in net.events.values() for e in evs)
+    # frames themselves are not retransmitted here (that is the Messenger's job): whatever
+    # arrives arrives once and in order
+    for i in range(50):
+        net.send("alice", "bob", b"%d" % i)
+    net.run(until=20.0)
+    got = [int(f) for p, f in net.frames["bob"] if f != b"first"]
+    assert got == sorted(set(got)) and len(got) > 25
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_simultaneous_open_gives_one_session(seed: int) -> None:
+    net = Net("alice", "bob", seed=seed)
+    net.send("alice", "bob", b"from alice")
+    net.send("bob", "alice", b"from bob")
+    net.run(until=5.0)
+    assert sessions(net, "alice", "bob")
+    assert net.frames["bob"] == [("alice", b"from alice")]
+    assert net.frames["alice"] == [("bob", b"from bob")]
+    for name in ("alice", "bob"):
+        assert [e for e in net.events[name] if isinstance(e, SessionStarted)] == [
+            SessionStarted("bob" if name == "alice" else "alice", restarted=False)]
+    winners = sum(net.t[n].stats["simultaneous open (we initiate)"] for n in ("alice", "bob"))
+    assert winners == 1
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_simultaneous_open_under_loss(seed: int) -> None:
+    net = Net("alice", "bob", loss=0.2, seed=seed)
+    net.send("alice", "bob", b"a")
+    net.send("bob", "alice", b"b")
+    net.run(until=10.0)
+    assert sessions(net, "alice", "bob")
+
+
+def established(*names: str) -> Net:
+    net = Net(*names)
+    for other in names[1:]:
+        net.send(names[0], other, b"hello")
+    net.flush()
+    for name in names:
+        net.frames[name].clear()
+        net.events[name].clear()
+    return net
+
+
+def sealed_from(net: Net, src: str, dst: str, frame: bytes) -> bytes:
+    net.send(src, dst, frame)
+    [(peer, dg)] = net.t[src].take_outgoing()
+    assert peer == dst
+    return dg
+
+
+def test_tampered_datagrams_dropped() -> None:
+    net = established("alice", "bob")
+    dg = sealed_from(net, "alice", "bob", b"important")
+    for i in range(3, len(dg)):
+        bad = bytearray(dg)
+        bad[i] ^= 0x01
+        net.t["bob"].unwrap("alice", bytes(bad), net.now)
+    net.t["bob"].unwrap("alice", dg[:-1], net.now)
+    net.t["bob"].unwrap("alice", dg + b"\0", net.now)
+    assert net.t["bob"].take_frames() == []
+    net.t["bob"].unwrap("alice", dg, net.now)  # the genuine one still goes through
+    assert net.t["bob"].take_frames() == [("alice", b"important")]
+
+
+def test_replayed_datagram_dropped() -> None:
+    net = established("alice", "bob")
+    dg = sealed_from(net, "alice", "bob", b"pay 10 coins")
+    for _ in range(3):
+        net.t["bob"].unwrap("alice", dg, net.now)
+    assert net.t["bob"].take_frames() == [("alice", b"pay 10 coins")]
+    assert net.t["bob"].stats["replayed"] == 2
+
+
+def test_reordering_within_window_accepted_too_old_dropped() -> None:
+    net = established("alice", "bob")
+    dgs = [sealed_from(net, "alice", "bob", b"%d" % i) for i in range(1100)]
+    bob = net.t["bob"]
+    bob.unwrap("alice", dgs[1099], net.now)
+    bob.unwrap("alice", dgs[500], net.now)  # late but inside the 1024 window
+    bob.unwrap("alice", dgs[10], net.now)   # too old
+    bob.unwrap("alice", dgs[500], net.now)  # replay of a late one
+    assert [f for _, f in bob.take_frames()] == [b"1099", b"500"]
+    assert bob.stats["too old"] == 1 and bob.stats["replayed"] == 1
+
+
+def test_datagram_for_bob_does_not_decrypt_at_carol() -> None:
+    net = established("alice", "bob", "carol")
+    dg = sealed_from(net, "alice", "bob", b"for bob only")
+    net.t["carol"].unwrap("alice", dg, net.now)
+    assert net.t["carol"].take_frames() == []
+    # and one pretending to come from someone else at bob
+    net.t["bob"].unwrap("carol", dg, net.now)
+    assert net.t["bob"].take_frames() == []
+
+
+def test_same_session_id_with_wrong_key_fails() -> None:
+    net = established("alice", "bob")
+    bob = net.t["bob"]
+    dg = sealed_from(net, "alice", "bob", b"x")
+    # a forger who knows the session id and picks an unused counter still cannot pass
+    forged = dg[:11] + (99).to_bytes(8, "big") + dg[19:]
+    bob.unwrap("alice", forged, net.now)
+    assert bob.take_frames() == [] and bob.stats["authentication failed"] == 1
+
+
+def test_restarted_peer_gets_new_session() -> None:
+    net = established("alice", "bob")
+    old = sealed_from(net, "alice", "bob", b"old session")
+    net.add("bob")  # bob restarts: same key and pins, no session
+    net.send("bob", "alice", b"I am back")
+    net.flush()
+    assert net.events["alice"] == [SessionStarted("bob", restarted=True)]
+    assert net.events["bob"] == [SessionStarted("alice", restarted=False)]
+    assert net.frames["alice"] == [("bob", b"I am back")]
+    assert sessions(net, "alice", "bob")
+    net.t["bob"].unwrap("alice", old, net.now)  # a datagram of the old session
+    assert net.t["bob"].take_frames() == []
+    net.send("alice", "bob", b"new session")
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"new session")]
+
+
+def test_old_session_datagram_rejected_after_restart_at_the_other_side() -> None:
+    net = established("alice", "bob")
+    old = sealed_from(net, "bob", "alice", b"before restart")
+    net.add("bob")
+    net.send("bob", "alice", b"x")
+    net.flush()
+    net.t["alice"].unwrap("bob", old, net.now)
+    assert net.t["alice"].take_frames() == []
+    assert net.t["alice"].stats["unknown session"] == 1
+
+
+def test_restart_discovered_from_unknown_session() -> None:
+    """Bob restarts and stays silent; alice's next frame makes him start a handshake."""
+    net = established("alice", "bob")
+    net.add("bob")
+    net.send("alice", "bob", b"lost: bob has no session")
+    net.flush()
+    assert net.frames["bob"] == []
+    assert net.events["alice"] == [SessionStarted("bob", restarted=True)]
+    net.send("alice", "bob", b"retransmitted by the messenger")
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"retransmitted by the messenger")]
+
+
+def test_restart_trigger_is_rate_limited() -> None:
+    net = established("alice", "bob")
+    net.add("bob")
+    net.filter = lambda src, dst, dg: src == "alice"  # bob's HS_INITs never arrive
+    for _ in range(20):
+        net.send("alice", "bob", b"x")
+    net.flush()
+    hs_inits = [dg for dg in net.sniffed if dg[2] == 0x01]
+    assert len(hs_inits) == 2  # the first handshake of established(), then one trigger
+
+
+def test_key_change_flagged_and_warned() -> None:
+    net = established("alice", "bob")
+    old_fp = net.t["alice"].fingerprint("bob")
+    assert net.t["alice"].warning_for("bob") is None
+    impostor = nacl.signing.SigningKey(b"\x42" * 32)
+    net.add("bob", key=impostor, pins=PinStore())  # someone registers as "bob" with a new key
+    net.send("bob", "alice", b"trust me")
+    net.flush()
+    new_fp = fingerprint(bytes(impostor.verify_key))
+    assert net.events["alice"] == [KeyChanged("bob", old_fp, new_fp),
+                                   SessionStarted("bob", restarted=True)]
+    assert net.frames["alice"] == [("bob", b"trust me")]  # delivered, but marked:
+    assert net.t["alice"].warning_for("bob") == WARNING_KEY_CHANGED
+    assert net.t["alice"].key_changed("bob")
+    assert net.t["alice"].fingerprint("bob") == new_fp
+    assert net.pins["alice"].get("bob").key == bytes(key_of("bob").verify_key)  # pin kept
+    assert not net.t["alice"].is_verified("bob")
+    # the user compares fingerprints aloud and accepts the new key
+    assert net.t["alice"].mark_verified("bob")
+    assert net.t["alice"].warning_for("bob") is None
+    assert net.t["alice"].is_verified("bob")
+    assert net.pins["alice"].get("bob").key == bytes(impostor.verify_key)
+
+
+def test_key_change_reported_once_per_key() -> None:
+    net = established("alice", "bob")
+    impostor = nacl.signing.SigningKey(b"\x42" * 32)
+    net.add("bob", key=impostor, pins=PinStore())
+    net.send("bob", "alice", b"1")
+    net.flush()
+    net.add("bob", key=impostor, pins=PinStore())  # restarts again with the same new key
+    net.send("bob", "alice", b"2")
+    net.flush()
+    assert sum(isinstance(e, KeyChanged) for e in net.events["alice"]) == 1
+    assert net.t["alice"].warning_for("bob") == WARNING_KEY_CHANGED
+
+
+def test_first_contact_pins_and_verification_remembered() -> None:
+    net = established("alice", "bob")
+    assert net.pins["alice"].check("bob", bytes(key_of("bob").verify_key)) == "same"
+    assert not net.t["alice"].is_verified("bob")
+    assert net.t["alice"].mark_verified("bob")
+    assert net.pins["alice"].is_verified("bob")
+    assert net.t["alice"].own_fingerprint() == net.t["bob"].fingerprint("alice")
+    assert net.t["alice"].fingerprint("nobody") is None
+    assert not net.t["alice"].mark_verified("nobody")
+
+
+def test_nicknames_are_bound_into_the_handshake() -> None:
+    """Bob's roster calls the sender carol: alice's handshake for "bob" must not complete."""
+    net = Net("alice", "bob")
+
+    def misattribute(src: str, dst: str, dg: bytes) -> bool:
+        if src == "alice":  # bob's roster says this address is carol's
+            net.t["bob"].unwrap("carol", dg, net.now)
+            return False
+        if dst == "carol":  # ... so bob answers "carol", which is alice's address
+            net.t["alice"].unwrap("bob", dg, net.now)
+            return False
+        return True
+
+    net.filter = misattribute
+    net.t["bob"].pins.pin("carol", bytes(key_of("carol").verify_key))
+    net.send("alice", "bob", b"hi")
+    net.run(until=30.0)
+    assert not net.t["alice"].is_established("bob")
+    assert not net.t["bob"].is_established("carol")
+    assert net.frames["bob"] == []
+    assert net.t["alice"].stats["handshake decryption failed"] > 0
+
+
+def test_unreachable_peer_after_deadline() -> None:
+    net = Net("alice", "bob")
+    net.filter = lambda src, dst, dg: False  # bob never hears anything
+    net.send("alice", "bob", b"anyone?")
+    net.run(until=9.9)
+    assert net.events["alice"] == []
+    times = len([dg for dg in net.sniffed if dg[2] == 0x01])
+    assert 8 <= times <= 15  # retransmitted with backoff, capped at one per second
+    net.run(until=10.5)
+    assert net.events["alice"] == [PeerUnreachable("bob", "no answer to the secure handshake")]
+    assert net.t["alice"].next_deadline() is None
+    sent = len(net.sniffed)
+    net.send("alice", "bob", b"during holdoff")  # sent nothing, no plaintext fallback
+    net.flush()
+    assert len(net.sniffed) == sent
+    net.run(until=13.0)
+    net.filter = None
+    net.send("alice", "bob", b"later")
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"later")]
+
+
+def test_unconfirmed_session_retransmits_finish() -> None:
+    net = Net("alice", "bob")
+    lost: list[int] = []
+
+    def drop_first_finish_and_confirmation(src: str, dst: str, dg: bytes) -> bool:
+        if dg[2] == 0x03 and not lost:
+            lost.append(1)
+            return False
+        return True
+
+    net.filter = drop_first_finish_and_confirmation
+    net.send("alice", "bob", b"early")
+    net.flush()
+    # bob buffered the SEALED that overtook the lost HS_FINISH
+    assert net.frames["bob"] == []
+    net.run(until=1.0)
+    assert net.frames["bob"] == [("alice", b"early")]
+    assert net.t["alice"].next_deadline() is None  # confirmed: no more timers
+
+
+def test_lost_confirmation_answered_again() -> None:
+    net = Net("alice", "bob")
+    net.filter = lambda src, dst, dg: not (src == "bob" and dg[2] == 0x20)
+    net.send("alice", "bob", b"x")
+    net.run(until=0.6)
+    assert net.t["alice"].next_deadline() is not None
+    net.filter = None
+    net.run(until=3.0)
+    assert net.t["alice"].next_deadline() is None
+    assert [f for _, f in net.frames["bob"]] == [b"x"]
+
+
+def test_queue_is_bounded() -> None:
+    net = Net("alice", "bob")
+    net.filter = lambda src, dst, dg: dg[2] != 0x02  # hold the handshake back
+    for i in range(400):
+        net.send("alice", "bob", b"%d" % i)
+    assert net.t["alice"].stats["queue full"] == 400 - net.t["alice"].max_queue
+    net.filter = None
+    net.run(until=1.0)
+    assert len(net.frames["bob"]) == net.t["alice"].max_queue
+
+
+def test_hs_init_flood_is_capped() -> None:
+    net = established("alice", "bob")
+    bob = net.t["bob"]
+    rand = random.Random(1)
+    # 500 spoofed sources (the engine only hands us roster addresses, but be safe anyway)
+    for i in range(500):
+        bob.unwrap(f"ghost{i}", sw.HsInit(rand.randbytes(8), rand.randbytes(32)).encode(), 0.0)
+    answers = bob.take_outgoing()
+    assert len(answers) == bob.max_half_open
+    assert all(len(dg) <= sw.HS_INIT_LEN for _, dg in answers)  # no amplification
+    # and one source with many fresh handshakes is rate-limited
+    for _ in range(100):
+        bob.unwrap("alice", sw.HsInit(rand.randbytes(8), rand.randbytes(32)).encode(), 0.0)
+    assert len(bob.take_outgoing()) == 0  # the half-open table is full
+    bob.on_timer(100.0)  # they all expire
+    assert bob.next_deadline() is None
+    for _ in range(100):
+        bob.unwrap("alice", sw.HsInit(rand.randbytes(8), rand.randbytes(32)).encode(), 100.0)
+    assert len(bob.take_outgoing()) == int(SecureTransport.INIT_BURST)
+    assert bob.is_established("alice")  # the live session was never disturbed
+    net.send("alice", "bob", b"still fine")
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"still fine")]
+
+
+def test_retransmitted_hs_init_gets_cached_answer() -> None:
+    net = Net("alice", "bob")
+    net.send("alice", "bob", b"x")
+    [(_, init)] = net.t["alice"].take_outgoing()
+    net.t["bob"].unwrap("alice", init, 0.0)
+    net.t["bob"].unwrap("alice", init, 0.1)
+    first, second = net.t["bob"].take_outgoing()
+    assert first == second
+
+
+def test_low_order_ephemeral_rejected() -> None:
+    net = Net("alice", "bob")
+    net.t["bob"].unwrap("alice", sw.HsInit(bytes(8), bytes(32)).encode(), 0.0)
+    assert net.t["bob"].take_outgoing() == []
+    assert net.t["bob"].stats["bad ephemeral key"] == 1
+
+
+def test_forget_peer_drops_everything() -> None:
+    net = established("alice", "bob")
+    net.t["alice"].forget_peer("bob")
+    assert not net.t["alice"].is_established("bob")
+    assert net.t["alice"].session_key_for("bob", b"x") is None
+    net.t["alice"].forget_peer("nobody")
+
+
+def test_wrap_rejects_empty_and_oversized_frames() -> None:
+    net = Net("alice", "bob")
+    with pytest.raises(ValueError):
+        net.send("alice", "bob", b"")
+    with pytest.raises(ValueError):
+        net.send("alice", "bob", bytes(MAX_FRAME + 1))
+    net.send("alice", "bob", bytes(MAX_FRAME))
+    net.flush()
+    assert net.frames["bob"] == [("alice", bytes(MAX_FRAME))]
+    assert max(len(dg) for dg in net.sniffed) == 1200
+
+
+def test_counter_exhaustion_forces_a_new_session() -> None:
+    net = established("alice", "bob")
+    net.t["alice"]._peers["bob"].session.send_ctr = 2**64
+    net.send("alice", "bob", b"after 2**64 datagrams")
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"after 2**64 datagrams")]
+    assert net.events["bob"] == [SessionStarted("alice", restarted=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1300), st.sampled_from([b"", b"\xc1\x01\x01", b"\xc1\x01\x02",
+                                                  b"\xc1\x01\x03", b"\xc1\x01\x20"]))
+def test_arbitrary_bytes_into_unwrap_never_raise(data: bytes, prefix: bytes) -> None:
+    net = established("alice", "bob")
+    bob = net.t["bob"]
+    bob.unwrap("alice", prefix + data, 1.0)
+    bob.unwrap("mallory", prefix + data, 1.0)
+    assert bob.take_frames() == []
+    assert bob.stats["internal error"] == 0
+    assert len(bob.take_outgoing()) <= 2
