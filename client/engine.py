@@ -38,6 +38,7 @@ from client.reliable import (
     KIND_PRIVATE,
     KIND_ROOM,
     MAX_MESSAGE,
+    Acked,
     Delivered,
     MessageTooLarge,
     Messenger,
@@ -98,6 +99,9 @@ class Engine:
         self.server_online = False
         self.events: queue.Queue[ev.Event] = queue.Queue()
         self.files: Any = None  # client.files.FileTransfers, attached by whoever wires it in
+        # called in the engine thread as (peer, msg_id) when a peer acknowledged a whole
+        # message; for tools (the benchmark), never blocking
+        self.on_acked: Callable[[str, int], None] | None = None
         self.stats = {"peer_dropped": 0, "server_dropped": 0, "sent": 0, "received": 0}
         self._config_dir = config_dir
         self._encrypted = encrypted
@@ -610,6 +614,11 @@ class Engine:
         messenger, transport = self._messenger, self._transport
         for _ in range(64):
             moved = False
+            # transport events first: a restarted session resets the Messenger's state for
+            # that peer before the frames of the new session reach it
+            for event in transport.take_events():
+                self._on_transport_event(event, now)
+                moved = True
             for peer, frame in transport.take_frames():
                 messenger.receive(peer, frame, now)
                 moved = True
@@ -620,9 +629,6 @@ class Engine:
                 self._sendto(datagram, self._roster.address_of(peer))
             for event in messenger.take_events():
                 self._on_messenger_event(event, now)
-                moved = True
-            for event in transport.take_events():
-                self._on_transport_event(event, now)
                 moved = True
             if not moved:
                 return
@@ -642,6 +648,9 @@ class Engine:
             if event.kind not in (KIND_ROOM, KIND_PRIVATE):
                 return
             self._emit(cls(event.peer, text, event.msg_id, self._warning(event.peer)))
+        elif isinstance(event, Acked):
+            if self.on_acked is not None:
+                self.on_acked(event.peer, event.msg_id)
         elif isinstance(event, Undelivered):
             if event.kind == KIND_CONTROL:
                 if self.files is not None and hasattr(self.files, "on_undelivered"):
@@ -651,16 +660,11 @@ class Engine:
                                        event.msg_id, private=event.kind == KIND_PRIVATE))
 
     def _on_transport_event(self, event: object, now: float) -> None:
-        name = type(event).__name__
-        if name == "SessionStarted":
+        if type(event).__name__ == "SessionStarted":
             if getattr(event, "restarted", False):
                 self._messenger.reset_peer(event.peer)  # type: ignore[attr-defined]
-        elif isinstance(event, ev.KeyChanged) or name == "KeyChanged":
-            self._emit(ev.KeyChanged(event.nickname, event.old_fingerprint,  # type: ignore
-                                     event.new_fingerprint))  # type: ignore[attr-defined]
-        elif name == "HandshakeFailed" or isinstance(event, ev.PeerUnreachable):
-            peer = getattr(event, "peer", None) or getattr(event, "nickname", "?")
-            self._emit(ev.PeerUnreachable(peer, getattr(event, "reason", "handshake failed")))
+        elif isinstance(event, ev.KeyChanged | ev.PeerUnreachable):
+            self._emit(event)
 
     def _safe_files(self, method: str, *args: Any) -> None:
         try:
@@ -670,31 +674,20 @@ class Engine:
 
     def _whois(self, nickname: str) -> ev.Whois | None:
         peer = self._roster.resolve(nickname) or nickname
-        transport = self._transport
-        fp_fn = getattr(transport, "fingerprint", None)
-        fingerprint = fp_fn(peer) if fp_fn is not None else None
+        t = self._transport
+        fingerprint = t.fingerprint(peer) if hasattr(t, "fingerprint") else None
         address = self._roster.address_of(peer)
         if fingerprint is None and address is None:
             return None
-        pins = getattr(transport, "pins", None)
-        verified = bool(pins.is_verified(peer)) if pins is not None else False
-        changed_fn = getattr(transport, "key_changed", None)
-        changed = bool(changed_fn(peer)) if changed_fn is not None else False
+        verified = bool(t.is_verified(peer)) if hasattr(t, "is_verified") else False
+        changed = bool(t.key_changed(peer)) if hasattr(t, "key_changed") else False
         return ev.Whois(peer, fingerprint, verified=verified, key_changed=changed,
                         address=address)
 
     def _mark_verified(self, nickname: str) -> bool:
         peer = self._roster.resolve(nickname) or nickname
-        fn = getattr(self._transport, "mark_verified", None)
-        if fn is not None:
-            return bool(fn(peer))
-        pins = getattr(self._transport, "pins", None)
-        if pins is None:
-            return False
-        ok = bool(pins.mark_verified(peer))
-        if ok:
-            pins.save()
-        return ok
+        t = self._transport
+        return bool(t.mark_verified(peer)) if hasattr(t, "mark_verified") else False
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: ev.Event) -> None:
