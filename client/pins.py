@@ -38,6 +38,7 @@ class PinStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._pins: dict[str, Pin] = {}
+        self.dirty = False  # changed since the last save
         if path is not None:
             self._load(path)
 
@@ -54,13 +55,19 @@ class PinStore:
     def get(self, nick: str) -> Pin | None:
         return self._pins.get(nick)
 
-    def pin(self, nick: str, key: bytes, *, verified: bool = False) -> None:
-        """Pin ``key`` for ``nick`` (replacing any previous pin) and save."""
+    def pin(self, nick: str, key: bytes, *, verified: bool = False, save: bool = True) -> None:
+        """Pin ``key`` for ``nick`` (replacing any previous pin) and save.
+
+        ``save=False`` only marks the store ``dirty``: the secure transport saves after the
+        handshake's answer is out, so a slow disk never delays a handshake.
+        """
         key = bytes(key)
         if len(key) != KEY_LEN:
             raise ValueError(f"identity key must be {KEY_LEN} bytes")
         self._pins[nick] = Pin(key, verified)
-        self.save()
+        self.dirty = True
+        if save:
+            self.save()
 
     def mark_verified(self, nick: str, key: bytes | None = None) -> bool:
         """Remember that the user verified ``nick``'s key (``key`` replaces the pin if given).
@@ -93,6 +100,7 @@ class PinStore:
         return len(self._pins)
 
     def save(self) -> None:
+        self.dirty = False
         if self.path is None:
             return
         data = {"version": 1, "pins": {nick: {"key": pin.key.hex(), "verified": pin.verified}

@@ -193,7 +193,7 @@ class SecureTransport:
         self._frames: list[tuple[str, bytes]] = []
         self._events: list[object] = []
         self.stats: Counter[str] = Counter()
-        self._created = now
+        self._pins_due = now
 
     # ---- Transport interface -------------------------------------------------------------
 
@@ -246,6 +246,8 @@ class SecureTransport:
             self.stats["internal error"] += 1
 
     def on_timer(self, now: float) -> None:
+        if self.pins.dirty:
+            self.pins.save()
         for peer in list(self._timed):
             st = self._peers.get(peer)
             if st is None:
@@ -256,7 +258,8 @@ class SecureTransport:
                 self._timed.discard(peer)
 
     def next_deadline(self) -> float | None:
-        best = math.inf
+        best = self._pins_due if self.pins.dirty else math.inf  # a new pin to save
+
         for peer in self._timed:
             st = self._peers.get(peer)
             if st is not None:
@@ -429,7 +432,7 @@ class SecureTransport:
         session.deadline = now + self.handshake_timeout
         st.initiator = None
         self._out.append((peer, session.finish))
-        self._install(peer, st, session)
+        self._install(peer, st, session, now)
 
     def _on_finish(self, peer: str, datagram: bytes, now: float) -> None:
         msg = sw.decode_handshake(datagram)
@@ -454,7 +457,7 @@ class SecureTransport:
                            initiator=False)
         st.half_open = None
         self._half_open.discard(peer)
-        self._install(peer, st, session)
+        self._install(peer, st, session, now)
         self._out.append((peer, self._seal(session, b"")))
         for early in ho.early:
             self._on_sealed(peer, early, now)
@@ -475,12 +478,13 @@ class SecureTransport:
             return False
         return True
 
-    def _install(self, peer: str, st: _Peer, session: _Session) -> None:
+    def _install(self, peer: str, st: _Peer, session: _Session, now: float) -> None:
         """A handshake completed: check the pin, replace any old session, flush the queue."""
         old = st.session
         status = self.pins.check(peer, session.peer_key)
         if status == "new":
-            self.pins.pin(peer, session.peer_key)
+            self.pins.pin(peer, session.peer_key, save=False)  # saved by on_timer, right after
+            self._pins_due = now
         elif status == "changed":
             session.key_changed = True
             pinned = self.pins.get(peer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import nacl.signing
 import pytest
@@ -107,6 +108,7 @@ def test_handshake_then_frames_both_ways() -> None:
     net.send("bob", "alice", b"and again")
     net.flush()
     assert net.frames["alice"] == [("bob", b"hi alice"), ("bob", b"and again")]
+    net.run(until=net.now)  # new pins are saved from on_timer, right after the handshake
     assert net.t["alice"].next_deadline() is None and net.t["bob"].next_deadline() is None
     assert not net.t["alice"].stats and not net.t["bob"].stats
 
@@ -367,6 +369,18 @@ def test_first_contact_pins_and_verification_remembered() -> None:
     assert net.t["alice"].own_fingerprint() == net.t["bob"].fingerprint("alice")
     assert net.t["alice"].fingerprint("nobody") is None
     assert not net.t["alice"].mark_verified("nobody")
+
+
+def test_pins_saved_to_disk_after_handshake(tmp_path: Path) -> None:
+    net = Net("alice")
+    net.add("bob", pins=PinStore.in_dir(tmp_path))
+    net.send("alice", "bob", b"x")
+    net.flush()
+    assert net.t["bob"].next_deadline() == net.now
+    assert PinStore.in_dir(tmp_path).get("alice") is None  # not yet: the answer went first
+    net.run(until=net.now)
+    assert PinStore.in_dir(tmp_path).check("alice", bytes(key_of("alice").verify_key)) == "same"
+    assert net.t["bob"].next_deadline() is None
 
 
 def test_nicknames_are_bound_into_the_handshake() -> None:
