@@ -1,0 +1,285 @@
+"""The Tk widgets and the App's event handling, fed by a small stand-in engine.
+
+The stand-in only records calls and hands out events (logic under test is the GUI's); the
+end-to-end tests with the real engine, server and terminal client are in tests/test_gui.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import tkinter as tk
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client import events as ev
+from client import gui_chat
+from client.config import load_json, settings_path
+from client.gui import App
+from client.gui_chat import InputLine, MessageView
+from client.gui_theme import THEMES
+from client.reliable import MessageTooLarge
+from tests.test_gui_support import pump, shown_root, type_text
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def root() -> Iterator[tk.Tk]:
+    yield from shown_root()
+
+
+class StandIn:
+    """Records what the GUI asks of an engine; events are put on ``events`` by the test."""
+
+    def __init__(self, server: tuple[str, int], nickname: str, **kwargs: Any) -> None:
+        self.server, self.nickname, self.kwargs = server, nickname, kwargs
+        self.events: queue.Queue[object] = queue.Queue()
+        self.calls: list[tuple[Any, ...]] = []
+        self.ids = itertools.count(1)
+        self.verified: set[str] = set()
+        self.closed_in: str | None = None
+
+    def start(self, timeout: float = 5.0) -> None:
+        self.calls.append(("start", threading.current_thread().name))
+        self.events.put(ev.Registered(self.nickname, ("bob", "carol")))
+
+    def roster(self) -> list[str]:
+        return ["bob", "carol"]
+
+    def send_room(self, text: str) -> int:
+        if len(text.encode()) > 64 * 1024:
+            raise MessageTooLarge("message of 70000 bytes; the limit is 65536 bytes")
+        self.calls.append(("room", text))
+        return next(self.ids)
+
+    def send_private(self, nick: str, text: str) -> int:
+        self.calls.append(("private", nick, text))
+        return next(self.ids)
+
+    def whois(self, nick: str) -> ev.Whois:
+        return ev.Whois(nick, "AB12 CD34 EF56", nick in self.verified, nick == "carol")
+
+    def mark_verified(self, nick: str) -> bool:
+        self.verified.add(nick)
+        return True
+
+    def accept_file(self, tid: int) -> None:
+        self.calls.append(("accept", tid))
+
+    def decline_file(self, tid: int) -> None:
+        self.calls.append(("decline", tid))
+
+    def cancel_file(self, tid: int) -> None:
+        self.calls.append(("cancel", tid))
+
+    def close(self) -> None:
+        self.closed_in = threading.current_thread().name
+
+
+def connected_app(root: tk.Tk, tmp_path: Path) -> App:
+    app = App(root, config_dir=tmp_path, engine_factory=StandIn)
+    app.connect("127.0.0.1:7799", "alice")
+    pump(root, lambda: app.main_frame is not None, what="the main window")
+    pump(root, lambda: app.engine.events.empty())
+    root.update()
+    return app
+
+
+def lines(view: MessageView) -> list[str]:
+    return view.content().split("\n")
+
+
+def test_emoji_and_cyrillic_with_undelivered_mark(root: tk.Tk) -> None:
+    view = MessageView(root, THEMES["light"])
+    view.pack(fill="both", expand=True)
+    view.add_message("alice", "emoji 😀🎉 и кириллица Привет", when=0, own=True, msg_id=5)
+    view.add_message("bob", "👍👍👍 after", when=0)
+    view.add_message("alice", "second 🎉", when=0, own=True, msg_id=6)
+    assert view.mark_undelivered(5, "bob")
+    assert view.mark_undelivered(5, "carol")
+    assert view.mark_undelivered(6, "Вася")
+    assert not view.mark_undelivered(99, "bob")
+    got = [line.split(" ", 1)[1] for line in lines(view)[:3]]
+    assert got == [
+        "alice  emoji 😀🎉 и кириллица Привет  ✗ not delivered to bob  ✗ not delivered to carol",
+        "bob  👍👍👍 after",
+        "alice  second 🎉  ✗ not delivered to Вася",
+    ]
+
+
+def test_multiline_message_and_bounded_history(root: tk.Tk,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gui_chat, "MAX_LINES", 100)
+    view = MessageView(root, THEMES["dark"])
+    view.pack()
+    view.add_message("bob", "one\ntwo\n", when=0)
+    assert lines(view)[:2] == [lines(view)[0].split(" ")[0] + " bob  one", "two"]
+    for i in range(300):
+        view.add_message("alice", f"line {i} 😀", when=0, own=True, msg_id=i)
+    count = int(view.text.index("end-1c").split(".")[0])
+    assert count <= 101
+    assert len(view._own_ids) <= 101
+    assert not view.mark_undelivered(0, "bob")          # trimmed away: no error
+    assert view.mark_undelivered(299, "bob")
+    assert lines(view)[-2].endswith("line 299 😀  ✗ not delivered to bob")
+
+
+def test_input_line_enter_shift_enter_and_history(root: tk.Tk) -> None:
+    sent: list[str] = []
+    line = InputLine(root, THEMES["light"], lambda text: sent.append(text) or True)
+    line.pack()
+    type_text(line.text, "first")
+    line.text.event_generate("<Return>")
+    type_text(line.text, "two")
+    line.text.event_generate("<Shift-Return>")
+    type_text(line.text, "lines")
+    line.text.event_generate("<Return>")
+    root.update()
+    assert sent == ["first", "two\nlines"]
+    assert line.get() == ""
+    type_text(line.text, "draft")
+    line.text.event_generate("<Up>")
+    assert line.get() == "two\nlines"
+    line.text.mark_set("insert", "1.0")
+    line.text.event_generate("<Up>")
+    assert line.get() == "first"
+    line.text.event_generate("<Down>")
+    line.text.event_generate("<Down>")
+    assert line.get() == "draft"
+    line.set("   ")
+    line.text.event_generate("<Return>")
+    assert sent == ["first", "two\nlines"]               # blank input is not sent
+
+
+def test_app_shows_events_tabs_unread_and_roster(root: tk.Tk, tmp_path: Path) -> None:
+    app = connected_app(root, tmp_path)
+    engine: StandIn = app.engine
+    assert engine.calls[0] == ("start", "gui-connect")   # start() ran off the main thread
+    assert app.roster.count_var.get() == "3 online"
+    engine.events.put(ev.Joined("dave"))
+    engine.events.put(ev.RoomMessage("bob", "Привет 😀"))
+    engine.events.put(ev.PrivateMessage("carol", "psst 🤫"))
+    engine.events.put(ev.PrivateMessage("carol", "again"))
+    pump(root, lambda: "carol" in app.tabs and "again" in app.tabs["carol"].view.content())
+    assert "dave joined" in app.room.view.content()
+    assert "bob  Привет 😀" in app.room.view.content()
+    assert app.notebook.tab(app.tabs["carol"], "text") == "carol (2)"
+    assert app.roster.count_var.get() == "4 online"
+    assert "4 online" in app.status_var.get()
+    # switching to the tab clears its unread count
+    app.notebook.select(app.tabs["carol"])
+    root.update()
+    assert app.notebook.tab(app.tabs["carol"], "text") == "carol"
+    # typing in the private tab sends privately
+    type_text(app.tabs["carol"].input.text, "hello carol")
+    app.tabs["carol"].input.text.event_generate("<Return>")
+    root.update()
+    assert ("private", "carol", "hello carol") in engine.calls
+    # a private message that was not delivered is marked in the private tab
+    engine.events.put(ev.NotDelivered("carol", "hello carol", 1, private=True))
+    pump(root, lambda: "✗ not delivered to carol" in app.tabs["carol"].view.content())
+    # Ctrl+W closes the private tab, not the room
+    app.close_tab()
+    assert "carol" not in app.tabs
+    app.close_tab()
+    assert None in app.tabs
+
+
+def test_key_change_server_lost_and_too_long(root: tk.Tk, tmp_path: Path) -> None:
+    app = connected_app(root, tmp_path)
+    engine: StandIn = app.engine
+    engine.events.put(ev.KeyChanged("carol", "AAAA", "BBBB"))
+    engine.events.put(ev.RoomMessage("carol", "trust me", warning="UNVERIFIED KEY CHANGE"))
+    engine.events.put(ev.ServerLost())
+    engine.events.put(ev.Left("bob"))
+    pump(root, lambda: "bob left" in app.room.view.content())
+    text = app.room.view.content()
+    assert "carol’s identity key has CHANGED" in text
+    assert "[UNVERIFIED KEY CHANGE] trust me" in text
+    assert app.room.view.text.tag_ranges("error")        # shown in red
+    assert app.roster.text_of("carol") == "⚠ carol"
+    assert app.status_var.get().startswith("Server unreachable (peers still reachable)")
+    assert "2 online" in app.status_var.get()
+    engine.events.put(ev.ServerBack())
+    pump(root, lambda: app.status_var.get().startswith("Connected"))
+    # too long: refused with a clear line, the text stays in the input
+    room = app.room
+    room.input.set("x" * 70000)
+    room.input.submit()
+    assert "Not sent: message of 70000 bytes" in room.view.content()
+    assert len(room.input.get()) == 70000
+
+
+def test_whois_dialog_marks_verified(root: tk.Tk, tmp_path: Path) -> None:
+    from client.gui import WhoisDialog
+    app = connected_app(root, tmp_path)
+    dialog = WhoisDialog(app, "bob")
+    root.update()
+    assert dialog.fp_var.get() == "AB12 CD34 EF56"
+    assert "Not verified" in dialog.state_var.get()
+    dialog.verify_button.invoke()
+    assert "bob" in app.engine.verified
+    assert dialog.state_var.get().startswith("✔ Verified")
+    assert str(dialog.verify_button.cget("state")) == "disabled"
+    dialog.top.destroy()
+    changed = WhoisDialog(app, "carol")
+    assert "CHANGED" in changed.state_var.get()
+    changed.top.destroy()
+
+
+def test_file_offer_progress_and_done(root: tk.Tk, tmp_path: Path) -> None:
+    app = connected_app(root, tmp_path)
+    engine: StandIn = app.engine
+    engine.events.put(ev.FileOffered(7, "bob", "фото 😀.jpg", 2_500_000))
+    pump(root, lambda: 7 in app.files.rows)
+    assert app.files.winfo_manager() == "pack"           # the panel shows itself
+    assert "offers the file “фото 😀.jpg” (2.5 MB)" in app.tabs["bob"].view.content()
+    app.files._answer(7, True)
+    assert ("accept", 7) in engine.calls
+    engine.events.put(ev.FileProgress(7, "bob", "фото 😀.jpg", 1_000_000, 2_500_000,
+                                      500_000.0, False))
+    pump(root, lambda: app.files.rows[7].bar is not None)
+    assert "1.0 MB of 2.5 MB" in app.files.rows[7].label.get()
+    engine.events.put(ev.FileDone(7, "bob", "фото 😀.jpg", tmp_path / "фото 😀.jpg"))
+    engine.events.put(ev.FileOffered(8, "carol", "x.bin", 1))
+    engine.events.put(ev.FileFailed(9, "carol", "y.bin", "cancelled by carol", outgoing=True))
+    pump(root, lambda: 7 not in app.files.rows and 8 in app.files.rows)
+    assert "Received “фото 😀.jpg” from bob: saved as" in app.tabs["bob"].view.content()
+    assert "File “y.bin” to carol failed: cancelled by carol" in \
+        app.tabs["carol"].view.content()
+    app.files._answer(8, False)
+    assert ("decline", 8) in engine.calls
+    assert app.files.winfo_manager() == ""               # empty again: hidden
+
+
+def test_close_quits_off_main_thread_and_saves_settings(root: tk.Tk, tmp_path: Path) -> None:
+    app = connected_app(root, tmp_path)
+    engine: StandIn = app.engine
+    app.set_theme("dark")
+    app.close()
+    assert engine.closed_in == "gui-close"
+    saved = load_json(settings_path(tmp_path))
+    assert saved["server"] == "127.0.0.1:7799"
+    assert saved["nick"] == "alice"
+    assert saved["theme"] == "dark"
+    assert "x" in saved["geometry"]
+    # the next run starts with what was saved
+    again = App(tk.Tk(), config_dir=tmp_path, engine_factory=StandIn)
+    assert again.connect_frame.server_var.get() == "127.0.0.1:7799"
+    assert again.connect_frame.nick_var.get() == "alice"
+    assert again.theme == "dark"
+    again.close()
+
+
+def test_fatal_returns_to_the_connect_screen(root: tk.Tk, tmp_path: Path) -> None:
+    app = connected_app(root, tmp_path)
+    engine: StandIn = app.engine
+    engine.events.put(ev.Fatal("the socket died"))
+    pump(root, lambda: app.main_frame is None)
+    assert app.connect_frame.error_var.get() == "Disconnected: the socket died"
+    pump(root, lambda: engine.closed_in is not None)
