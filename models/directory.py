@@ -1,0 +1,496 @@
+"""The directory as pure logic: who is registered, who is online, what to tell whom.
+
+No sockets, no clock, no disk: every call that depends on time takes ``now`` (monotonic
+seconds); what must be sent or written is queued here and drained by the I/O edge
+(``server.py``): ``take_outgoing()`` gives ``(addr, datagram)`` pairs, ``take_store_ops()``
+gives the joins/leaves to write. The same code runs in unit tests with times 0, 1, 2.
+
+Life of a registration::
+
+    register() --(first valid PING: address known)--> announced --(QUIT | silence)--> removed
+        \\--(no PING within 1 x ping_interval: squatting)--> removed
+
+* A registration that never PINGs is freed after ``ping_interval`` (``squat_factor``).
+* An announced one silent for ``liveness_factor`` x ``ping_interval`` (1.5) is removed.
+* Every change goes into a coalescing buffer (``take_outgoing`` packs all buffered changes into
+  as few REF_ADD/REF_DEL datagrams as possible per recipient) and into a bounded change log, so
+  a new client's first PING gets the changes it missed since its ``REFERENCE?``.
+* The roster digest is kept incrementally (XOR of entry hashes), so a PONG costs O(1).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from models import nickname as nick_rules
+from models.directory_wire import (
+    DEFAULT_PACK_LIMIT,
+    Entry,
+    Ping,
+    Pong,
+    ProtocolError,
+    Quit,
+    Unknown,
+    decode_datagram,
+    encode_datagram,
+    entry_hash,
+    format_digest,
+    ref_add_bodies,
+    ref_del_bodies,
+)
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+StoreOp = tuple[Literal["addr"], str, str, str, int] | tuple[Literal["del"], str, str]
+
+
+def new_keyword() -> str:
+    """24 URL-safe characters, 144 bits from ``secrets``."""
+    return secrets.token_urlsafe(18)
+
+
+@dataclass(eq=False, slots=True)
+class Registration:
+    nickname: str  # display form, as stored and listed
+    key: str  # canonical form: uniqueness and comparisons
+    keyword: str
+    deadline: float
+    addr: Address | None = None  # UDP source of its PINGs; None until the first one
+    announced: bool = False
+    hash: int = 0  # entry_hash of its listed entry while announced
+    since: int | None = None  # directory version of the roster it fetched, until caught up
+    kw_prefix: bytes = b""
+
+    def entry(self) -> Entry:
+        assert self.addr is not None
+        return Entry(self.nickname, self.addr[0], self.addr[1])
+
+
+@dataclass
+class Stats:
+    datagrams: int = 0
+    pings: int = 0
+    quits: int = 0
+    pongs: int = 0
+    bad_datagrams: int = 0  # framing, length, encoding, unknown command
+    unknown_keyword: int = 0
+    unknown_replies: int = 0
+    unknown_throttled: int = 0
+    nick_mismatch: int = 0
+    joins: int = 0
+    leaves: int = 0
+    timeouts: int = 0
+    squatters: int = 0
+    registrations: int = 0
+    reclaims: int = 0
+    sent: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return (self.bad_datagrams + self.unknown_keyword + self.nick_mismatch
+                - self.unknown_replies)
+
+
+class TokenBucket:
+    """``rate`` tokens/s, at most ``burst`` banked. Pure: the caller passes the time."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: float, now: float = 0.0) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True
+        return False
+
+
+class KeyedRateLimiter:
+    """One token bucket per key (source IP), at most ``max_keys`` remembered (oldest forgotten)."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 4096) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def allow(self, key: str, now: float) -> bool:
+        if self.rate <= 0:
+            return True  # disabled
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(now)
+
+
+class Refused(ProtocolError):
+    """A request the directory will not honour; becomes ``ERROR CODE text``."""
+
+
+@dataclass
+class _Change:
+    nickname: str
+    entry: Entry | None  # None: removed
+
+
+@dataclass
+class Directory:
+    ping_interval: float
+    liveness_factor: float = 1.5
+    squat_factor: float = 1.0
+    log_size: int = 4096
+    pack_limit: int = DEFAULT_PACK_LIMIT
+    unknown_rate: float = 50.0  # UNKNOWN replies per second, whole server
+    unknown_burst: float = 50.0
+    make_keyword: Callable[[], str] = new_keyword
+    stats: Stats = field(default_factory=Stats)
+
+    def __post_init__(self) -> None:
+        self.by_key: dict[str, Registration] = {}
+        self.by_keyword: dict[str, Registration] = {}
+        # deadline order = insertion order, so expiry pops from the front in O(1) per client
+        self._live: OrderedDict[str, Registration] = OrderedDict()
+        self._unconfirmed: OrderedDict[str, Registration] = OrderedDict()
+        self.version = 0
+        self._log: deque[tuple[int, str, _Change]] = deque(maxlen=self.log_size)
+        self._digest = 0
+        self._pending: dict[str, _Change] = {}
+        self._outgoing: list[tuple[Address, bytes]] = []
+        self._store_ops: list[StoreOp] = []
+        self._unknown_bucket = TokenBucket(self.unknown_rate, self.unknown_burst)
+        self.timeout = self.liveness_factor * self.ping_interval
+        self.squat_timeout = self.squat_factor * self.ping_interval
+
+    # ------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    @property
+    def online(self) -> int:
+        return len(self._live)
+
+    def digest_for(self, reg: Registration | None) -> str:
+        """Digest of the roster ``reg`` should hold: every announced client but itself."""
+        return format_digest(self._digest ^ (reg.hash if reg is not None else 0))
+
+    def reference(self, reg: Registration | None, now: float) -> tuple[Entry, ...]:
+        """The announced clients (but ``reg``); remembers the version for ``reg``'s catch-up."""
+        if reg is not None and self.by_key.get(reg.key) is reg:
+            reg.since = self.version
+        return tuple(r.entry() for r in self._live.values() if r.announced and r is not reg)
+
+    def has_work(self) -> bool:
+        """Something to send (``take_outgoing``) or to write (``take_store_ops``)."""
+        return bool(self._pending or self._outgoing or self._store_ops)
+
+    # ------------------------------------------------------------ start-up
+
+    def load(self, rows: Iterable[tuple[str, str, str | None, int | None]], now: float) -> int:
+        """Rows ``(nickname, keyword, host, port)`` from storage; each gets a fresh deadline.
+
+        Rows with an address are listed at once (their owners are presumably still PINGing);
+        the rest wait for a first PING like a new registration. Invalid or duplicate rows are
+        skipped and queued for deletion. Returns how many were loaded.
+        """
+        count = 0
+        for nickname, keyword, host, port in rows:
+            try:
+                display, key = nick_rules.normalize(nickname)
+            except ProtocolError:
+                display = key = ""
+            if (not key or display != nickname or key in self.by_key
+                    or not isinstance(keyword, str) or keyword in self.by_keyword
+                    or not keyword):
+                log.warning("dropping unusable stored row for %r", nickname)
+                self._store_ops.append(("del", nickname, keyword))
+                continue
+            reg = Registration(display, key, keyword, 0.0)
+            reg.kw_prefix = keyword.encode("utf-8")
+            self.by_key[key] = reg
+            self.by_keyword[keyword] = reg
+            if host and isinstance(port, int) and 0 < port < 65536:
+                reg.addr = (host, port)
+                reg.announced = True
+                reg.hash = entry_hash(reg.entry())
+                self._digest ^= reg.hash
+                reg.deadline = now + self.timeout
+                self._live[keyword] = reg
+            else:
+                reg.deadline = now + self.squat_timeout
+                self._unconfirmed[keyword] = reg
+            count += 1
+        return count
+
+    # ------------------------------------------------------------ TCP: registration
+
+    def register(self, raw_nickname: str, keyword: str | None, now: float
+                 ) -> tuple[Registration, bool]:
+        """``CONNECT nickname [keyword]`` -> ``(registration, reclaimed)``. Raises ``Refused``.
+
+        A new registration is reserved at once (so of two racers exactly one wins) but not
+        announced until its first PING. With the right keyword, an existing registration is
+        reclaimed: same keyword, liveness refreshed, nothing announced.
+        """
+        try:
+            display, key = nick_rules.normalize(raw_nickname)
+        except ProtocolError as exc:
+            raise Refused("BAD_NICK", exc.text) from None
+        reg = self.by_key.get(key)
+        if reg is not None:
+            if keyword is None or not secrets.compare_digest(keyword, reg.keyword):
+                raise Refused("NICK_TAKEN", f"nickname {display} is taken")
+            self._touch(reg, now)
+            self.stats.reclaims += 1
+            return reg, True
+        new_kw = self.make_keyword()
+        while new_kw in self.by_keyword:  # never with secrets; cheap insurance for tests
+            new_kw = self.make_keyword()
+        reg = Registration(display, key, new_kw, now + self.squat_timeout)
+        reg.kw_prefix = new_kw.encode("utf-8")
+        self.by_key[key] = reg
+        self.by_keyword[new_kw] = reg
+        self._unconfirmed[new_kw] = reg
+        self.stats.registrations += 1
+        return reg, False
+
+    def cancel(self, reg: Registration) -> None:
+        """Undo a registration whose storage write failed (nothing was announced)."""
+        if self.by_key.get(reg.key) is reg and not reg.announced:
+            self._drop(reg)
+
+    def _touch(self, reg: Registration, now: float) -> None:
+        if reg.announced:
+            reg.deadline = now + self.timeout
+            self._live.move_to_end(reg.keyword)
+        else:
+            reg.deadline = now + self.squat_timeout
+            self._unconfirmed.move_to_end(reg.keyword)
+
+    # ------------------------------------------------------------ UDP
+
+    def on_datagram(self, data: bytes, addr: Address, now: float) -> bytes | None:
+        """Handle one datagram from ``addr``; returns the immediate reply, if any.
+
+        Only PING and QUIT are accepted from clients; everything else is counted and dropped.
+        """
+        self.stats.datagrams += 1
+        try:
+            msg = decode_datagram(data)
+        except ProtocolError:
+            self.stats.bad_datagrams += 1
+            return None
+        kind = type(msg)
+        if kind is Ping:
+            return self.ping(msg, addr, len(data), now)  # type: ignore[arg-type]
+        if kind is Quit:
+            self.quit(msg, now)  # type: ignore[arg-type]
+            return None
+        self.stats.bad_datagrams += 1  # server -> client messages are not accepted here
+        return None
+
+    def _authentic(self, keyword: str, nickname: str) -> Registration | None:
+        reg = self.by_keyword.get(keyword)
+        if reg is None:
+            self.stats.unknown_keyword += 1
+            return None
+        if nickname != reg.nickname:
+            try:
+                same = nick_rules.canonical(nickname) == reg.key
+            except ProtocolError:
+                same = False
+            if not same:
+                self.stats.nick_mismatch += 1
+                return None
+        return reg
+
+    def ping(self, msg: Ping, addr: Address, size: int, now: float) -> bytes | None:
+        """A PING of ``size`` bytes from ``addr``: liveness, address, PONG or UNKNOWN reply."""
+        self.stats.pings += 1
+        reg = self._authentic(msg.keyword, msg.nickname)
+        if reg is None:
+            if msg.keyword in self.by_keyword:
+                return None  # known keyword, wrong nickname: silently dropped
+            reply = encode_datagram(Unknown(msg.keyword))
+            # never larger than what provoked it, and globally rate-limited: no reflector
+            if len(reply) <= size and self._unknown_bucket.take(now):
+                self.stats.unknown_replies += 1
+                return reply
+            self.stats.unknown_throttled += 1
+            return None
+        if not reg.announced:
+            self._unconfirmed.pop(reg.keyword, None)
+            self._live[reg.keyword] = reg
+            reg.deadline = now + self.timeout
+            self._set_address(reg, addr)
+        else:
+            reg.deadline = now + self.timeout
+            self._live.move_to_end(reg.keyword)
+            if addr != reg.addr and (addr[0], addr[1]) != reg.addr:  # IPv6 gives 4-tuples
+                self._set_address(reg, addr)
+        if reg.since is not None:
+            self._catch_up(reg)
+        if msg.digest is None:
+            return None
+        self.stats.pongs += 1
+        return encode_datagram(Pong(reg.keyword, format_digest(self._digest ^ reg.hash)))
+
+    def quit(self, msg: Quit, now: float) -> Registration | None:
+        self.stats.quits += 1
+        reg = self._authentic(msg.keyword, msg.nickname)
+        if reg is None:
+            return None
+        self._remove(reg, "quit")
+        return reg
+
+    # ------------------------------------------------------------ time
+
+    def expire(self, now: float) -> list[tuple[Registration, str]]:
+        """Remove the silent ones; returns ``(registration, reason)`` for each."""
+        gone: list[tuple[Registration, str]] = []
+        for table, reason in ((self._unconfirmed, "no PING"), (self._live, "timeout")):
+            while table:
+                reg = next(iter(table.values()))
+                if reg.deadline > now:
+                    break
+                self._remove(reg, reason)
+                gone.append((reg, reason))
+        return gone
+
+    def next_deadline(self) -> float | None:
+        heads = [next(iter(t.values())).deadline for t in (self._unconfirmed, self._live) if t]
+        return min(heads, default=None)
+
+    # ------------------------------------------------------------ changes
+
+    def _set_address(self, reg: Registration, addr: Address) -> None:
+        first = not reg.announced
+        if reg.announced:
+            self._digest ^= reg.hash
+        reg.addr = (addr[0], addr[1])
+        reg.announced = True
+        entry = reg.entry()
+        reg.hash = entry_hash(entry)
+        self._digest ^= reg.hash
+        self._record(reg.key, _Change(reg.nickname, entry))
+        self._store_ops.append(("addr", reg.nickname, reg.keyword, entry.host, entry.port))
+        if first:
+            self.stats.joins += 1
+            log.info("join %s %s:%d", reg.nickname, entry.host, entry.port)
+        else:
+            log.info("moved %s %s:%d", reg.nickname, entry.host, entry.port)
+
+    def _drop(self, reg: Registration) -> None:
+        del self.by_key[reg.key]
+        del self.by_keyword[reg.keyword]
+        self._live.pop(reg.keyword, None)
+        self._unconfirmed.pop(reg.keyword, None)
+
+    def _remove(self, reg: Registration, reason: str) -> None:
+        self._drop(reg)
+        self._store_ops.append(("del", reg.nickname, reg.keyword))
+        if reg.announced:
+            self._digest ^= reg.hash
+            reg.announced = False
+            self._record(reg.key, _Change(reg.nickname, None))
+            self.stats.leaves += 1
+            if reason == "timeout":
+                self.stats.timeouts += 1
+            log.info("leave %s (%s)", reg.nickname, reason)
+        else:
+            if reason == "no PING":
+                self.stats.squatters += 1
+            log.info("freed %s (%s)", reg.nickname, reason)
+
+    def _record(self, key: str, change: _Change) -> None:
+        self.version += 1
+        self._log.append((self.version, key, change))
+        self._pending.pop(key, None)  # keep buffer order = order of last change
+        self._pending[key] = change
+
+    def _catch_up(self, reg: Registration) -> None:
+        """Send ``reg`` what changed since the roster it fetched (or everything, if too old)."""
+        since, reg.since = reg.since, None
+        assert since is not None and reg.addr is not None
+        if since >= self.version:
+            return
+        oldest = self._log[0][0] if self._log else self.version + 1
+        if since + 1 < oldest:
+            adds = [r.entry() for r in self._live.values() if r.announced and r is not reg]
+            dels: list[str] = []
+        else:
+            net: dict[str, _Change] = {}
+            for version, key, change in reversed(self._log):
+                if version <= since:
+                    break
+                if key != reg.key:
+                    net.setdefault(key, change)
+            adds = [c.entry for c in net.values() if c.entry is not None]
+            dels = [c.nickname for c in net.values() if c.entry is None]
+        for body in ref_del_bodies(dels, self.pack_limit) + ref_add_bodies(adds, self.pack_limit):
+            self._outgoing.append((reg.addr, self._frame(reg, body)))
+
+    @staticmethod
+    def _frame(reg: Registration, body: bytes) -> bytes:
+        return b"%s %d %s" % (reg.kw_prefix, len(body), body)
+
+    def take_store_ops(self) -> list[StoreOp]:
+        ops, self._store_ops = self._store_ops, []
+        return ops
+
+    def take_outgoing(self) -> list[tuple[Address, bytes]]:
+        """Every datagram to send now: catch-ups, then the coalesced broadcast of all changes
+        buffered since the last call, packed per recipient (each in its own keyword)."""
+        out, self._outgoing = self._outgoing, []
+        if not self._pending:
+            return out
+        changes, self._pending = self._pending, {}
+        add_keys = [k for k, c in changes.items() if c.entry is not None]
+        adds = [changes[k].entry for k in add_keys]
+        dels = [c.nickname for c in changes.values() if c.entry is None]
+        del_bodies = ref_del_bodies(dels, self.pack_limit)
+        add_bodies = ref_add_bodies(adds, self.pack_limit)  # type: ignore[arg-type]
+        # which add body carries which key, so a changed recipient can be sent its own
+        # rows minus itself by repacking just that one chunk
+        chunk_of: dict[str, int] = {}
+        start = 0
+        chunks: list[list[str]] = []
+        for i, body in enumerate(add_bodies):
+            n = int(body.split(b" ", 2)[1])
+            keys = add_keys[start:start + n]
+            chunks.append(keys)
+            for k in keys:
+                chunk_of[k] = i
+            start += n
+        tails = [b" %d %s" % (len(b), b) for b in del_bodies + add_bodies]
+        for reg in self._live.values():
+            if not reg.announced:
+                continue
+            addr = reg.addr
+            own = chunk_of.get(reg.key)
+            if own is None:
+                for tail in tails:
+                    out.append((addr, reg.kw_prefix + tail))  # type: ignore[arg-type]
+                continue
+            own += len(del_bodies)
+            for i, tail in enumerate(tails):
+                if i != own:
+                    out.append((addr, reg.kw_prefix + tail))  # type: ignore[arg-type]
+                    continue
+                rest = [changes[k].entry for k in chunks[own - len(del_bodies)] if k != reg.key]
+                for body in ref_add_bodies(rest, self.pack_limit):  # type: ignore[arg-type]
+                    out.append((addr, self._frame(reg, body)))  # type: ignore[arg-type]
+        return out
