@@ -44,6 +44,7 @@ RTO_MIN = 0.02  # floor: loopback RTTs are ~0.1 ms but a busy engine loop can st
 RTO_MAX = 2.0
 BACKOFF = 1.5  # < 2 keeps the tail short under random loss: 20, 30, 45, 68, 101 ms, ...
 CLOCK_GRANULARITY = 0.001
+REORDER_MIN = 0.001  # a frame acknowledged this much later than an older unacked one: loss
 
 SEND_WINDOW = 128  # frames in flight per peer (must stay <= frames.MAX_LAG)
 RECV_WINDOW = 256  # out-of-order frames accepted per peer (>= SEND_WINDOW)
@@ -418,17 +419,21 @@ class Messenger:
                     break
                 acked.extend(pop(seq, None) for seq in range(max(start, cum),
                                                              min(end, sent_limit)))
+            highest = -1
             for f in acked:
                 if f is None:
                     continue
                 if f.tx == 1 and f.sent > newest:
                     newest = f.sent
+                    highest = f.seq if f.seq > highest else highest
                 part = f.part
                 part.unacked -= 1
                 if part.unacked == 0:
                     self._part_acked(peer, part)
             if newest >= 0.0:
                 self._rtt_sample(stream, now - newest)
+                if inflight and highest > next(iter(inflight)):
+                    self._resend_lost(stream, newest, highest, now)
         if stream.skip_to is not None and cum >= stream.skip_to:
             stream.skip_to = None
         if not inflight and stream.skip_to is None:
@@ -436,6 +441,24 @@ class Messenger:
         self._advance_base(stream)
         if queue:
             self._pump(stream, now)
+
+    def _resend_lost(self, stream: _SendStream, newest: float, highest: int, now: float) -> None:
+        """Frames below ``highest`` sent well before ``newest`` (the send time of a frame just
+        acknowledged) were lost, not delayed: resend them now instead of waiting for their timer,
+        and without backing off, since the peer is evidently answering (RACK, RFC 8985, lite)."""
+        cutoff = newest - max(REORDER_MIN, (stream.srtt or 0.0) / 4)
+        base = stream.base
+        pack = frames.DATA_HEAD.pack
+        for seq, f in stream.inflight.items():
+            if seq >= highest:
+                break
+            if f.sent <= cutoff:
+                f.tx += 1
+                f.sent = now
+                f.due = now + f.timeout
+                self._out.append((stream.peer, pack(frames.DATA, stream.epoch, seq, seq - base)
+                                  + f.tail))
+                self.counters["fast_retransmits"] += 1
 
     def _part_acked(self, peer: str, part: _Part) -> None:
         msg = part.msg
