@@ -1,0 +1,261 @@
+"""models.directory without sockets: times are 0, 1, 2..., addresses are made up."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from models import directory_wire as w
+from models.directory import Directory, KeyedRateLimiter, Refused, TokenBucket
+
+
+def make(**kw) -> Directory:
+    counter = itertools.count()
+    kw.setdefault("make_keyword", lambda: f"kw{next(counter):04d}")
+    return Directory(ping_interval=10.0, **kw)
+
+
+def ping(d: Directory, reg, addr, now, digest=None, nick=None):
+    data = w.encode_datagram(w.Ping(reg.keyword, nick or reg.nickname, digest))
+    return d.on_datagram(data, addr, now)
+
+
+def decoded(out):
+    return [(addr, w.decode_datagram(data)) for addr, data in out]
+
+
+def join(d: Directory, nick: str, addr, now: float = 0.0):
+    reg, reclaimed = d.register(nick, None, now)
+    assert not reclaimed
+    d.reference(reg, now)
+    ping(d, reg, addr, now)
+    return reg
+
+
+A, B, C = ("10.0.0.1", 1001), ("10.0.0.2", 1002), ("10.0.0.3", 1003)
+
+
+def test_register_is_unique_case_and_width_insensitive() -> None:
+    d = make()
+    reg, _ = d.register("Ｅｖａｎ", None, 0)
+    assert reg.nickname == "Evan" and reg.key == "evan"
+    for other in ("evan", "EVAN", "Evan"):
+        with pytest.raises(Refused) as info:
+            d.register(other, None, 0)
+        assert info.value.code == "NICK_TAKEN"
+    with pytest.raises(Refused) as info:
+        d.register("bad nick", None, 0)
+    assert info.value.code == "BAD_NICK"
+
+
+def test_first_ping_announces_and_writes() -> None:
+    d = make()
+    a = join(d, "a", A)
+    assert d.take_store_ops() == [("addr", "a", a.keyword, "10.0.0.1", 1001)]
+    assert d.take_outgoing() == []  # nobody else to tell
+    b = join(d, "b", B)
+    out = decoded(d.take_outgoing())
+    assert out == [(A, w.RefAdd(a.keyword, (w.Entry("b", *B),)))]
+    assert d.reference(None, 1) == (w.Entry("a", *A), w.Entry("b", *B))
+    assert d.reference(b, 1) == (w.Entry("a", *A),)
+
+
+def test_unconfirmed_registration_is_not_listed_and_expires_after_one_interval() -> None:
+    d = make()
+    reg, _ = d.register("squat", None, 0)
+    assert d.reference(None, 0) == ()
+    assert d.expire(9.9) == []
+    assert d.expire(10.0) == [(reg, "no PING")]
+    assert d.take_outgoing() == []  # never announced: nothing to retract
+    assert ("del", "squat", reg.keyword) in d.take_store_ops()
+    d.register("squat", None, 11)  # free again
+
+
+def test_liveness_timeout_is_one_and_a_half_intervals() -> None:
+    d = make()
+    a = join(d, "a", A, 0)
+    join(d, "b", B, 0)
+    d.take_outgoing()
+    ping(d, a, A, 10)
+    gone = d.expire(15.0)
+    assert [(r.nickname, why) for r, why in gone] == [("b", "timeout")]
+    assert decoded(d.take_outgoing()) == [(A, w.RefDel(a.keyword, ("b",)))]
+    assert d.expire(24.9) == []
+    assert [r.nickname for r, _ in d.expire(25.0)] == ["a"]
+
+
+def test_quit_removes_at_once_and_needs_matching_keyword_and_nick() -> None:
+    d = make()
+    a = join(d, "a", A)
+    b = join(d, "b", B)
+    d.take_outgoing()
+    d.on_datagram(w.encode_datagram(w.Quit(b.keyword, "a")), B, 1)  # wrong nick
+    d.on_datagram(w.encode_datagram(w.Quit("nope", "b")), B, 1)  # unknown keyword
+    assert len(d) == 2 and d.stats.nick_mismatch == 1 and d.stats.unknown_keyword == 1
+    d.on_datagram(w.encode_datagram(w.Quit(b.keyword, "B")), B, 1)  # case-insensitive match
+    assert len(d) == 1
+    assert decoded(d.take_outgoing()) == [(A, w.RefDel(a.keyword, ("b",)))]
+
+
+def test_pong_digest_is_roster_minus_self() -> None:
+    d = make()
+    a = join(d, "a", A)
+    b = join(d, "b", B)
+    reply = ping(d, a, A, 1, digest=w.EMPTY_DIGEST)
+    assert w.decode_datagram(reply) == w.Pong(a.keyword, w.roster_digest([w.Entry("b", *B)]))
+    reply = ping(d, b, B, 1, digest=w.EMPTY_DIGEST)
+    assert w.decode_datagram(reply) == w.Pong(b.keyword, w.roster_digest([w.Entry("a", *A)]))
+    assert len(reply) < len(w.encode_datagram(w.Ping(b.keyword, "b", w.EMPTY_DIGEST)))
+    assert ping(d, a, A, 1) is None  # design PING: no reply
+
+
+def test_address_change_is_announced_as_ref_add() -> None:
+    d = make()
+    a = join(d, "a", A)
+    b = join(d, "b", B)
+    d.take_outgoing()
+    d.take_store_ops()
+    ping(d, b, C, 2)
+    assert decoded(d.take_outgoing()) == [(A, w.RefAdd(a.keyword, (w.Entry("b", *C),)))]
+    assert d.take_store_ops() == [("addr", "b", b.keyword, *C)]
+    reply = ping(d, a, A, 2, digest=w.EMPTY_DIGEST)
+    assert w.decode_datagram(reply).digest == w.roster_digest([w.Entry("b", *C)])
+
+
+def test_reclaim_with_keyword() -> None:
+    d = make()
+    a = join(d, "a", A)
+    d.take_outgoing()
+    with pytest.raises(Refused):
+        d.register("A", "wrongkeyword", 5)
+    reg, reclaimed = d.register("A", a.keyword, 5)
+    assert reg is a and reclaimed
+    assert d.take_outgoing() == []  # nothing announced
+    assert d.expire(15.0 + 0.5 - 1) == []  # deadline refreshed at 5: 5 + 15
+    assert d.expire(20.0) != []
+
+
+def test_unknown_keyword_reply_is_small_and_rate_limited() -> None:
+    d = make(unknown_rate=2.0, unknown_burst=2.0)
+    data = w.encode_datagram(w.Ping("ghostkeyword", "ghost", w.EMPTY_DIGEST))
+    assert w.decode_datagram(d.on_datagram(data, A, 0)) == w.Unknown("ghostkeyword")
+    assert d.on_datagram(data, A, 0) is not None
+    assert d.on_datagram(data, A, 0) is None  # bucket empty
+    assert d.on_datagram(data, A, 0.5) is not None  # refilled one
+    # a PING too small to answer without amplification gets nothing
+    tiny = w.encode_datagram(w.Ping("k", "x"))
+    assert d.on_datagram(tiny, A, 10) is None
+    for reply_to in (data, w.encode_datagram(w.Ping("k", "xy"))):
+        reply = d.on_datagram(reply_to, A, 20)
+        assert reply is None or len(reply) <= len(reply_to)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"garbage", b"kw0000 99 PING a", w.encode_datagram(w.RefAdd("kw0000", ())),
+     w.encode_datagram(w.Pong("kw0000", w.EMPTY_DIGEST)), b"\xc1\x01\x10frame"],
+)
+def test_bad_datagrams_are_dropped_and_counted(data: bytes) -> None:
+    d = make()
+    join(d, "a", A)
+    assert d.on_datagram(data, B, 1) is None
+    assert d.stats.bad_datagrams == 1 and d.stats.dropped >= 1
+    assert d.take_outgoing() == []
+
+
+def test_coalescing_many_joins_into_few_datagrams() -> None:
+    d = make()
+    join(d, "listener", A)
+    d.take_outgoing()
+    regs = [d.register(f"user{i}", None, 1)[0] for i in range(50)]
+    for i, reg in enumerate(regs):
+        ping(d, reg, ("10.1.0.1", 2000 + i), 1)
+    out = d.take_outgoing()
+    to_listener = [w.decode_datagram(data) for addr, data in out if addr == A]
+    assert 1 <= len(to_listener) <= 3
+    assert sum(len(m.entries) for m in to_listener) == 50
+    assert all(len(data) <= 1200 for _, data in out)
+    # every joiner hears of the other 49 and of the listener, never of itself
+    for i, reg in enumerate(regs):
+        mine = [w.decode_datagram(data) for addr, data in out if addr == ("10.1.0.1", 2000 + i)]
+        names = [e.nickname for m in mine for e in m.entries]
+        assert reg.nickname not in names
+        assert set(names) >= {f"user{j}" for j in range(50) if j != i}
+
+
+def test_net_effect_of_join_then_leave_in_one_batch() -> None:
+    d = make()
+    a = join(d, "a", A)
+    d.take_outgoing()
+    b = join(d, "b", B)
+    d.on_datagram(w.encode_datagram(w.Quit(b.keyword, "b")), B, 1)
+    assert decoded(d.take_outgoing()) == [(A, w.RefDel(a.keyword, ("b",)))]
+
+
+def test_catch_up_sends_changes_since_reference() -> None:
+    d = make()
+    a = join(d, "a", A)
+    late, _ = d.register("late", None, 0)
+    assert d.reference(late, 0) == (w.Entry("a", *A),)
+    b = join(d, "b", B)  # joins after late's REFERENCE?
+    d.on_datagram(w.encode_datagram(w.Quit(a.keyword, "a")), A, 1)  # a leaves
+    d.take_outgoing()
+    ping(d, late, C, 2)
+    out = decoded(d.take_outgoing())
+    to_late = [m for addr, m in out if addr == C]
+    assert w.RefDel(late.keyword, ("a",)) in to_late
+    assert w.RefAdd(late.keyword, (w.Entry("b", *B),)) in to_late
+    assert (B, w.RefAdd(b.keyword, (w.Entry("late", *C),))) in out
+
+
+def test_catch_up_falls_back_to_full_roster_when_log_is_short() -> None:
+    d = make(log_size=2)
+    late, _ = d.register("late", None, 0)
+    d.reference(late, 0)
+    for i in range(5):
+        join(d, f"u{i}", ("10.2.0.1", 3000 + i))
+    d.take_outgoing()
+    ping(d, late, C, 1)
+    to_late = [m for addr, m in decoded(d.take_outgoing()) if addr == C]
+    names = {e.nickname for m in to_late for e in m.entries}
+    assert names == {f"u{i}" for i in range(5)}
+
+
+def test_load_gives_fresh_deadlines_and_skips_bad_rows() -> None:
+    d = make()
+    rows = [("Evan", "kwA", "10.0.0.1", 1001), ("evan", "kwB", "10.0.0.2", 1002),
+            ("bad nick", "kwC", None, None), ("pending", "kwD", None, None)]
+    assert d.load(rows, now=100) == 2
+    assert d.reference(None, 100) == (w.Entry("Evan", "10.0.0.1", 1001),)
+    assert ("del", "evan", "kwB") in d.take_store_ops()
+    assert d.take_outgoing() == []  # restart is silent
+    reg = d.by_key["evan"]
+    assert ping(d, reg, ("10.0.0.1", 1001), 110, digest=w.EMPTY_DIGEST) is not None
+    assert d.take_outgoing() == []  # same address: no REF_ADD noise
+    assert [r.nickname for r, _ in d.expire(110)] == ["pending"]  # 100 + 1 x interval
+
+
+def test_cancel_frees_the_nickname() -> None:
+    d = make()
+    reg, _ = d.register("x", None, 0)
+    d.cancel(reg)
+    d.register("x", None, 0)
+
+
+def test_next_deadline() -> None:
+    d = make()
+    assert d.next_deadline() is None
+    d.register("x", None, 3)
+    assert d.next_deadline() == 13
+
+
+def test_token_bucket_and_keyed_limiter() -> None:
+    bucket = TokenBucket(rate=1.0, burst=2.0, now=0)
+    assert bucket.take(0) and bucket.take(0) and not bucket.take(0)
+    assert bucket.take(1.0) and not bucket.take(1.0)
+    limiter = KeyedRateLimiter(rate=1.0, burst=1.0, max_keys=2)
+    assert limiter.allow("a", 0) and not limiter.allow("a", 0)
+    assert limiter.allow("b", 0) and limiter.allow("c", 0)
+    assert limiter.allow("a", 0)  # forgotten (bounded memory): a fresh bucket
+    assert KeyedRateLimiter(rate=0, burst=1).allow("x", 0)  # 0 = disabled
