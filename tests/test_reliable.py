@@ -385,14 +385,15 @@ def test_flood_of_bogus_fragments_stays_within_caps(monkeypatch):
     rng = random.Random(4)
     for i in range(5000):
         peer = f"evil{i % 20}"
-        # seq 0 never comes: everything is held out of order, inside the receive window
+        # base 0, and seq 0 never comes: everything is held out of order (or beyond the window)
         seq = rng.randrange(1, reliable.RECV_WINDOW + 50)
-        m.receive(peer, bogus_data(7, seq, index=rng.randrange(58)), 0.0)
+        m.receive(peer, bogus_data(7, seq, lag=seq, index=rng.randrange(58)), 0.0)
         assert m._held <= reliable.MAX_HELD_BYTES
         m.take_outgoing()
     assert len(m._recv) <= 8
     assert all(len(s.buffer) <= reliable.RECV_WINDOW for s in m._recv.values())
     assert m.counters["held_cap"] > 0 and m.counters["too_many_peers"] > 0
+    assert m.counters["beyond_window"] > 0
     assert m.counters["internal_error"] == 0
 
 
