@@ -1,0 +1,291 @@
+"""The client engine in-process against the real server.py: messaging, roster, hostile input,
+server loss and restarts, crash recovery. Real sockets on 127.0.0.1, ports chosen at run time."""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from client import events as ev
+from client.engine import Engine, MessageTooLarge, UnknownPeer
+from client.reliable import MAX_MESSAGE
+from models import directory_wire as wire
+from models import frames
+from models.peer_wire import PLAIN, make_envelope
+
+PING = 0.5
+
+
+class Probe:
+    """An engine plus everything it reported, for assertions."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen: list[object] = []
+
+    def pump(self) -> None:
+        while True:
+            try:
+                self.seen.append(self.engine.events.get_nowait())
+            except queue.Empty:
+                return
+
+    def wait(self, predicate: Callable[[object], bool], timeout: float = 5.0) -> object:
+        end = time.monotonic() + timeout
+        start = 0
+        while True:
+            self.pump()
+            for e in self.seen[start:]:
+                if predicate(e):
+                    return e
+            start = len(self.seen)
+            if time.monotonic() > end:
+                raise AssertionError(f"{self.engine.nickname}: no such event; saw {self.seen}")
+            time.sleep(0.01)
+
+    def wait_for(self, cls: type, timeout: float = 5.0, **fields: object) -> object:
+        return self.wait(lambda e: isinstance(e, cls) and all(
+            getattr(e, k) == v for k, v in fields.items()), timeout)
+
+    def of(self, cls: type) -> list[object]:
+        self.pump()
+        return [e for e in self.seen if isinstance(e, cls)]
+
+
+@pytest.fixture
+def make_engine(tmp_path: Path):
+    made: list[Engine] = []
+
+    def make(server, nick: str, *, encrypted: bool = False, config: str | None = None,
+             start: bool = True, deadline: float = 10.0) -> Probe:
+        eng = Engine(server.address, nick, config_dir=tmp_path / (config or nick),
+                     bind=("127.0.0.1", 0), encrypted=encrypted, deadline=deadline)
+        made.append(eng)
+        if start:
+            eng.start(timeout=5)
+        return Probe(eng)
+
+    yield make
+    for eng in made:
+        eng.close()
+
+
+def wait_roster(p: Probe, names: list[str], timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while sorted(p.engine.roster()) != sorted(names):
+        assert time.monotonic() < end, f"{p.engine.nickname} roster {p.engine.roster()}"
+        time.sleep(0.01)
+
+
+def no_noise(p: Probe) -> list[object]:
+    return [e for e in p.of(object) if isinstance(e, ev.Joined | ev.Left)]
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_room_private_join_leave(server, make_engine):
+    a = make_engine(server, "alice")
+    b = make_engine(server, "bob")
+    c = make_engine(server, "Вася")
+    for p, others in ((a, ["bob", "Вася"]), (b, ["alice", "Вася"]), (c, ["alice", "bob"])):
+        wait_roster(p, others)
+    a.wait_for(ev.Joined, nickname="bob")
+    b.wait_for(ev.Registered)
+    msg_id = a.engine.send_room("привет 👋 всем")
+    for p in (b, c):
+        p.wait_for(ev.RoomMessage, sender="alice", text="привет 👋 всем", msg_id=msg_id)
+    b.engine.send_private("ВАСЯ", "line one\nline two")  # resolves case-insensitively
+    c.wait_for(ev.PrivateMessage, sender="bob", text="line one\nline two")
+    assert not [e for e in a.of(ev.PrivateMessage)]
+    with pytest.raises(UnknownPeer):
+        a.engine.send_private("nobody", "hi")
+    c.engine.close()
+    a.wait_for(ev.Left, nickname="Вася", timeout=3)
+    b.wait_for(ev.Left, nickname="Вася", timeout=3)
+    assert a.engine.roster() == ["bob"]
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_64k_whole_65k_refused(server, make_engine):
+    a = make_engine(server, "alice")
+    b = make_engine(server, "bob")
+    wait_roster(a, ["bob"])
+    big = ("я" * (MAX_MESSAGE // 2))  # 2 bytes each: exactly 64 KiB
+    assert len(big.encode()) == MAX_MESSAGE
+    a.engine.send_private("bob", big)
+    got = b.wait_for(ev.PrivateMessage, sender="alice")
+    assert got.text == big
+    with pytest.raises(MessageTooLarge):
+        a.engine.send_room("x" * (65 * 1024))
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_encrypted_engines_talk_and_show_fingerprints(server, make_engine):
+    a = make_engine(server, "alice", encrypted=True)
+    b = make_engine(server, "bob", encrypted=True)
+    wait_roster(a, ["bob"])
+    a.engine.send_room("secret plans")
+    b.wait_for(ev.RoomMessage, sender="alice", text="secret plans")
+    info = b.engine.whois("ALICE")
+    assert info is not None and info.fingerprint == a.engine.own_fingerprint()
+    assert not info.verified
+    assert b.engine.mark_verified("alice")
+    assert b.engine.whois("alice").verified
+    assert b.engine.whois("nobody") is None
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_undelivered_when_peer_dies(server, make_engine):
+    a = make_engine(server, "alice", deadline=30.0)
+    b = make_engine(server, "bob")
+    wait_roster(a, ["bob"])
+    b.engine._closing = True  # a crash: no QUIT, the socket just goes away
+    b.engine._sock.close()
+    msg_id = a.engine.send_private("bob", "are you there?")
+    nd = a.wait_for(ev.NotDelivered, timeout=5)
+    assert (nd.nickname, nd.text, nd.msg_id, nd.private) == ("bob", "are you there?", msg_id,
+                                                             True)
+    a.wait_for(ev.Left, nickname="bob")
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_spoofed_and_garbage_datagrams_change_nothing(server, make_engine, udp_socket):
+    a = make_engine(server, "alice")
+    b = make_engine(server, "bob")
+    wait_roster(a, ["bob"])
+    wait_roster(b, ["alice"])
+    target = b.engine.address
+    # a well-formed DATA frame, exactly what alice would send, but from another address
+    data = frames.encode(frames.Data(epoch=7, seq=0, lag=0, kind=frames.KIND_ROOM, msg_id=1,
+                                     index=0, count=1, chunk=b"I am alice"))
+    spoof = make_envelope(PLAIN, data)
+    udp_socket.sendto(spoof, target)
+    # server-looking datagrams from a non-server address, and with a wrong keyword
+    udp_socket.sendto(wire.encode_datagram(wire.RefDel(b.engine._keyword, ("alice",))), target)
+    fake_del = wire.encode_datagram(wire.RefDel("wrongkeyword", ("alice",)))
+    for junk in [b"", b"\xc1", b"\xc1\x01\x10", b"\xc1\x01\x20" + os.urandom(60), os.urandom(1200),
+                 b"garbage 3 PONG", fake_del, b"\xff" * 3000]:
+        udp_socket.sendto(junk, target)
+    time.sleep(0.3)
+    assert b.engine.roster() == ["alice"]
+    assert not b.of(ev.RoomMessage)
+    assert b.engine.stats["peer_dropped"] >= 1 and b.engine.stats["server_dropped"] >= 3
+    # and it still works
+    a.engine.send_room("still fine")
+    b.wait_for(ev.RoomMessage, sender="alice", text="still fine")
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_server_killed_then_restarted_on_its_database(server, make_engine):
+    a = make_engine(server, "alice")
+    b = make_engine(server, "bob")
+    wait_roster(a, ["bob"])
+    wait_roster(b, ["alice"])
+    server.kill()
+    a.wait_for(ev.ServerLost, timeout=3)
+    b.wait_for(ev.ServerLost, timeout=3)
+    assert not a.engine.server_online
+    a.engine.send_room("server is gone, we are not")
+    b.wait_for(ev.RoomMessage, text="server is gone, we are not")
+    server.start()
+    a.wait_for(ev.ServerBack, timeout=5)
+    b.wait_for(ev.ServerBack, timeout=5)
+    b.engine.send_private("alice", "welcome back")
+    a.wait_for(ev.PrivateMessage, text="welcome back")
+    time.sleep(3 * PING)
+    assert a.engine.roster() == ["bob"] and b.engine.roster() == ["alice"]
+    assert not a.of(ev.Reregistered) and not b.of(ev.Reregistered)
+    assert [type(e) for e in no_noise(a)] == [ev.Joined]  # only bob's original join
+    assert no_noise(b) == []
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_server_restarted_on_empty_database_clients_reregister(server, make_engine):
+    a = make_engine(server, "alice")
+    b = make_engine(server, "bob")
+    wait_roster(a, ["bob"])
+    wait_roster(b, ["alice"])
+    server.kill()
+    a.wait_for(ev.ServerLost, timeout=3)
+    server.db_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(server.db_path) + suffix).unlink(missing_ok=True)
+    server.start()
+    a.wait_for(ev.Reregistered, timeout=5)
+    b.wait_for(ev.Reregistered, timeout=5)
+    # both are in the new directory again: a newcomer sees them
+    c = make_engine(server, "carol")
+    wait_roster(c, ["alice", "bob"])
+    wait_roster(a, ["bob", "carol"])
+    a.engine.send_room("after the reset")
+    for p in (b, c):
+        p.wait_for(ev.RoomMessage, text="after the reset")
+    time.sleep(4 * PING)  # past the ghost grace
+    assert not [e for e in no_noise(a) if isinstance(e, ev.Left)]
+    assert not [e for e in no_noise(b) if isinstance(e, ev.Left)]
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_crashed_client_comes_back_at_once_with_its_saved_keyword(server, make_engine):
+    a = make_engine(server, "alice")
+    b = make_engine(server, "bob")
+    wait_roster(b, ["alice"])
+    a.engine._closing = True  # crash: no QUIT
+    a.engine._sock.close()
+    a2 = make_engine(server, "alice")  # same config dir: reclaims at once
+    a2.engine.send_room("back")
+    b.wait_for(ev.RoomMessage, sender="alice", text="back")
+    time.sleep(2 * PING)
+    assert no_noise(b) == []
+    assert b.engine.roster() == ["alice"]
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_roster_repaired_after_a_lost_ref_del(server, make_engine, joined):
+    a = make_engine(server, "alice")
+    ghost = joined(server, "ghost")  # a directory client that we make alice miss
+    wait_roster(a, ["ghost"])
+    # inject a stale row alice never hears the end of: alice believes "phantom" is online
+    a.engine._call(lambda now: a.engine._apply(
+        a.engine._roster.add([("phantom", "127.0.0.1", 9)]), now))
+    assert "phantom" in a.engine.roster()
+    a.wait_for(ev.Left, nickname="phantom", timeout=6 * PING + 3)
+    ghost.quit()
+    a.wait_for(ev.Left, nickname="ghost", timeout=3)
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_close_is_idempotent_and_sends_quit(server, make_engine):
+    a = make_engine(server, "alice")
+    b = make_engine(server, "bob")
+    wait_roster(b, ["alice"])
+    t0 = time.monotonic()
+    a.engine.close()
+    a.engine.close()
+    assert time.monotonic() - t0 < 2
+    b.wait_for(ev.Left, nickname="alice", timeout=PING)  # QUIT, not the timeout
+    with pytest.raises(RuntimeError):
+        a.engine.send_room("after close")
+
+
+def test_unreachable_server_and_refused_nickname(server_factory, tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    from client.registration import RegistrationError, ServerUnreachable
+
+    eng = Engine(("127.0.0.1", port), "alice", config_dir=tmp_path / "x", encrypted=False)
+    with pytest.raises(ServerUnreachable):
+        eng.start(timeout=1)
+    eng.close()
+    srv = server_factory(ping_interval=PING)
+    eng = Engine(srv.address, "bad nick", config_dir=tmp_path / "y", encrypted=False)
+    with pytest.raises(RegistrationError):
+        eng.start(timeout=2)
+    eng.close()
