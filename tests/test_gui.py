@@ -1,0 +1,270 @@
+"""The Tk window end to end: real engine, real server.py, a real terminal client subprocess.
+
+Under Xvfb (pytest-xvfb) with a shown, focused window; the Tk loop is driven by ``update()``
+in polling loops with deadlines (tests/test_gui_support.py).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tkinter as tk
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from client.gui import App
+from tests.test_gui_support import TkThreadRecorder, press, pump, shown_root, type_text
+
+pytestmark = pytest.mark.gui
+
+ROOT = Path(__file__).resolve().parent.parent
+WAIT = 15.0   # generous: the first message to a peer also runs the encryption handshake
+
+
+@pytest.fixture
+def root() -> Iterator[tk.Tk]:
+    yield from shown_root()
+
+
+class TerminalClient:
+    """``python -m client --headless`` in a subprocess; its stdout lines arrive in a queue."""
+
+    def __init__(self, server: tuple[str, int], nick: str, config_dir: Path) -> None:
+        env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "client", "--headless", "--server",
+             f"{server[0]}:{server[1]}", "--nick", nick, "--config-dir", str(config_dir)],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, encoding="utf-8")
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def say(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def wait_line(self, root: tk.Misc, wanted: str, timeout: float = WAIT,
+                  prefix: bool = False) -> None:
+        """Keep the Tk loop running (the GUI must answer acks) until ``wanted`` is printed."""
+        def arrived() -> bool:
+            while True:
+                try:
+                    self.seen.append(self.lines.get_nowait())
+                except queue.Empty:
+                    if prefix:
+                        return any(line.startswith(wanted) for line in self.seen)
+                    return wanted in self.seen
+        try:
+            pump(root, arrived, timeout, what=f"terminal line {wanted!r}")
+        except AssertionError:
+            raise AssertionError(f"{wanted!r} not printed; got {self.seen}") from None
+
+    def wait_registered(self, root: tk.Misc) -> None:
+        # stdin is read only once registration is done, so an answer to /who proves it
+        self.say("/who")
+        self.wait_line(root, "-!- online", prefix=True)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+                self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    # TEMPORARY stand-in until tests/conftest.py (server engineer) lands
+    proc = subprocess.Popen([sys.executable, "server.py", "--host", "127.0.0.1", "--port", "0",
+                             "--db", str(tmp_path / "dir.db"), "--ping-interval", "2"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    port = 0
+    for line in proc.stderr:
+        if "listening on" in line:
+            port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+            break
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    yield ("127.0.0.1", port)
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Callable[[tuple[str, int], str], TerminalClient]]:
+    clients: list[TerminalClient] = []
+
+    def start(server: tuple[str, int], nick: str) -> TerminalClient:
+        client = TerminalClient(server, nick, tmp_path / f"term-{nick}")
+        clients.append(client)
+        return client
+    yield start
+    for client in clients:
+        client.close()
+
+
+def open_app(root: tk.Tk, tmp_path: Path, server: tuple[str, int], nick: str,
+             **kwargs: object) -> App:
+    """The window, connected through its connect screen (fields filled, Enter pressed)."""
+    app = App(root, config_dir=tmp_path / "gui", **kwargs)  # type: ignore[arg-type]
+    form = app.connect_frame
+    form.server_var.set(f"{server[0]}:{server[1]}")
+    form.nick_var.set(nick)
+    press(form.nick_entry, "<Return>")
+    pump(root, lambda: app.main_frame is not None or form.error_var.get().startswith(
+        ("Cannot", "The", "Could")), WAIT, what="the connect outcome")
+    assert app.main_frame is not None, form.error_var.get()
+    return app
+
+
+def send_from_gui(root: tk.Tk, app: App, peer: str | None, text: str) -> None:
+    tab = app.tabs[peer]
+    app.notebook.select(tab)
+    root.update()
+    type_text(tab.input.text, text)
+    press(tab.input.text, "<Return>")
+    assert tab.input.get() == ""
+
+
+def test_gui_and_terminal_exchange_both_ways(root: tk.Tk, tmp_path: Path, server,
+                                             terminal) -> None:
+    bob = terminal(server, "bob")
+    bob.wait_registered(root)
+    app = open_app(root, tmp_path, server, "alice")
+    pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
+    bob.wait_line(root, "-!- alice joined")
+    send_from_gui(root, app, None, "hello from the window")
+    bob.wait_line(root, "<alice> hello from the window")
+    app.room.input.set("Привет, Боб! 😀🎉")            # no keysyms for these: insert, then Enter
+    press(app.room.input.text, "<Return>")
+    bob.wait_line(root, "<alice> Привет, Боб! 😀🎉")
+    bob.say("hi alice, Привет 👋")
+    pump(root, lambda: "bob  hi alice, Привет 👋" in app.room.view.content(), WAIT,
+         what="bob's message in the window")
+    assert "You are chatting as alice" in app.room.view.content()
+    app.close()
+    bob.wait_line(root, "-!- alice left")
+
+
+def test_private_tab_opens_receives_and_counts_unread(root: tk.Tk, tmp_path: Path, server,
+                                                      terminal) -> None:
+    bob = terminal(server, "bob")
+    bob.wait_registered(root)
+    app = open_app(root, tmp_path, server, "alice")
+    pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
+    bob.wait_line(root, "-!- alice joined")
+    # bob writes privately: a tab opens by itself, in the background, with an unread count
+    bob.say("/msg alice just between us 🤫")
+    pump(root, lambda: "bob" in app.tabs and "just between us 🤫" in
+         app.tabs["bob"].view.content(), WAIT, what="the private tab")
+    assert app.notebook.tab(app.tabs["bob"], "text") == "bob (1)"
+    assert app.current_tab() is app.room
+    bob.say("/msg alice second")
+    pump(root, lambda: app.notebook.tab(app.tabs["bob"], "text") == "bob (2)", WAIT)
+    # double-clicking bob in the roster opens (selects) that tab and clears the count
+    tree = app.roster.tree
+    x, y, _w, h = tree.bbox("n:bob")
+    for _ in range(2):   # two clicks in a row: Tk makes the second a <Double-1>
+        tree.event_generate("<ButtonPress-1>", x=x + 10, y=y + h // 2)
+        tree.event_generate("<ButtonRelease-1>", x=x + 10, y=y + h // 2)
+    pump(root, lambda: app.current_tab() is app.tabs["bob"], what="the bob tab selected")
+    assert app.notebook.tab(app.tabs["bob"], "text") == "bob"
+    send_from_gui(root, app, "bob", "sure, only you")
+    bob.wait_line(root, "*alice* sure, only you")
+    app.close()
+
+
+def test_connect_errors_and_window_stays_responsive(root: tk.Tk, tmp_path: Path, server,
+                                                    terminal) -> None:
+    # a "server" that accepts TCP but never says a word: the worker waits out its timeout
+    silent = socket.create_server(("127.0.0.1", 0))
+    ticks: list[float] = []
+
+    def tick() -> None:
+        ticks.append(time.monotonic())
+        root.after(20, tick)
+    try:
+        app = App(root, config_dir=tmp_path / "gui", connect_timeout=1.5)
+        form = app.connect_frame
+        form.server_var.set(f"127.0.0.1:{silent.getsockname()[1]}")
+        form.nick_var.set("alice")
+        root.after(20, tick)
+        press(form.nick_entry, "<Return>")
+        assert str(form.button.cget("state")) == "disabled"
+        pump(root, lambda: form.error_var.get().startswith("Cannot reach"), 6.0,
+             what="the unreachable-server error")
+    finally:
+        silent.close()
+    waited = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert ticks[-1] - ticks[0] >= 1.2 and max(waited) < 0.3, waited   # never froze
+    assert "127.0.0.1" in form.error_var.get()
+    assert str(form.button.cget("state")) == "normal"
+    # a port where nobody listens at all
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    dead_port = free.getsockname()[1]
+    free.close()
+    form.server_var.set(f"127.0.0.1:{dead_port}")
+    press(form.nick_entry, "<Return>")
+    pump(root, lambda: form.error_var.get().startswith("Cannot reach"), 6.0)
+    # nickname taken
+    bob = terminal(server, "bob")
+    bob.wait_registered(root)
+    form.server_var.set(f"{server[0]}:{server[1]}")
+    form.nick_var.set("bob")
+    press(form.nick_entry, "<Return>")
+    pump(root, lambda: "already taken" in form.error_var.get(), WAIT,
+         what="the nickname-taken error")
+    assert "“bob”" in form.error_var.get()
+    # and the same screen then connects fine with another nickname
+    form.nick_var.set("alice")
+    press(form.nick_entry, "<Return>")
+    pump(root, lambda: app.main_frame is not None, WAIT, what="the main window")
+    app.close()
+
+
+def test_no_tk_call_off_the_main_thread(tmp_path: Path, server, terminal) -> None:
+    root = shown_root()
+    real_root = next(root)
+    recorder = TkThreadRecorder(real_root.tk)
+    real_root.tk = recorder  # type: ignore[assignment]   # before any widget exists
+    try:
+        bob = terminal(server, "bob")
+        bob.wait_registered(real_root)
+        app = open_app(real_root, tmp_path, server, "alice")
+        assert threading.active_count() >= 2            # the engine thread is running
+        pump(real_root, lambda: "bob" in app.roster.nicks, WAIT)
+        bob.wait_line(real_root, "-!- alice joined")
+        bob.say("room message")
+        bob.say("/msg alice private message")
+        pump(real_root, lambda: "bob" in app.tabs and "private message" in
+             app.tabs["bob"].view.content(), WAIT)
+        send_from_gui(real_root, app, None, "answer")
+        bob.wait_line(real_root, "<alice> answer")
+        bob.close()
+        pump(real_root, lambda: "bob left" in app.room.view.content(), WAIT)
+        app.close()
+    finally:
+        for _ in root:
+            pass
+    assert recorder.calls > 100
+    assert recorder.off_main == []
