@@ -553,3 +553,63 @@ def test_arbitrary_bytes_into_unwrap_never_raise(data: bytes, prefix: bytes) -> 
     assert bob.take_frames() == []
     assert bob.stats["internal error"] == 0
     assert len(bob.take_outgoing()) <= 2
+
+
+def scripted(*chunks: bytes) -> Callable[[int], bytes]:
+    it = iter(chunks)
+
+    def rng(n: int) -> bytes:
+        chunk = next(it)
+        assert len(chunk) == n
+        return chunk
+
+    return rng
+
+
+def test_protocol_doc_example() -> None:
+    """The worked example of docs/protocol-crypto.md, and its formulas redone with hashlib."""
+    import hashlib
+    import re
+
+    from nacl.bindings import (
+        crypto_aead_chacha20poly1305_ietf_decrypt,
+        crypto_scalarmult,
+        crypto_scalarmult_base,
+    )
+
+    doc = (Path(__file__).parent.parent / "docs" / "protocol-crypto.md").read_text("utf-8")
+    compact = re.sub(r"\s+", "", doc)
+    ka, kb = nacl.signing.SigningKey(b"\x01" * 32), nacl.signing.SigningKey(b"\x02" * 32)
+    alice = SecureTransport(ka, "alice", PinStore(), rng=scripted(b"\x11" * 8, b"\x21" * 32))
+    bob = SecureTransport(kb, "bob", PinStore(), rng=scripted(b"\x22" * 32))
+    alice.wrap("bob", b"hello", 0.0)
+    wire = []
+    for _ in range(3):
+        for src, dst, name in ((alice, bob, "alice"), (bob, alice, "bob")):
+            for _peer, dg in src.take_outgoing():
+                wire.append(dg)
+                dst.unwrap(name, dg, 0.0)
+    assert bob.take_frames() == [("alice", b"hello")]
+    assert [len(dg) for dg in wire] == [155, 155, 123, 40, 35]
+    for dg in wire:
+        assert dg.hex() in compact
+
+    def h(data: bytes, person: bytes, key: bytes = b"") -> bytes:
+        return hashlib.blake2b(data, digest_size=32, key=key, person=person).digest()
+
+    pk_a, pk_b = bytes(ka.verify_key), bytes(kb.verify_key)
+    e_i, e_r = crypto_scalarmult_base(b"\x21" * 32), crypto_scalarmult_base(b"\x22" * 32)
+    transcript = (b"OpenLChat handshake v1" + b"\x11" * 8 + e_i + e_r + b"\x05alice\x03bob")
+    th = h(transcript, b"OLChat-th-v1")
+    prk = h(crypto_scalarmult(b"\x21" * 32, e_r), b"OLChat-prk-v1", th)
+    th2 = h(th + pk_b + pk_a, b"OLChat-th2-v1")
+    k_i2r = h(b"i2r" + th2, b"OLChat-kdf-v1", prk)
+    sid = h(b"sid" + th2, b"OLChat-kdf-v1", prk)[:8]
+    for value in (th, prk, th2, k_i2r, sid):
+        assert value.hex() in compact
+    sealed = wire[3]
+    assert sealed[3:11] == sid
+    assert crypto_aead_chacha20poly1305_ietf_decrypt(
+        sealed[19:], sealed[:19], bytes(4) + sealed[11:19], k_i2r) == b"hello"
+    export = h(b"export" + th2, b"OLChat-kdf-v1", prk)
+    assert alice.session_key_for("bob", b"f") == h(b"export:f", b"OLChat-kdf-v1", export)
