@@ -1,0 +1,165 @@
+"""The terminal face: line formats, input parsing, start-up errors, and a real in-process run
+against server.py with stdin/stdout as in-memory streams."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import queue
+import socket
+import threading
+import time
+
+import pytest
+
+from client import events as ev
+from client.__main__ import main, parse_server
+from client.engine import Engine
+from client.terminal import Terminal, format_event, render_text, unescape
+
+
+def test_line_formats():
+    assert format_event(ev.RoomMessage("alice", "hello")) == "<alice> hello"
+    assert format_event(ev.PrivateMessage("alice", "hello")) == "*alice* hello"
+    assert format_event(ev.Joined("bob")) == "-!- bob joined"
+    assert format_event(ev.Left("bob")) == "-!- bob left"
+    assert format_event(ev.NotDelivered("bob", "hello", 3)) == "-!- not delivered to bob: hello"
+    assert format_event(ev.ServerLost()) == "-!- server unreachable, peers still reachable"
+    assert format_event(ev.ServerBack()) == "-!- server back"
+    assert format_event(ev.Reregistered()) is None
+    warn = format_event(ev.KeyChanged("alice", "AAAA", "BBBB"))
+    assert warn.startswith("-!- WARNING: alice") and "AAAA" in warn and "BBBB" in warn
+    marked = format_event(ev.PrivateMessage("alice", "hi", 1, "UNVERIFIED KEY CHANGE"))
+    assert marked.splitlines() == ["-!- WARNING: UNVERIFIED KEY CHANGE (alice)", "*alice* hi"]
+
+
+def test_multiline_rendering_and_escapes():
+    assert render_text("<a> ", "one\ntwo\n three") == "<a> one\n  two\n   three"
+    assert unescape(r"one\ntwo") == "one\ntwo"
+    assert unescape(r"a\\nb") == "a\\nb"  # an escaped backslash keeps the n
+    assert unescape("C:\\temp") == "C:\\temp"  # other backslashes stay
+    assert unescape("trailing\\") == "trailing\\"
+
+
+def test_parse_server():
+    assert parse_server("example.org") == ("example.org", 7700)
+    assert parse_server("10.0.0.1:9000") == ("10.0.0.1", 9000)
+    assert parse_server("[::1]:7000") == ("::1", 7000)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_server("host:99999")
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_cannot_start_exits_non_zero_with_one_line(tmp_path):
+    err = io.StringIO()
+    code = main(["--headless", "--server", f"127.0.0.1:{closed_port()}", "--nick", "alice",
+                 "--config-dir", str(tmp_path)], stdin=io.StringIO(""), stdout=io.StringIO(),
+                stderr=err)
+    assert code == 1
+    lines = [x for x in err.getvalue().splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "unreachable" in lines[0]
+
+
+def test_refused_nickname_exits_non_zero(server, tmp_path):
+    err = io.StringIO()
+    code = main(["--headless", "--server", f"127.0.0.1:{server.port}", "--nick", "x" * 40,
+                 "--config-dir", str(tmp_path)], stdin=io.StringIO(""), stdout=io.StringIO(),
+                stderr=err)
+    assert code == 1
+    assert "BAD_NICK" in err.getvalue()
+
+
+def test_headless_needs_server_and_nick(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--headless"])
+    assert info.value.code == 2
+
+
+class Pipe(io.TextIOBase):
+    """A stdin the test writes lines into."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._eof = False
+
+    def put(self, line: str) -> None:
+        with self._cond:
+            self._lines.append(line + "\n")
+            self._cond.notify_all()
+
+    def close_input(self) -> None:
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        with self._cond:
+            while not self._lines:
+                if self._eof:
+                    raise StopIteration
+                self._cond.wait()
+            return self._lines.pop(0)
+
+
+class Out(io.StringIO):
+    def wait_line(self, predicate, timeout: float = 5.0) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for line in self.getvalue().splitlines():
+                if predicate(line):
+                    return line
+            time.sleep(0.01)
+        raise AssertionError(f"no such line in {self.getvalue()!r}")
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
+def test_terminal_in_process(server, tmp_path):
+    bob = Engine(server.address, "bob", config_dir=tmp_path / "b", encrypted=False)
+    bob.start()
+    alice = Engine(server.address, "alice", config_dir=tmp_path / "a", encrypted=False)
+    stdin, stdout = Pipe(), Out()
+    alice.start()
+    term = Terminal(alice, stdin, stdout)
+    runner = threading.Thread(target=lambda: setattr(term, "code", term.run()))
+    runner.start()
+    try:
+        stdin.put("/who")
+        stdout.wait_line(lambda x: x == "-!- online (2): alice, bob")
+        stdin.put(r"hello\nworld")
+        stdin.put("/msg BOB psst")
+        stdin.put("/msg nobody hi")
+        stdin.put("/bogus")
+        stdin.put("/whois bob")
+        want = {("RoomMessage", "hello\nworld"), ("PrivateMessage", "psst")}
+        texts: set[tuple[str, str]] = set()
+        end = time.monotonic() + 5
+        while not want <= texts and time.monotonic() < end:
+            with contextlib.suppress(queue.Empty):
+                e = bob.events.get(timeout=0.1)
+                if hasattr(e, "text"):
+                    texts.add((type(e).__name__, e.text))
+        assert want <= texts
+        stdout.wait_line(lambda x: x == "-!- no such nick: nobody is not online")
+        stdout.wait_line(lambda x: x.startswith("-!- unknown command /bogus"))
+        stdout.wait_line(lambda x: x.startswith("-!- bob at 127.0.0.1:"))
+        bob.send_room("über ☕")
+        stdout.wait_line(lambda x: x == "<bob> über ☕")
+        stdin.put("x" * (65 * 1024))
+        stdout.wait_line(lambda x: x.startswith("-!- message too long, not sent"))
+    finally:
+        stdin.close_input()
+        runner.join(5)
+        bob.close()
+    assert term.code == 0
