@@ -92,24 +92,6 @@ class TerminalClient:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    # TEMPORARY stand-in until tests/conftest.py (server engineer) lands
-    proc = subprocess.Popen([sys.executable, "server.py", "--host", "127.0.0.1", "--port", "0",
-                             "--db", str(tmp_path / "dir.db"), "--ping-interval", "2"],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    port = 0
-    for line in proc.stderr:
-        if "listening on" in line:
-            port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
-            break
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    yield ("127.0.0.1", port)
-    proc.terminate()
-    proc.wait(5)
-
-
-@pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Callable[[tuple[str, int], str], TerminalClient]]:
     clients: list[TerminalClient] = []
 
@@ -147,9 +129,9 @@ def send_from_gui(root: tk.Tk, app: App, peer: str | None, text: str) -> None:
 
 def test_gui_and_terminal_exchange_both_ways(root: tk.Tk, tmp_path: Path, server,
                                              terminal) -> None:
-    bob = terminal(server, "bob")
+    bob = terminal(server.address, "bob")
     bob.wait_registered(root)
-    app = open_app(root, tmp_path, server, "alice")
+    app = open_app(root, tmp_path, server.address, "alice")
     pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
     bob.wait_line(root, "-!- alice joined")
     send_from_gui(root, app, None, "hello from the window")
@@ -167,9 +149,9 @@ def test_gui_and_terminal_exchange_both_ways(root: tk.Tk, tmp_path: Path, server
 
 def test_private_tab_opens_receives_and_counts_unread(root: tk.Tk, tmp_path: Path, server,
                                                       terminal) -> None:
-    bob = terminal(server, "bob")
+    bob = terminal(server.address, "bob")
     bob.wait_registered(root)
-    app = open_app(root, tmp_path, server, "alice")
+    app = open_app(root, tmp_path, server.address, "alice")
     pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
     bob.wait_line(root, "-!- alice joined")
     # bob writes privately: a tab opens by itself, in the background, with an unread count
@@ -227,9 +209,9 @@ def test_connect_errors_and_window_stays_responsive(root: tk.Tk, tmp_path: Path,
     press(form.nick_entry, "<Return>")
     pump(root, lambda: form.error_var.get().startswith("Cannot reach"), 6.0)
     # nickname taken
-    bob = terminal(server, "bob")
+    bob = terminal(server.address, "bob")
     bob.wait_registered(root)
-    form.server_var.set(f"{server[0]}:{server[1]}")
+    form.server_var.set(f"{server.host}:{server.port}")
     form.nick_var.set("bob")
     press(form.nick_entry, "<Return>")
     pump(root, lambda: "already taken" in form.error_var.get(), WAIT,
@@ -248,9 +230,9 @@ def test_no_tk_call_off_the_main_thread(tmp_path: Path, server, terminal) -> Non
     recorder = TkThreadRecorder(real_root.tk)
     real_root.tk = recorder  # type: ignore[assignment]   # before any widget exists
     try:
-        bob = terminal(server, "bob")
+        bob = terminal(server.address, "bob")
         bob.wait_registered(real_root)
-        app = open_app(real_root, tmp_path, server, "alice")
+        app = open_app(real_root, tmp_path, server.address, "alice")
         assert threading.active_count() >= 2            # the engine thread is running
         pump(real_root, lambda: "bob" in app.roster.nicks, WAIT)
         bob.wait_line(real_root, "-!- alice joined")
