@@ -479,3 +479,23 @@ def test_initial_rto_and_cap():
     assert max(gaps) == pytest.approx(reliable.RTO_MAX)
     m.on_timer(10.0)
     assert [type(e) for e in m.take_events()] == [Undelivered]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=80), st.builds(
+    lambda seq, lag, index, count, chunk: bogus_data(5, seq, min(lag, seq), index % count, count,
+                                                     chunk),
+    st.integers(0, 400), st.integers(0, 400), st.integers(0, 60), st.integers(1, 60),
+    st.binary(max_size=50))), max_size=40))
+def test_arbitrary_frames_never_raise_and_hold_little(inputs):
+    m = Messenger(now=0.0)
+    m.send(["p"], KIND_ROOM, b"x", 0.0)
+    for i, frame in enumerate(inputs):
+        m.receive("p", frame, i * 0.01)
+        m.on_timer(i * 0.01)
+        m.take_outgoing()
+    m.take_events()
+    assert m.counters["internal_error"] == 0
+    assert m._held <= len(inputs) * 50
+    st_ = m._recv.get("p")
+    assert st_ is None or len(st_.buffer) < reliable.RECV_WINDOW
