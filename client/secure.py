@@ -366,6 +366,9 @@ class SecureTransport:
             self._drop("stale HS_INIT", peer)
             return
         ini = st.initiator
+        if ini is not None and ini.e_pub == msg.ephemeral:
+            self._drop("our own HS_INIT reflected", peer)
+            return
         if ini is not None and ini.e_pub < msg.ephemeral:
             # Simultaneous open: the lower ephemeral key stays initiator, on both sides.
             self._drop("simultaneous open (we initiate)", peer)

@@ -506,6 +506,22 @@ def test_retransmitted_hs_init_gets_cached_answer() -> None:
     assert first == second
 
 
+def test_reflected_datagrams_rejected() -> None:
+    """An attacker bouncing our own datagrams back at us from the peer's address gets nowhere."""
+    net = Net("alice", "bob")
+    alice = net.t["alice"]
+    net.send("alice", "bob", b"x")
+    [(_, init)] = alice.take_outgoing()
+    alice.unwrap("bob", init, 0.0)
+    assert alice.take_outgoing() == [] and alice.stats["our own HS_INIT reflected"] == 1
+    net.t["bob"].unwrap("alice", init, 0.0)
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"x")]
+    own = sealed_from(net, "alice", "bob", b"mine")
+    alice.unwrap("bob", own, 0.0)  # same session id, but the other direction's key
+    assert alice.take_frames() == [] and alice.stats["authentication failed"] == 1
+
+
 def test_low_order_ephemeral_rejected() -> None:
     net = Net("alice", "bob")
     net.t["bob"].unwrap("alice", sw.HsInit(bytes(8), bytes(32)).encode(), 0.0)
