@@ -206,7 +206,7 @@ class Messenger:
         for peer in dict.fromkeys(peers):
             stream = self._send.get(peer) or self._new_stream(peer)
             if stream is None or len(stream.queue) + count > MAX_QUEUED_FRAMES:
-                log.warning("not sending message %d to %s: too much pending", msg_id, peer)
+                log.info("not sending message %d to %s: too much pending", msg_id, peer)
                 self.counters["refused_pending"] += 1
                 self._events.append(Undelivered(peer, msg_id, kind, payload))
                 continue
@@ -497,7 +497,7 @@ class Messenger:
 
     def _expire(self, msg: _OutMsg, now: float) -> None:
         for peer, part in msg.parts.items():
-            log.info("message %d not acknowledged by %s before its deadline", msg.msg_id, peer)
+            log.debug("message %d not acknowledged by %s before its deadline", msg.msg_id, peer)
             self._events.append(Undelivered(peer, msg.msg_id, msg.kind, msg.payload))
             stream = self._send.get(peer)
             if stream is None:
