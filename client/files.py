@@ -133,6 +133,7 @@ class FileTransfers:
         self._by_token: dict[tuple[str, bytes, bool], _Transfer] = {}
         self._parts_in_use: set[Path] = set()
         self._listener: socket.socket | None = None
+        self._wake: tuple[socket.socket, socket.socket] | None = None
         self._closed = threading.Event()
         self._pending = threading.BoundedSemaphore(self.max_pending_connections)
         self._threads: set[threading.Thread] = set()
@@ -153,6 +154,7 @@ class FileTransfers:
             log.error("file listener unavailable: receivers will be asked to listen instead")
             return
         self._listener = lsock
+        self._wake = socket.socketpair()    # select() wake-up that works on Windows too
         self.port = lsock.getsockname()[1]
         log.info("file listener on %s:%d", self._listen_host, self.port)
         self._spawn(self._accept_loop, name="files-listener")
@@ -166,8 +168,9 @@ class FileTransfers:
             live = list(self._by_id.values())
         for t in live:
             self._stop(t, "closed", tell_peer=True, discard=False)
-        if self._listener is not None:
-            self._listener.close()
+        if self._wake is not None:
+            with contextlib.suppress(OSError):
+                self._wake[1].send(b"x")    # the listener thread closes its sockets
         for th in list(self._threads):
             th.join(timeout=1.0)
 
@@ -363,12 +366,15 @@ class FileTransfers:
             return
         if self._take(t):
             log.warning("transfer #%d (%s) with %s failed: %s", t.tid, t.name, t.peer, reason)
+            msg = wire.Cancel if t.outgoing else wire.Decline
+            self._control(t.peer, msg(t.token, f"failed: {reason}"))
             self._emit(FileFailed(t.tid, t.peer, t.name, reason, t.outgoing))
 
     def _progress(self, t: _Transfer, done: int) -> None:
         now = time.monotonic()
-        if t.last_emit == 0.0:
+        if t.last_emit == 0.0:          # the first call: show the bar (at the resume offset)
             t.last_emit, t.last_done = now, done
+            self._emit(FileProgress(t.tid, t.peer, t.name, done, t.size, 0.0, t.outgoing))
             return
         dt = now - t.last_emit
         if dt < self.progress_interval and done < t.size:
@@ -381,24 +387,26 @@ class FileTransfers:
     # --- sockets --------------------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
-        lsock = self._listener
-        assert lsock is not None
-        while not self._closed.is_set():
-            try:
-                ready, _, _ = select.select([lsock], [], [], 0.5)
-                if not ready:
+        lsock, wake = self._listener, self._wake
+        assert lsock is not None and wake is not None
+        try:
+            while not self._closed.is_set():
+                try:
+                    ready, _, _ = select.select([lsock, wake[0]], [], [])
+                    if lsock not in ready:
+                        continue
+                    conn, addr = lsock.accept()
+                except OSError:
+                    time.sleep(0.05)     # e.g. EMFILE: do not spin
                     continue
-                conn, addr = lsock.accept()
-            except OSError:
-                if self._closed.is_set():
-                    return
-                time.sleep(0.05)     # e.g. EMFILE: do not spin
-                continue
-            if not self._pending.acquire(blocking=False):
-                log.warning("too many pending file connections; dropping %s", addr)
-                conn.close()
-                continue
-            self._spawn(self._handle_incoming, conn, addr, name="files-conn")
+                if not self._pending.acquire(blocking=False):
+                    log.warning("too many pending file connections; dropping %s", addr)
+                    conn.close()
+                    continue
+                self._spawn(self._handle_incoming, conn, addr, name="files-conn")
+        finally:
+            for s in (lsock, *wake):
+                s.close()
 
     def _handle_incoming(self, conn: socket.socket, addr: tuple) -> None:
         try:
