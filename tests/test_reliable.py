@@ -194,6 +194,8 @@ def test_room_message_to_many_peers_over_loss():
         check_exactly_once_in_order(net, "a", p, sent)
         assert [e.msg_id for e in net.of(p, Delivered)] == ids
     assert len(net.of("a", Acked)) == 20 * 30
+    a = net.nodes["a"]
+    assert a.next_deadline() is None and not a._timers and not a._deadlines and not a._msgs
 
 
 @settings(max_examples=25, deadline=None)
@@ -329,6 +331,19 @@ def test_replayed_frames_are_dropped_but_acknowledged_again():
 
 
 # ------------------------------------------------------------------ flow control, caps
+
+
+def test_acked_only_when_every_fragment_is_acknowledged():
+    m = Messenger(now=0.0)
+    msg_id = m.send(["b"], KIND_ROOM, b"q" * (2 * frames.MAX_CHUNK + 1), 0.0)
+    out = m.take_outgoing()
+    assert [frames.decode(f).index for _, f in out] == [0, 1, 2]
+    epoch = frames.decode(out[0][1]).epoch
+    m.receive("b", frames.encode_ack(epoch, 1, [(2, 3)]), 0.001)  # fragment 1 missing
+    assert m.take_events() == []
+    m.receive("b", frames.encode_ack(epoch, 3), 0.002)
+    assert m.take_events() == [Acked("b", msg_id)]
+    assert m.next_deadline() is None
 
 
 def test_window_limits_frames_in_flight():
