@@ -215,10 +215,7 @@ class DirectoryServer:
         ops = self._ops + self.directory.take_store_ops()
         if ops:
             self.pool.apply(self._apply_ops, (ops,))
-        try:
-            self.pool.apply(self.store.close)
-        except Exception:  # closing is best effort; the data is committed already
-            log.debug("closing the database failed", exc_info=True)
+        self.pool.apply(self._close_store)
         self.pool.kill()
 
     # ------------------------------------------------------------ UDP (hot path)
@@ -288,12 +285,31 @@ class DirectoryServer:
             if ops:
                 self.pool.apply(self._apply_ops, (ops,))
 
+    # These run in the database thread. They never raise: gevent would print a traceback.
+
+    def _add_row(self, nickname: str, keyword: str) -> Exception | None:
+        try:
+            self.store.add(nickname, keyword)
+        except StorageError as exc:
+            return exc
+        except Exception as exc:  # our bug: loud, but the registration only gets an ERROR
+            log.exception("storing %s failed", nickname)
+            return exc
+        return None
+
     def _apply_ops(self, ops: list) -> None:
-        """Runs in the database thread."""
         try:
             self.store.apply(ops)
         except StorageError as exc:
             self._storage_failed(f"{len(ops)} join/leave writes lost: {exc}")
+        except Exception:
+            log.exception("writing %d joins/leaves failed", len(ops))
+
+    def _close_store(self) -> None:
+        try:
+            self.store.close()
+        except Exception:  # closing is best effort; the data is committed already
+            log.debug("closing the database failed", exc_info=True)
 
     def _storage_failed(self, text: str) -> None:
         self.storage_failures += 1
@@ -383,9 +399,8 @@ class DirectoryServer:
             raise Refused("THROTTLED", "too many registrations from your address; slow down")
         reg, reclaimed = self.directory.register(msg.nickname, msg.keyword, now)
         if not reclaimed:
-            try:
-                self.pool.apply(self.store.add, (reg.nickname, reg.keyword))
-            except StorageError as exc:
+            exc = self.pool.apply(self._add_row, (reg.nickname, reg.keyword))
+            if exc is not None:
                 self.directory.cancel(reg)
                 self._storage_failed(f"registration of {reg.nickname} refused: {exc}")
                 raise Refused("STORAGE", "the directory cannot store registrations right now; "

@@ -281,12 +281,16 @@ def _line_tokens(line: bytes, limit: int | None) -> list[str]:
     return text.split(" ")
 
 
-def _args(tokens: list[str], low: int, high: int) -> list[str]:
+def _args(tokens: list[str], low: int, high: int, free_first: bool = False) -> list[str]:
+    """The arguments, ``low..high`` of them. ``free_first``: the first may hold any character
+    but a space (a nickname: its own rules judge it, with a clearer error)."""
     args = tokens[1:]
     if not low <= len(args) <= high:
         want = str(low) if low == high else f"{low} to {high}"
         raise ProtocolError("BAD_ARGS", f"{tokens[0]} takes {want} argument(s), got {len(args)}")
-    for arg in args:
+    for i, arg in enumerate(args):
+        if free_first and i == 0 and arg:
+            continue
         if not _is_token(arg):
             raise ProtocolError("BAD_ARGS", "empty token or control character (single spaces only)")
     return args
@@ -297,7 +301,7 @@ def decode_request(line: bytes) -> Request:
     tokens = _line_tokens(line, MAX_REQUEST_LINE)
     command = tokens[0]
     if command == "CONNECT":
-        args = _args(tokens, 1, 2)
+        args = _args(tokens, 1, 2, free_first=True)
         if len(args) == 2:
             if not is_keyword(args[1]):
                 raise ProtocolError("BAD_ARGS", "malformed keyword")

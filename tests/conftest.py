@@ -133,10 +133,15 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         return srv.start() if start else srv
 
     yield make
+    tracebacks = []
     for srv in started:
         srv.kill()
         if srv.proc is not None and srv.proc.stderr is not None:
             srv.proc.stderr.close()
+        if any("Traceback" in line for line in srv.log_lines()):
+            tracebacks.append("\n".join(srv.log_lines()))
+    if tracebacks:  # bad input must never print a traceback
+        pytest.fail("server printed a traceback:\n" + tracebacks[0])
 
 
 @pytest.fixture
