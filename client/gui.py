@@ -93,12 +93,12 @@ class App:
         geometry = str(self.settings.get("geometry", ""))
         root_.geometry(geometry if _GEOMETRY.match(geometry) else "900x600")
         root_.protocol("WM_DELETE_WINDOW", self.close)
-        ttk.Style(root_).configure("Hint.TLabel", foreground=self.colours.muted)
         ttk.Style(root_).configure("Status.TLabel", padding=(8, 3))
         root_.bind("<FocusIn>", self._focus_in, add="+")
         self.connect_frame = ConnectFrame(
             root_, server=server or str(self.settings.get("server", "")),
             nick=nick or str(self.settings.get("nick", "")), on_connect=self.connect)
+        self.connect_frame.hint.configure(foreground=self.colours.muted)
         self.connect_frame.pack(fill="both", expand=True)
         self.connect_frame.focus_first()
         self._poll_id: str | None = root_.after(POLL_MS, self._poll)
@@ -575,7 +575,7 @@ class App:
     def set_theme(self, name: str) -> None:
         self.theme = normalise_theme(name)
         self.colours = apply_theme(self.root, self.theme)
-        ttk.Style(self.root).configure("Hint.TLabel", foreground=self.colours.muted)
+        self.connect_frame.hint.configure(foreground=self.colours.muted)
         for tab in self.tabs.values():
             tab.recolour(self.colours)
         if self.main_frame is not None:

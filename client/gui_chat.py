@@ -48,7 +48,8 @@ class MessageView(ttk.Frame):
     def __init__(self, master: tk.Misc, colours: Colours) -> None:
         super().__init__(master)
         family = tkfont.nametofont("TkTextFont").actual("family")
-        self.text = tk.Text(self, wrap="word", state="disabled", borderwidth=0,
+        # small requested size: the grid stretches it, and a small window still fits everything
+        self.text = tk.Text(self, wrap="word", state="disabled", borderwidth=0, width=30, height=8,
                             highlightthickness=0, padx=10, pady=8, undo=False,
                             font=(family, 11), spacing1=2, spacing3=2, takefocus=0)
         scroll = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
@@ -158,7 +159,7 @@ class InputLine(ttk.Frame):
         self._pos = 0          # index into history while recalling; len(history) = the draft
         self._draft = ""
         family = tkfont.nametofont("TkTextFont").actual("family")
-        self.text = tk.Text(self, height=2, wrap="word", undo=True, font=(family, 11),
+        self.text = tk.Text(self, height=2, width=20, wrap="word", undo=True, font=(family, 11),
                             padx=8, pady=6, borderwidth=1, relief="solid",
                             highlightthickness=1)
         self.text.grid(row=0, column=0, sticky="nsew")
@@ -174,6 +175,9 @@ class InputLine(ttk.Frame):
         t.bind("<Tab>", self._focus_next)
         t.bind("<Shift-Tab>", self._focus_prev)
         t.bind("<ISO_Left_Tab>", self._focus_prev)
+        # more specific than <Tab> above, so Ctrl+Tab reaches the window's tab switching
+        for seq in ("<Control-Tab>", "<Control-Shift-Tab>", "<Control-ISO_Left_Tab>"):
+            t.bind(seq, lambda _e: None)
 
     def recolour(self, colours: Colours) -> None:
         self.text.configure(background=colours.background, foreground=colours.foreground,

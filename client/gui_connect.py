@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
@@ -58,6 +59,12 @@ def check_nickname(nick: str) -> str:
     return nick
 
 
+def _reason(text: str) -> str:
+    """``cannot reach h:p: [Errno 111] Connection refused`` -> ``connection refused``."""
+    text = re.sub(r"\[(Errno|WinError) -?\d+\]\s*", "", text.rsplit(": ", 1)[-1]).strip()
+    return text[:1].lower() + text[1:].rstrip(".")
+
+
 def describe_error(exc: BaseException, nick: str, server: str) -> str:
     """What went wrong when connecting, for a person rather than a log file."""
     code = getattr(exc, "code", None)
@@ -66,8 +73,9 @@ def describe_error(exc: BaseException, nick: str, server: str) -> str:
         return _PLAIN_WORDS[code].format(nick=nick, text=text)
     kind = type(exc).__name__
     if kind == "ServerUnreachable" or isinstance(exc, OSError | TimeoutError):
-        return (f"Cannot reach the server at {server}. Check the address and that the server is "
-                f"running.{(' (' + text + ')') if text else ''}")
+        why = _reason(text)
+        return (f"Cannot reach the server at {server}{': ' + why if why else ''}. "
+                "Check the address and that the server is running.")
     if code and "NICK" in str(code).upper():
         return f"The server refused the nickname “{nick}”: {text}"
     if code:
@@ -95,8 +103,8 @@ class ConnectFrame(ttk.Frame):
         ttk.Label(box, text="Server").grid(row=2, column=0, sticky="w", padx=(0, 12), pady=6)
         self.server_entry = ttk.Entry(box, textvariable=self.server_var, width=32)
         self.server_entry.grid(row=2, column=1, sticky="ew", pady=6)
-        ttk.Label(box, text=f"host or host:port (port {DEFAULT_PORT} if omitted)",
-                  style="Hint.TLabel").grid(row=3, column=1, sticky="w")
+        self.hint = ttk.Label(box, text=f"host or host:port (port {DEFAULT_PORT} if omitted)")
+        self.hint.grid(row=3, column=1, sticky="w")
         ttk.Label(box, text="Nickname").grid(row=4, column=0, sticky="w", padx=(0, 12), pady=6)
         self.nick_entry = ttk.Entry(box, textvariable=self.nick_var, width=32)
         self.nick_entry.grid(row=4, column=1, sticky="ew", pady=6)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from client.gui import App
+from client.gui import App, WhoisDialog
 from tests.test_gui_support import TkThreadRecorder, press, pump, shown_root, type_text
 
 pytestmark = pytest.mark.gui
@@ -172,6 +172,14 @@ def test_private_tab_opens_receives_and_counts_unread(root: tk.Tk, tmp_path: Pat
     assert app.notebook.tab(app.tabs["bob"], "text") == "bob"
     send_from_gui(root, app, "bob", "sure, only you")
     bob.wait_line(root, "*alice* sure, only you")
+    # "Who is this?": bob's fingerprint from the real engine, and "Mark as verified"
+    dialog = WhoisDialog(app, "bob")
+    fingerprint = dialog.fp_var.get()
+    assert fingerprint and not fingerprint.startswith("(unknown"), fingerprint
+    assert "Not verified" in dialog.state_var.get()
+    dialog.verify_button.invoke()
+    pump(root, lambda: dialog.state_var.get().startswith("✔ Verified"), WAIT)
+    dialog.top.destroy()
     app.close()
 
 

@@ -23,7 +23,7 @@ from client.gui import App
 from client.gui_chat import InputLine, MessageView
 from client.gui_theme import THEMES
 from client.reliable import MessageTooLarge
-from tests.test_gui_support import pump, shown_root, type_text
+from tests.test_gui_support import press, pump, shown_root, type_text
 
 pytestmark = pytest.mark.gui
 
@@ -183,11 +183,32 @@ def test_app_shows_events_tabs_unread_and_roster(root: tk.Tk, tmp_path: Path) ->
     # a private message that was not delivered is marked in the private tab
     engine.events.put(ev.NotDelivered("carol", "hello carol", 1, private=True))
     pump(root, lambda: "✗ not delivered to carol" in app.tabs["carol"].view.content())
-    # Ctrl+W closes the private tab, not the room
-    app.close_tab()
+    # Ctrl+Tab cycles the tabs, Ctrl+W closes a private tab but never the room
+    press(app.tabs["carol"].input.text, "<Control-Tab>")
+    assert app.current_tab() is app.room
+    press(app.room.input.text, "<Control-Tab>")
+    assert app.current_tab() is app.tabs["carol"]
+    press(app.tabs["carol"].input.text, "<Control-w>")
     assert "carol" not in app.tabs
-    app.close_tab()
-    assert None in app.tabs
+    press(app.room.input.text, "<Control-w>")
+    assert None in app.tabs and app.current_tab() is app.room
+
+
+def test_title_counts_unread_while_unfocused(root: tk.Tk, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    app = connected_app(root, tmp_path)
+    app.attention._notify_send = None      # never start notify-send from a test
+    assert root.title() == "OpenLChat — alice"
+    monkeypatch.setattr(app, "_window_focused", lambda: False)
+    app.engine.events.put(ev.RoomMessage("bob", "anyone?"))
+    app.engine.events.put(ev.PrivateMessage("carol", "psst"))
+    app.engine.events.put(ev.RoomMessage("bob", "alice, are you there?"))
+    pump(root, lambda: root.title().startswith("(3) "))
+    # private messages and mentions ask for a notification (rate-limited: one here)
+    assert app.attention.sent == [("carol (private)", "psst")]
+    monkeypatch.setattr(app, "_window_focused", lambda: True)
+    root.event_generate("<FocusIn>")
+    assert root.title() == "OpenLChat — alice"
 
 
 def test_key_change_server_lost_and_too_long(root: tk.Tk, tmp_path: Path) -> None:

@@ -1,0 +1,204 @@
+"""Render screenshots of the Tk client to PNG, so a person can look without running it.
+
+    python tools/screenshots.py [OUT_DIR]        # default: screenshots/
+
+Writes ``connect.png`` (the connect screen, with an error), ``room.png`` (a busy room with
+Cyrillic and emoji, a key-change warning, a message not delivered, a file offer and a
+transfer in progress), ``private.png`` (a private tab), and ``room-dark.png`` (the dark theme).
+
+The real widgets (client/gui.py) are fed engine events through ``App.handle``, exactly what
+the engine thread would deliver, from an offline stand-in engine (no server, no network), so
+the pictures are the same on every run. Needs a display: if ``DISPLAY`` is unset it starts
+``Xvfb`` itself (Debian: ``apt-get install xvfb``). Captures with ImageMagick's ``import``
+(Debian: ``apt-get install imagemagick``). Emoji need a font that has them (on Linux Tk uses
+monochrome fonts: ``apt-get install fonts-symbola``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from client import events as ev  # noqa: E402
+
+log = logging.getLogger("screenshots")
+
+SIZE = (960, 640)
+ROSTER = ("bob", "carol", "dave", "Вася", "Алёна", "émilie")
+
+
+class OfflineEngine:
+    """Just enough of ``client.engine.Engine`` for the window: ids, roster, whois; no network."""
+
+    def __init__(self, server: tuple[str, int], nickname: str, **_kwargs: Any) -> None:
+        self.nickname = nickname
+        self.server_online = True
+        self.events: queue.Queue[object] = queue.Queue()
+        self._ids = itertools.count(1)
+
+    def start(self, timeout: float = 5.0) -> None:
+        self.events.put(ev.Registered(self.nickname, ROSTER))
+
+    def roster(self) -> list[str]:
+        return sorted(ROSTER, key=str.casefold)
+
+    def send_room(self, text: str) -> int:
+        return next(self._ids)
+
+    def send_private(self, nickname: str, text: str) -> int:
+        return next(self._ids)
+
+    def whois(self, nick: str) -> ev.Whois:
+        return ev.Whois(nick, "7F3A 91C0 22DE 0B13 5A6E 2C44 9D01 E8B7", nick == "bob")
+
+    def mark_verified(self, nick: str) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def start_xvfb() -> subprocess.Popen[bytes] | None:
+    """Start Xvfb on a free display number when there is no display; None if not needed."""
+    if os.environ.get("DISPLAY") or sys.platform == "win32":
+        return None
+    if not shutil.which("Xvfb"):
+        sys.exit("screenshots: no DISPLAY and no Xvfb (apt-get install xvfb)")
+    read, write = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0",
+                             f"{SIZE[0] + 64}x{SIZE[1] + 64}x24", "-nolisten", "tcp"],
+                            pass_fds=(write,), stderr=subprocess.DEVNULL)
+    os.close(write)
+    number = b""
+    while not number.endswith(b"\n"):
+        chunk = os.read(read, 16)
+        if not chunk:
+            sys.exit("screenshots: Xvfb did not start")
+        number += chunk
+    os.close(read)
+    os.environ["DISPLAY"] = f":{number.decode().strip()}"
+    return proc
+
+
+def settle(root: Any, seconds: float = 0.4) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        root.update()
+        time.sleep(0.02)
+
+
+def capture(root: Any, path: Path) -> None:
+    root.update()
+    # the whole screen, cropped to the toplevel including its menu bar (which lives in the
+    # outer wrapper window, above the root's own area)
+    _size, x_text, y_text = root.geometry().replace("-", "+-").split("+", 2)
+    x, y = int(x_text), int(y_text.split("+")[-1])   # the wrapper's corner
+    width = root.winfo_width()
+    height = root.winfo_rooty() - y + root.winfo_height()
+    subprocess.run(["import", "-window", "root", "-crop", f"{width}x{height}+{x}+{y}",
+                    "+repage", str(path)], check=True)
+    log.info("wrote %s", path)
+
+
+def feed(app: Any, events: list[object]) -> None:
+    for event in events:
+        app.handle(event)
+
+
+def busy_room(app: Any) -> None:
+    now = time.time()
+    view = app.room.view
+    view.add_message("bob", "Hi all! Is everyone here for the LAN party? 🎮", when=now - 300)
+    app.handle(ev.Joined("Алёна"))
+    view.add_message("Вася", "Привет! Да, уже подключился 👍 Пинг отличный", when=now - 280)
+    view.add_message("Алёна", "Всем привет 😀 Кто-нибудь взял удлинитель? 🔌", when=now - 250)
+    view.add_message("carol", "Bringing snacks 🍕🍩 — and the projector.\nSecond line of "
+                     "the same message, kept under the text.", when=now - 200)
+    view.add_message("alice", "Great, we start at 20:00 ⏰", when=now - 180, own=True, msg_id=1)
+    view.add_message("émilie", "Ça marche ! À tout à l’heure 🎉", when=now - 150)
+    app.handle(ev.KeyChanged("dave", "51C2 0E7D 9A10 44F3", "B803 7C19 E2A4 0D5E"))
+    view.add_message("dave", "hey, it's me, new laptop", when=now - 120,
+                     warning="UNVERIFIED KEY CHANGE")
+    view.add_message("alice", "dave, read me your fingerprint first 🙂", when=now - 60,
+                     own=True, msg_id=2)
+    feed(app, [ev.NotDelivered("dave", "dave, read me your fingerprint first", 2),
+               ev.Left("émilie"),
+               ev.FileOffered(7, "bob", "карта_уровня.zip", 48_200_000),
+               ev.FileProgress(8, "Вася", "фото 😀.jpg", 1_300_000, 3_100_000, 850_000.0,
+                               True)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path("screenshots"),
+                        help="directory for the PNG files (default: %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if not shutil.which("import"):
+        sys.exit("screenshots: ImageMagick's `import` is needed (apt-get install imagemagick)")
+    xvfb = start_xvfb()
+    try:
+        import tkinter as tk
+
+        from client.gui import App
+        from client.gui_connect import describe_error
+        from client.registration import ServerUnreachable
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as config:
+            root = tk.Tk(className="OpenLChat")
+            root.geometry(f"{SIZE[0]}x{SIZE[1]}+0+0")
+            app = App(root, config_dir=Path(config), engine_factory=OfflineEngine)
+            root.geometry(f"{SIZE[0]}x{SIZE[1]}+0+0")
+            app.connect_frame.server_var.set("192.168.1.10")
+            app.connect_frame.nick_var.set("alice")
+            app.connect_frame.show_error(describe_error(
+                ServerUnreachable("cannot reach 192.168.1.10:7700: [Errno 111] Connection "
+                                  "refused"), "alice", "192.168.1.10:7700"))
+            settle(root)
+            capture(root, args.out / "connect.png")
+
+            app.connect("192.168.1.10", "alice")
+            while app.main_frame is None:
+                settle(root, 0.05)
+            settle(root)
+            busy_room(app)
+            app.handle(ev.PrivateMessage("carol", "psst — can you bring a spare HDMI cable? 🙏"))
+            settle(root)
+            app.roster.tree.selection_set("n:carol")
+            capture(root, args.out / "room.png")
+
+            tab = app.open_private("carol")
+            tab.view.add_message("alice", "Sure! I have two 👌", own=True, msg_id=3)
+            tab.view.add_message("carol", "Спасибо!! You're the best ❤", when=time.time())
+            tab.input.set("See you at 8 🕗")
+            settle(root)
+            capture(root, args.out / "private.png")
+
+            app.notebook.select(app.room)
+            app.set_theme("dark")
+            settle(root)
+            capture(root, args.out / "room-dark.png")
+            app.set_theme("light")
+            app.close()
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
