@@ -172,7 +172,10 @@ def _send_body(sock: socket.socket, pusher: _Pusher, path: Path, start: int, siz
             data = f.read(min(chunk, size - done))
             if not data:
                 raise StreamError("the file got shorter while sending")
-            sock.sendall(_frame(pusher.push(data)))
+            ciphertext = pusher.push(data)
+            # Two sends rather than header + ciphertext: saves copying 1 MiB per chunk.
+            sock.sendall(wire.FRAME_HEADER.pack(len(ciphertext)))
+            sock.sendall(ciphertext)
             done += len(data)
             progress(done)
 
