@@ -58,9 +58,15 @@ WAKE = b"\x00"
 MAX_UDP = 65535
 DRAIN_BATCH = 512  # datagrams handled before timers get a turn
 PINGS_PER_INTERVAL = 3
+# While a PONG is overdue, PING this many times per interval instead: under 20% loss each way a
+# PING/PONG round trip fails 36% of the time, and a lost server must not be declared by chance.
+PINGS_PER_INTERVAL_HURRIED = 8
 LOST_AFTER = 1.0  # ping intervals without a PONG before the server counts as lost
 RECLAIM_BACKOFF_MAX = 60.0
 GHOST_GRACE = 3.0  # ping intervals a peer missing after a re-registration stays listed
+# ping intervals a peer missing from a re-fetched roster stays listed: a server restarted on its
+# database may not have had the peer's address on disk yet and lists it again at its next PING
+REFETCH_GRACE = 1.0
 CALL_TIMEOUT = 5.0
 MAX_COMMANDS_PER_TURN = 1000
 
@@ -448,6 +454,8 @@ class Engine:
         if now >= self._next_ping:
             self._send_ping()
             step = self._ping_interval / PINGS_PER_INTERVAL
+            if self.server_online and self._extended and now - self._last_pong > step * 1.2:
+                step = self._ping_interval / PINGS_PER_INTERVAL_HURRIED
             self._next_ping = max(self._next_ping + step, now + step / 2)
         if self.server_online and self._extended and \
                 now - self._last_pong > LOST_AFTER * self._ping_interval:
@@ -565,7 +573,8 @@ class Engine:
         self._reclaim_backoff = 1.0
         self._next_reclaim = None
         if reg.keyword == self._keyword:
-            changes = self._roster.replace(reg.roster)
+            changes = self._roster.replace(
+                reg.roster, grace_until=now + REFETCH_GRACE * self._ping_interval)
         else:
             self._adopt(reg, now)
             self._roster.me = self.nickname
