@@ -46,10 +46,12 @@ from client.pins import PinStore
 from models import secure_wire as sw
 from models.errors import ProtocolError
 from models.peer_wire import (
+    AEAD_TAG_LEN,
     HS_FINISH,
     HS_INIT,
     HS_RESP,
     MAGIC,
+    MAX_DATAGRAM,
     MAX_FRAME,
     SEALED,
     SEALED_HEADER_LEN,
@@ -84,6 +86,58 @@ def _hash(data: bytes, person: bytes, key: bytes = b"") -> bytes:
 
 def _kdf(key: bytes, label: bytes, context: bytes = b"") -> bytes:
     return _hash(label + context, b"OLChat-kdf-v1", key)
+
+
+class _Aead:
+    """ChaCha20-Poly1305 IETF for SEALED datagrams: one libsodium call each, nothing else.
+
+    Calls libsodium's C function through PyNaCl's own cffi handle with an output buffer reused
+    per transport (the transport lives in one thread): about 1.4 us per call instead of 3.4 us
+    through ``nacl.bindings``, whose argument checks and allocations cost more than the cipher
+    for chat-sized frames. Falls back to ``nacl.bindings`` if that handle is not there.
+    Keys are always 32 bytes and nonces 12 (made here, never taken from the wire).
+    """
+
+    def __init__(self) -> None:
+        try:
+            from nacl._sodium import ffi, lib
+
+            self._enc = lib.crypto_aead_chacha20poly1305_ietf_encrypt
+            self._dec = lib.crypto_aead_chacha20poly1305_ietf_decrypt
+        except (ImportError, AttributeError):  # pragma: no cover - other PyNaCl builds
+            self.seal = self._seal_bindings  # type: ignore[method-assign]
+            self.open = self._open_bindings  # type: ignore[method-assign]
+            return
+        self._null = ffi.NULL
+        self._buf = ffi.new("unsigned char[]", 2 * MAX_DATAGRAM)
+        self._len = ffi.new("unsigned long long *")
+        self._view = ffi.buffer(self._buf)
+
+    def seal(self, plain: bytes, ad: bytes, nonce: bytes, key: bytes) -> bytes:
+        if len(plain) > MAX_DATAGRAM:
+            raise ValueError("plaintext too long")
+        self._enc(self._buf, self._len, plain, len(plain), ad, len(ad), self._null, nonce, key)
+        return self._view[:self._len[0]]
+
+    def open(self, sealed: bytes, ad: bytes, nonce: bytes, key: bytes) -> bytes | None:
+        """The plaintext, or None when authentication fails."""
+        if not AEAD_TAG_LEN <= len(sealed) <= 2 * MAX_DATAGRAM:  # the output buffer's size
+            return None
+        if self._dec(self._buf, self._len, self._null, sealed, len(sealed), ad, len(ad), nonce,
+                     key) != 0:
+            return None
+        return self._view[:self._len[0]]
+
+    @staticmethod
+    def _seal_bindings(plain: bytes, ad: bytes, nonce: bytes, key: bytes) -> bytes:
+        return crypto_aead_chacha20poly1305_ietf_encrypt(plain, ad, nonce, key)
+
+    @staticmethod
+    def _open_bindings(sealed: bytes, ad: bytes, nonce: bytes, key: bytes) -> bytes | None:
+        try:
+            return crypto_aead_chacha20poly1305_ietf_decrypt(sealed, ad, nonce, key)
+        except _CRYPTO_ERRORS:
+            return None
 
 
 @dataclass
@@ -194,6 +248,7 @@ class SecureTransport:
         self._events: list[object] = []
         self.stats: Counter[str] = Counter()
         self._pins_due = now
+        self._aead = _Aead()
 
     # ---- Transport interface -------------------------------------------------------------
 
@@ -519,8 +574,7 @@ class SecureTransport:
         counter = _PACK_COUNTER(s.send_ctr)
         s.send_ctr += 1
         header = s.prefix + counter
-        return header + crypto_aead_chacha20poly1305_ietf_encrypt(
-            frame, header, _NONCE_PAD + counter, s.send_key)
+        return header + self._aead.seal(frame, header, _NONCE_PAD + counter, s.send_key)
 
     def _on_sealed(self, peer: str, datagram: bytes, now: float) -> None:
         if not sw.MIN_SEALED_LEN <= len(datagram) <= sw.MAX_DATAGRAM:
@@ -541,11 +595,9 @@ class SecureTransport:
             if (s.recv_bits >> offset) & 1:
                 self._drop("replayed", peer)
                 return
-        try:
-            frame = crypto_aead_chacha20poly1305_ietf_decrypt(
-                datagram[SEALED_HEADER_LEN:], datagram[:SEALED_HEADER_LEN],
-                _NONCE_PAD + counter_bytes, s.recv_key)
-        except _CRYPTO_ERRORS:
+        frame = self._aead.open(datagram[SEALED_HEADER_LEN:], datagram[:SEALED_HEADER_LEN],
+                                _NONCE_PAD + counter_bytes, s.recv_key)
+        if frame is None:
             self._drop("authentication failed", peer)
             return
         if offset >= 0:

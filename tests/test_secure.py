@@ -738,3 +738,24 @@ def test_messenger_over_secure_survives_a_restart() -> None:
     wire.nodes["bob"].messenger.send(["alice"], KIND_ROOM, b"hello again", wire.now)
     wire.run(until=12.0)
     assert alice.delivered == [("bob", b"hello again")]
+
+
+def test_fast_aead_matches_nacl_bindings() -> None:
+    from client.secure import _Aead
+
+    aead = _Aead()
+    rand = random.Random(3)
+    for size in (0, 1, 64, 1165, 1200):
+        plain, ad = rand.randbytes(size), rand.randbytes(19)
+        nonce, key = rand.randbytes(12), rand.randbytes(32)
+        sealed = aead.seal(plain, ad, nonce, key)
+        assert sealed == _Aead._seal_bindings(plain, ad, nonce, key)
+        assert aead.open(sealed, ad, nonce, key) == plain
+        assert _Aead._open_bindings(sealed, ad, nonce, key) == plain
+        for bad in (sealed[:-1] + bytes([sealed[-1] ^ 1]), sealed[:15], sealed + b"\0"):
+            assert aead.open(bad, ad, nonce, key) is None
+            assert _Aead._open_bindings(bad, ad, nonce, key) is None
+        assert aead.open(sealed, ad[:-1], nonce, key) is None
+    assert aead.open(bytes(2401), b"", bytes(12), bytes(32)) is None  # larger than the buffer
+    with pytest.raises(ValueError):
+        aead.seal(bytes(1201), b"", bytes(12), bytes(32))
