@@ -519,7 +519,7 @@ class FileTransfers:
                 out.close()
             if t.sock is not None:
                 _break(t.sock)
-            if t.discard:
+            if t.discard or _empty(t.part):     # nothing worth resuming
                 self._drop_part(t)
             with self._lock:
                 self._parts_in_use.discard(t.part)
@@ -619,6 +619,13 @@ class FileTransfers:
                 p.unlink(missing_ok=True)
             except OSError as exc:
                 log.warning("cannot remove %s: %s", p, exc)
+
+
+def _empty(part: Path | None) -> bool:
+    try:
+        return part is not None and part.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def _sidecar(part: Path) -> Path:

@@ -92,7 +92,7 @@ def test_late_accept_of_an_expired_offer_is_refused(pair: Pair) -> None:
     pair.bob.ft.accept(rid)
     got = _ended(pair.bob, rid)
     assert isinstance(got, FileFailed) and "expired" in got.reason
-    assert _files(pair.root / "bob-dl") == []
+    _wait_empty(pair.root / "bob-dl")             # the empty .part is removed
 
 
 def _stalled_transfer(pair: Pair, size: int = 8 << 20):
