@@ -4,6 +4,9 @@ Persisted as ``pins.json`` in the config directory::
 
     {"version": 1, "pins": {"alice": {"key": "<64 hex digits>", "verified": false}}}
 
+Nicknames are pinned under their canonical form (``models.nickname.canonical``: case- and
+width-folded), so "Alice" registering after "alice" left meets alice's pin, not a fresh one.
+
 The first key seen for a nickname is pinned. A different key later is reported as ``"changed"``
 and the pin is NOT replaced: only the user replaces it (``mark_verified`` with the new key,
 after comparing fingerprints aloud). Damaged entries are skipped and logged, never fatal.
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Literal
 
 from client.config import load_json, save_json
+from models.errors import ProtocolError
+from models.nickname import canonical
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +52,13 @@ class PinStore:
         return cls(Path(config_dir) / PINS_FILE)
 
     def check(self, nick: str, key: bytes) -> PinStatus:
-        pin = self._pins.get(nick)
+        pin = self._pins.get(_key(nick))
         if pin is None:
             return "new"
         return "same" if pin.key == bytes(key) else "changed"
 
     def get(self, nick: str) -> Pin | None:
-        return self._pins.get(nick)
+        return self._pins.get(_key(nick))
 
     def pin(self, nick: str, key: bytes, *, verified: bool = False, save: bool = True) -> None:
         """Pin ``key`` for ``nick`` (replacing any previous pin) and save.
@@ -64,7 +69,7 @@ class PinStore:
         key = bytes(key)
         if len(key) != KEY_LEN:
             raise ValueError(f"identity key must be {KEY_LEN} bytes")
-        self._pins[nick] = Pin(key, verified)
+        self._pins[_key(nick)] = Pin(key, verified)
         self.dirty = True
         if save:
             self.save()
@@ -77,20 +82,20 @@ class PinStore:
         if key is not None:
             self.pin(nick, key, verified=True)
             return True
-        pin = self._pins.get(nick)
+        pin = self._pins.get(_key(nick))
         if pin is None:
             return False
         if not pin.verified:
-            self._pins[nick] = Pin(pin.key, True)
+            self._pins[_key(nick)] = Pin(pin.key, True)
             self.save()
         return True
 
     def is_verified(self, nick: str) -> bool:
-        pin = self._pins.get(nick)
+        pin = self._pins.get(_key(nick))
         return pin is not None and pin.verified
 
     def forget(self, nick: str) -> None:
-        if self._pins.pop(nick, None) is not None:
+        if self._pins.pop(_key(nick), None) is not None:
             self.save()
 
     def nicknames(self) -> list[str]:
@@ -122,9 +127,16 @@ class PinStore:
             if pin is None:
                 skipped += 1
             else:
-                self._pins[nick] = pin
+                self._pins[_key(nick)] = pin
         if skipped:
             log.warning("skipped %d damaged pin(s) in %s", skipped, path)
+
+
+def _key(nick: str) -> str:
+    try:
+        return canonical(nick)
+    except ProtocolError:
+        return nick  # not a valid nickname (never from a roster): pinned as given
 
 
 def _parse_entry(entry: object) -> Pin | None:

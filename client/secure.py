@@ -45,6 +45,7 @@ from client.identity import fingerprint as key_fingerprint
 from client.pins import PinStore
 from models import secure_wire as sw
 from models.errors import ProtocolError
+from models.nickname import canonical
 from models.peer_wire import (
     AEAD_TAG_LEN,
     HS_FINISH,
@@ -86,6 +87,14 @@ def _hash(data: bytes, person: bytes, key: bytes = b"") -> bytes:
 
 def _kdf(key: bytes, label: bytes, context: bytes = b"") -> bytes:
     return _hash(label + context, b"OLChat-kdf-v1", key)
+
+
+def _nick_id(nick: str) -> str:
+    """The nickname as bound into handshakes: its canonical form, so "Bob" and "bob" agree."""
+    try:
+        return canonical(nick)
+    except ProtocolError:
+        return nick
 
 
 class _Aead:
@@ -441,7 +450,8 @@ class SecureTransport:
         except _CRYPTO_ERRORS:
             self._drop("bad ephemeral key", peer)
             return
-        th = _hash(sw.transcript(msg.hs_id, msg.ephemeral, e_pub, peer, self.my_nick),
+        th = _hash(sw.transcript(msg.hs_id, msg.ephemeral, e_pub, _nick_id(peer),
+                                 _nick_id(self.my_nick)),
                    b"OLChat-th-v1")
         prk = _hash(dh, b"OLChat-prk-v1", th)
         signature = self._identity.sign(sw.resp_signed(th, self._my_key)).signature
@@ -472,7 +482,8 @@ class SecureTransport:
         except _CRYPTO_ERRORS:
             self._drop("bad ephemeral key", peer)
             return
-        th = _hash(sw.transcript(msg.hs_id, ini.e_pub, msg.ephemeral, self.my_nick, peer),
+        th = _hash(sw.transcript(msg.hs_id, ini.e_pub, msg.ephemeral, _nick_id(self.my_nick),
+                                 _nick_id(peer)),
                    b"OLChat-th-v1")
         prk = _hash(dh, b"OLChat-prk-v1", th)
         proof = self._open_proof(msg.sealed_proof, msg.header(), _kdf(prk, b"hs resp"), peer)

@@ -100,3 +100,15 @@ def test_damaged_file_gives_empty_store(tmp_path: Path, content: str) -> None:
     assert len(pins) == 0
     pins.pin("alice", A)  # and it can be saved over
     assert PinStore.in_dir(tmp_path).check("alice", A) == "same"
+
+
+def test_nicknames_compared_in_canonical_form(tmp_path: Path) -> None:
+    pins = PinStore.in_dir(tmp_path)
+    pins.pin("Alice", A)
+    assert pins.check("alice", A) == "same"
+    assert pins.check("ＡＬＩＣＥ", B) == "changed"  # width and case folded: same nickname
+    assert pins.check("Вася", A) == "new"
+    pins.pin("Вася", A)
+    assert PinStore.in_dir(tmp_path).check("вася", A) == "same"
+    assert pins.mark_verified("ALICE")
+    assert pins.is_verified("alice")

@@ -383,6 +383,27 @@ def test_pins_saved_to_disk_after_handshake(tmp_path: Path) -> None:
     assert net.t["bob"].next_deadline() is None
 
 
+def test_nickname_case_variants_agree() -> None:
+    """Alice's roster shows "Bob"; bob calls himself "bob": the same nickname, one session."""
+    net = Net("alice", "bob")
+
+    def rename(src: str, dst: str, dg: bytes) -> bool:
+        if dst == "Bob":
+            net.t["bob"].unwrap("alice", dg, net.now)
+            return False
+        if src == "bob":
+            net.t["alice"].unwrap("Bob", dg, net.now)
+            return False
+        return True
+
+    net.filter = rename
+    net.send("alice", "Bob", b"hi")
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"hi")]
+    assert net.t["alice"].is_established("Bob")
+    assert net.pins["alice"].check("bob", bytes(key_of("bob").verify_key)) == "same"
+
+
 def test_nicknames_are_bound_into_the_handshake() -> None:
     """Bob's roster calls the sender carol: alice's handshake for "bob" must not complete."""
     net = Net("alice", "bob")
