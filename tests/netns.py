@@ -52,7 +52,7 @@ class Netns:
             subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
             if self.loss_percent:
                 rule = (f"meta l4proto udp udp length > 9 numgen random mod 100 < "
-                        f"{self.loss_percent} drop")
+                        f"{self.loss_percent} counter drop")
                 ruleset = ("table inet olc_loss {\n chain input {\n"
                            "  type filter hook input priority 0; policy accept;\n"
                            f"  {rule}\n }}\n}}\n")
@@ -76,6 +76,13 @@ class Netns:
         out = subprocess.run(self.wrap([sys.executable, "-c", code]), capture_output=True,
                              check=True, text=True)
         return int(out.stdout.strip())
+
+    def dropped(self) -> int:
+        """Datagrams the loss rule dropped so far."""
+        out = subprocess.run(self.wrap(["nft", "list", "table", "inet", "olc_loss"]),
+                             capture_output=True, text=True, check=True).stdout
+        match = re.search(r"counter packets (\d+)", out)
+        return int(match.group(1)) if match else 0
 
     def close(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], check=False,
