@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import struct
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -208,7 +208,9 @@ class _Peer:
         self.session: _Session | None = None
         self.initiator: _Initiator | None = None
         self.half_open: _HalfOpen | None = None
-        self.queue: deque[bytes] = deque()
+        # frames waiting for the session, in order; a dict so a frame the Messenger
+        # retransmits while the handshake is still running is queued only once
+        self.queue: dict[bytes, None] = {}
         self.last_trigger = -math.inf
         self.tokens = burst
         self.token_time = now
@@ -278,10 +280,13 @@ class SecureTransport:
         if now < st.holdoff_until:
             self._drop("peer unreachable", peer)
             return
-        if len(st.queue) >= self.max_queue or self._queued_total >= self.max_queued_total:
+        frame = bytes(frame)
+        if frame in st.queue:
+            self.stats["queued twice"] += 1
+        elif len(st.queue) >= self.max_queue or self._queued_total >= self.max_queued_total:
             self._drop("queue full", peer)
         else:
-            st.queue.append(bytes(frame))
+            st.queue[frame] = None
             self._queued_total += 1
         if st.initiator is None and st.half_open is None:
             self._start_handshake(peer, st, now)
@@ -571,9 +576,10 @@ class SecureTransport:
         log.info("secure session with %s up (%s%s)", peer,
                  "initiator" if session.initiator else "responder",
                  ", replaces the old one" if old is not None else "")
-        while st.queue:
-            self._out.append((peer, self._seal(session, st.queue.popleft())))
-            self._queued_total -= 1
+        for frame in st.queue:
+            self._out.append((peer, self._seal(session, frame)))
+        self._queued_total -= len(st.queue)
+        st.queue.clear()
 
     def _end_session(self, peer: str, st: _Peer) -> None:
         st.session = None

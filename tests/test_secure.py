@@ -481,6 +481,17 @@ def test_lost_confirmation_answered_again() -> None:
     assert [f for _, f in net.frames["bob"]] == [b"x"]
 
 
+def test_frame_retransmitted_before_the_session_is_queued_once() -> None:
+    net = Net("alice", "bob")
+    net.filter = lambda src, dst, dg: dg[2] != 0x02  # hold the handshake back
+    for _ in range(5):
+        net.send("alice", "bob", b"same frame")
+    net.send("alice", "bob", b"other frame")
+    net.filter = None
+    net.run(until=1.0)
+    assert net.frames["bob"] == [("alice", b"same frame"), ("alice", b"other frame")]
+
+
 def test_queue_is_bounded() -> None:
     net = Net("alice", "bob")
     net.filter = lambda src, dst, dg: dg[2] != 0x02  # hold the handshake back
