@@ -14,6 +14,7 @@ gui_theme (sv-ttk light/dark, nickname colours).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import queue
 import re
@@ -47,6 +48,16 @@ EngineFactory = Callable[..., Any]
 def _default_engine_factory(*args: Any, **kwargs: Any) -> Any:
     from client.engine import Engine  # imported late: the GUI module loads without it
     return Engine(*args, **kwargs)
+
+
+def _collect_tk_garbage() -> None:
+    """Collect destroyed widgets now, on the main thread.
+
+    Widgets and their StringVars sit in reference cycles; left to the cyclic GC, they may be
+    freed in whatever thread happens to trigger it (the engine's), and ``Variable.__del__``
+    then calls into Tk off the main thread (tkinter blocks up to a second there, then fails).
+    """
+    gc.collect()
 
 
 class App:
@@ -259,6 +270,16 @@ class App:
         chat.add_command(label="Quit", accelerator="Ctrl+Q", command=self.close)
         menubar.add_cascade(label="Chat", menu=chat, underline=0)
         self.root.configure(menu=menubar)
+        self.menus = (menubar, chat)
+        self._colour_menus()
+
+    def _colour_menus(self) -> None:
+        # plain Tk menus (X11) do not follow sv-ttk; Windows draws its own and ignores this
+        c = self.colours
+        for menu in getattr(self, "menus", ()):
+            menu.configure(background=c.background, foreground=c.foreground,
+                           activebackground=c.select, activeforeground=c.foreground,
+                           selectcolor=c.foreground, borderwidth=0)
 
     def _new_tab(self, peer: str | None) -> ChatTab:
         tab = ChatTab(self.notebook, self.colours, peer, on_send=self.send,
@@ -503,6 +524,7 @@ class App:
             self.root.configure(menu="")
             self.main_frame = None
             self.tabs = {}
+            _collect_tk_garbage()
 
     # --- user actions --------------------------------------------------------------------------
     def send(self, peer: str | None, text: str) -> bool:
@@ -531,7 +553,8 @@ class App:
         engine = self.engine
         offer = getattr(engine, "offer_files", None)
         tab = self._peer_view(nick)
-        if offer is None:
+        # the engine has offer_files() but may have no file-transfer manager plugged in
+        if offer is None or getattr(engine, "files", True) is None:
             tab.view.add_system("Sending files is not available in this version.", error=True)
             return
         names = filedialog.askopenfilenames(parent=self.root, title=f"Send files to {nick}")
@@ -578,6 +601,7 @@ class App:
         self.connect_frame.hint.configure(foreground=self.colours.muted)
         for tab in self.tabs.values():
             tab.recolour(self.colours)
+        self._colour_menus()
         if self.main_frame is not None:
             self.dark_var.set(self.theme == "dark")
             self._update_status()
@@ -625,6 +649,7 @@ class App:
             self._poll_id = None
         with contextlib.suppress(tk.TclError):
             self.root.destroy()
+        _collect_tk_garbage()
 
 
 class WhoisDialog:

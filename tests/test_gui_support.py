@@ -7,6 +7,7 @@ The Tk loop is driven with ``root.update()`` in a polling loop with a deadline, 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import threading
@@ -43,6 +44,7 @@ def shown_root() -> Iterator[tk.Tk]:
     yield r
     with contextlib.suppress(tk.TclError):   # the app may have destroyed it already
         r.destroy()
+    gc.collect()   # free dead widgets' Tk variables here, not later in some engine thread
 
 
 @pytest.fixture

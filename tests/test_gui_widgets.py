@@ -276,6 +276,9 @@ def test_file_offer_progress_and_done(root: tk.Tk, tmp_path: Path) -> None:
     app.files._answer(8, False)
     assert ("decline", 8) in engine.calls
     assert app.files.winfo_manager() == ""               # empty again: hidden
+    # no file transfer in this engine: said plainly, no file dialog
+    app.send_file("bob")
+    assert "Sending files is not available" in app.tabs["bob"].view.content()
 
 
 def test_close_quits_off_main_thread_and_saves_settings(root: tk.Tk, tmp_path: Path) -> None:
@@ -304,3 +307,19 @@ def test_fatal_returns_to_the_connect_screen(root: tk.Tk, tmp_path: Path) -> Non
     pump(root, lambda: app.main_frame is None)
     assert app.connect_frame.error_var.get() == "Disconnected: the socket died"
     pump(root, lambda: engine.closed_in is not None)
+
+
+def test_screenshots_tool_writes_pngs(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+    if not shutil.which("import"):
+        pytest.skip("ImageMagick's `import` is not installed (tools/screenshots.py needs it)")
+    root_dir = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "tools/screenshots.py", str(tmp_path / "shots")],
+                   cwd=root_dir, env=dict(os.environ), check=True, timeout=60,
+                   capture_output=True)
+    for name in ("connect", "room", "private", "room-dark"):
+        data = (tmp_path / "shots" / f"{name}.png").read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
