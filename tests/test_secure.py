@@ -791,3 +791,26 @@ def test_fast_aead_matches_nacl_bindings() -> None:
     assert aead.open(bytes(2401), b"", bytes(12), bytes(32)) is None  # larger than the buffer
     with pytest.raises(ValueError):
         aead.seal(bytes(1201), b"", bytes(12), bytes(32))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"\xc1\x01\x01", b"\xc1\x01\x02", b"\xc1\x01\x03",
+                                           b"\xc1\x01\x20", b"\xc1\x01\x10"]),
+                          st.binary(max_size=100)), max_size=12))  # never a valid message
+def test_garbage_during_a_handshake_changes_nothing(garbage: list[tuple[bytes, bytes]]) -> None:
+    net = Net("alice", "bob")
+    junk = iter(garbage)
+
+    def inject(src: str, dst: str, dg: bytes) -> bool:
+        for _ in range(2):
+            item = next(junk, None)
+            if item is not None:
+                net.t[dst].unwrap(src, item[0] + item[1], net.now)
+        return True
+
+    net.filter = inject
+    net.send("alice", "bob", b"through the noise")
+    net.run(until=1.0)
+    assert net.frames["bob"] == [("alice", b"through the noise")]
+    assert sessions(net, "alice", "bob")
+    assert all(tr.stats["internal error"] == 0 for tr in net.t.values())
