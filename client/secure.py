@@ -514,6 +514,7 @@ class SecureTransport:
         st = self._peers.get(peer)
         if st is None:
             self._drop("unexpected HS_FINISH", peer)
+            self._peer_lost_us(peer, st, now)
             return
         s = st.session
         if s is not None and not s.initiator and s.hs_id == msg.hs_id:
@@ -522,6 +523,7 @@ class SecureTransport:
         ho = st.half_open
         if ho is None or ho.hs_id != msg.hs_id:
             self._drop("unexpected HS_FINISH", peer)
+            self._peer_lost_us(peer, st, now)
             return
         proof = self._open_proof(msg.sealed_proof, msg.header(), ho.k_fin, peer)
         if proof is None or not self._verify(
@@ -639,12 +641,18 @@ class SecureTransport:
                 self._drop("unknown session", peer)
             return
         self._drop("unknown session", peer)
+        self._peer_lost_us(peer, st, now)
+
+    def _peer_lost_us(self, peer: str, st: _Peer | None, now: float) -> None:
+        """The peer talks to us in a session or handshake we do not have.
+
+        It has probably kept state we lost (we restarted, our handshake timed out, our half-open
+        record was replaced): start a fresh handshake ourselves, at most once per interval.
+        """
         if st is None:
             st = self._peer(peer, now)
             if st is None:
                 return
-        # A peer that talks to us in a session we do not have has probably kept one we lost
-        # (we restarted, or our handshake timed out): start a fresh one, rate-limited.
         if (st.session is None and st.initiator is None
                 and now - st.last_trigger >= self.TRIGGER_INTERVAL):
             st.last_trigger = now

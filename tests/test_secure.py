@@ -312,6 +312,54 @@ def test_restart_discovered_from_unknown_session() -> None:
     assert net.frames["bob"] == [("alice", b"retransmitted by the messenger")]
 
 
+def test_responder_restarting_mid_handshake_recovers_at_once() -> None:
+    net = Net("alice", "bob")
+    net.send("alice", "bob", b"x")
+    [(_, init)] = net.t["alice"].take_outgoing()
+    net.t["bob"].unwrap("alice", init, net.now)
+    [(_, resp)] = net.t["bob"].take_outgoing()
+    net.add("bob")  # bob restarts between HS_RESP and HS_FINISH
+    net.t["alice"].unwrap("bob", resp, net.now)
+    dropped: list[bytes] = []
+
+    def drop_first_sealed(src: str, dst: str, dg: bytes) -> bool:
+        if src == "alice" and dg[2] == 0x20 and not dropped:
+            dropped.append(dg)  # only HS_FINISH tells bob that alice thinks they have a session
+            return False
+        return True
+
+    net.filter = drop_first_sealed
+    net.flush()  # HS_FINISH reaches a bob who knows nothing of it: he starts a handshake
+    assert dropped and sessions(net, "alice", "bob")
+    assert net.events["alice"][-1] == SessionStarted("bob", restarted=True)
+    net.run(until=net.now)
+    assert net.t["alice"].next_deadline() is None
+    net.send("alice", "bob", b"y")
+    net.flush()
+    assert net.frames["bob"] == [("alice", b"y")]
+
+
+def test_forged_hs_init_mid_handshake_recovers_at_once() -> None:
+    net = Net("alice", "bob")
+    forged: list[int] = []
+
+    def forge(src: str, dst: str, dg: bytes) -> bool:
+        if dg[2] == 0x02 and not forged:  # as bob answers, a forger sends bob a new HS_INIT
+            forged.append(1)
+            net.t["bob"].unwrap("alice", sw.HsInit(b"\x66" * 8, bytes(31) + b"\x09").encode(),
+                                net.now)
+            net.t["bob"].take_outgoing()  # its answer goes to alice's address, and is dropped
+        return True
+
+    net.filter = forge
+    net.send("alice", "bob", b"x")
+    net.run(until=0.5)
+    assert forged and sessions(net, "alice", "bob")
+    net.send("alice", "bob", b"y")
+    net.flush()
+    assert ("alice", b"y") in net.frames["bob"]
+
+
 def test_restart_trigger_is_rate_limited() -> None:
     net = established("alice", "bob")
     net.add("bob")
