@@ -176,7 +176,7 @@ class Proxy:
                         return
                     self.stalled.set()
                     self.released.wait()
-                    return
+                    break                           # then pass the end of the stream on
                 dst.sendall(data)
                 self.down_bytes[idx] = end
         except OSError:
