@@ -112,6 +112,7 @@ class App:
         self.connect_frame.hint.configure(foreground=self.colours.muted)
         self.connect_frame.pack(fill="both", expand=True)
         self.connect_frame.focus_first()
+        self._build_menu()
         self._poll_id: str | None = root_.after(POLL_MS, self._poll)
 
     # --- the bridge from other threads ---------------------------------------------------------
@@ -214,7 +215,6 @@ class App:
     # --- the main window -----------------------------------------------------------------------
     def _build_main(self) -> None:
         root = self.root
-        self._build_menu()
         main = ttk.Frame(root, padding=(8, 8, 8, 0))
         self.main_frame = main
         panes = ttk.PanedWindow(main, orient="horizontal")
@@ -237,29 +237,25 @@ class App:
         self.tabs = {}
         room = self._new_tab(None)
         self.notebook.select(room)
-        for seq, action in (("<Control-w>", self.close_tab), ("<Control-W>", self.close_tab),
-                            ("<Control-Tab>", lambda: self.cycle_tab(1)),
-                            ("<Control-Shift-Tab>", lambda: self.cycle_tab(-1)),
-                            ("<Control-ISO_Left_Tab>", lambda: self.cycle_tab(-1)),
-                            ("<Control-D>", self.toggle_theme), ("<Control-q>", self.close),
-                            ("<Control-r>", lambda: self.roster.tree.focus_set())):
-            root.bind(seq, lambda _e, a=action: (a(), "break")[1])
+        self._chat_menu_state("normal")
         room.input.text.focus_set()
 
     def _build_menu(self) -> None:
+        """The menu bar and the window-wide keys; chat items work once connected."""
         menubar = tk.Menu(self.root)
         chat = tk.Menu(menubar, tearoff=False)
-        chat.add_command(label="Private chat with selected", accelerator="Enter (in list)",
-                         command=lambda: self._with_selected(self.open_private))
-        chat.add_command(label="Who is this?", command=lambda: self._with_selected(
-            self.show_whois))
-        chat.add_command(label="Send file…", command=self._send_file_current)
-        chat.add_separator()
-        chat.add_command(label="Next tab", accelerator="Ctrl+Tab",
-                         command=lambda: self.cycle_tab(1))
-        chat.add_command(label="Close tab", accelerator="Ctrl+W", command=self.close_tab)
-        chat.add_command(label="Go to the list of people", accelerator="Ctrl+R",
-                         command=lambda: self.roster.tree.focus_set())
+        chat_items = (
+            ("Private chat with selected", "Enter (in list)",
+             lambda: self._with_selected(self.open_private)),
+            ("Who is this?", "", lambda: self._with_selected(self.show_whois)),
+            ("Send file…", "", self._send_file_current),
+            ("Next tab", "Ctrl+Tab", lambda: self.cycle_tab(1)),
+            ("Close tab", "Ctrl+W", self.close_tab),
+            ("Go to the list of people", "Ctrl+R", lambda: self.roster.tree.focus_set()),
+        )
+        for label, keys, action in chat_items:
+            chat.add_command(label=label, accelerator=keys, command=self._connected_only(action))
+        self._chat_items = [label for label, _k, _a in chat_items]
         chat.add_separator()
         self.dark_var = tk.BooleanVar(self.root, value=self.theme == "dark")
         chat.add_checkbutton(label="Dark theme", accelerator="Ctrl+Shift+D",
@@ -272,6 +268,32 @@ class App:
         self.root.configure(menu=menubar)
         self.menus = (menubar, chat)
         self._colour_menus()
+        self._chat_menu_state("disabled")
+        for seq, action in (("<Control-w>", self.close_tab), ("<Control-W>", self.close_tab),
+                            ("<Control-Tab>", lambda: self.cycle_tab(1)),
+                            ("<Control-Shift-Tab>", lambda: self.cycle_tab(-1)),
+                            ("<Control-ISO_Left_Tab>", lambda: self.cycle_tab(-1)),
+                            ("<Control-r>", lambda: self.roster.tree.focus_set())):
+            self.root.bind(seq, self._key(self._connected_only(action)))
+        for seq, action in (("<Control-D>", self.toggle_theme), ("<Control-q>", self.close)):
+            self.root.bind(seq, self._key(action))
+
+    @staticmethod
+    def _key(action: Callable[[], Any]) -> Callable[[object], str]:
+        def run(_event: object) -> str:
+            action()
+            return "break"
+        return run
+
+    def _connected_only(self, action: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            if self.main_frame is not None:
+                action()
+        return run
+
+    def _chat_menu_state(self, state: str) -> None:
+        for label in self._chat_items:
+            self.menus[1].entryconfigure(label, state=state)
 
     def _colour_menus(self) -> None:
         # plain Tk menus (X11) do not follow sv-ttk; Windows draws its own and ignores this
@@ -521,7 +543,7 @@ class App:
             for child in self.root.pack_slaves():
                 if isinstance(child, ttk.Separator):
                     child.destroy()
-            self.root.configure(menu="")
+            self._chat_menu_state("disabled")
             self.main_frame = None
             self.tabs = {}
             _collect_tk_garbage()
@@ -602,8 +624,8 @@ class App:
         for tab in self.tabs.values():
             tab.recolour(self.colours)
         self._colour_menus()
+        self.dark_var.set(self.theme == "dark")
         if self.main_frame is not None:
-            self.dark_var.set(self.theme == "dark")
             self._update_status()
         self.settings["theme"] = self.theme
 

@@ -9,6 +9,7 @@ Each own message carries the tag ``m<msg_id>``; "not delivered to X" is inserted
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import tkinter as tk
@@ -27,6 +28,16 @@ MAX_HISTORY = 100      # input lines remembered for Up/Down
 def _nick_tag(nickname: str) -> str:
     # tag names must not contain spaces or odd characters: index the palette instead
     return f"nick{NICK_PALETTE.index(nick_colour(nickname))}"
+
+
+# C0/C1 controls (but \t and \n), lone surrogates, and bidi overrides/isolates, which could
+# reorder what is shown around them: peers choose this text, so it is defanged for display.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` as it may be shown: unsafe characters become U+FFFD."""
+    return _UNSAFE.sub("\ufffd", text)
 
 
 def _iid(nick: str) -> str:
@@ -110,7 +121,7 @@ class MessageView(ttk.Frame):
             "  ", (*line, *mtag)]
         if warning:
             chunks += [f"[{warning}] ", ("warning", *line, *mtag)]
-        first, *more = text.rstrip("\n").split("\n")
+        first, *more = printable(text).rstrip("\n").split("\n")
         chunks += [first, ("body", *line, *mtag)]
         for extra in more:   # continuation lines line up under the text, not the time
             chunks += ["\n", ("body", *line, *mtag), extra, ("body", "cont", *line, *mtag)]
@@ -120,7 +131,8 @@ class MessageView(ttk.Frame):
     def add_system(self, text: str, *, when: float | None = None, error: bool = False) -> None:
         when = time.time() if when is None else when
         tag = "error" if error else "system"
-        self._append(f"{_clock(when)} ", ("ts",), f"-!- {text}", (tag, "body"), "\n", ())
+        self._append(f"{_clock(when)} ", ("ts",), f"-!- {printable(text)}", (tag, "body"), "\n",
+                     ())
 
     def mark_undelivered(self, msg_id: int, nickname: str) -> bool:
         """Add "not delivered to NICK" right after own message ``msg_id``; False if it is gone."""

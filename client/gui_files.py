@@ -11,6 +11,8 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
+from client.gui_chat import printable
+
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 32   # offers/transfers shown at once; a flood of offers beyond this is declined
@@ -74,7 +76,7 @@ class FilesPanel(ttk.Frame):
             self._decline(transfer_id)
             return False
         frame, var = self._new_row(transfer_id,
-                                   f"{sender} offers “{name}” ({human_size(size)})")
+                                   f"{sender} offers “{printable(name)}” ({human_size(size)})")
         ttk.Button(frame, text="Accept", style="Accent.TButton",
                    command=lambda: self._answer(transfer_id, True)).grid(
             row=0, column=1, padx=(6, 0))
@@ -118,7 +120,7 @@ class FilesPanel(ttk.Frame):
                        command=lambda: self._cancel_clicked(transfer_id)).grid(
                 row=0, column=2, padx=(6, 0))
         arrow = f"→ {peer}" if outgoing else f"← {peer}"
-        row.label.set(f"{arrow}  “{name}”  {progress_text(done, total, bytes_per_s)}")
+        row.label.set(f"{arrow}  “{printable(name)}”  {progress_text(done, total, bytes_per_s)}")
         row.bar.configure(value=(done / total) if total > 0 else 1.0)
 
     def _cancel_clicked(self, transfer_id: int) -> None:

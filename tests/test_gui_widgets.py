@@ -112,6 +112,18 @@ def test_emoji_and_cyrillic_with_undelivered_mark(root: tk.Tk) -> None:
     ]
 
 
+def test_hostile_text_is_shown_verbatim_but_defanged(root: tk.Tk) -> None:
+    view = MessageView(root, THEMES["light"])
+    view.pack()
+    tcl = "{[set x]} $y \\ \" ;exit"
+    view.add_message("bob", tcl, when=0)
+    view.add_message("bob", "a\x00b\x1b[31mc\u202eevil\ud800", when=0)
+    view.add_system("file “x\ry.txt” failed", when=0)
+    got = [line.split(" ", 1)[1] for line in lines(view)[:3]]
+    assert got == [f"bob  {tcl}", "bob  a\ufffdb\ufffd[31mc\ufffdevil\ufffd",
+                   "-!- file “x\ufffdy.txt” failed"]
+
+
 def test_multiline_message_and_bounded_history(root: tk.Tk,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gui_chat, "MAX_LINES", 100)
