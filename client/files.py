@@ -461,6 +461,9 @@ class FileTransfers:
         try:
             if key is None:
                 raise fs.StreamError(f"no encrypted session with {t.peer}")
+            st = t.path.stat()
+            if (st.st_size, max(st.st_mtime_ns, 0)) != (t.size, t.mtime_ns):
+                raise fs.StreamError("the file changed since it was offered")
             conn.settimeout(self.io_timeout)
             _tune(conn)
             fs.send_stream(conn, key=key, path=t.path, size=t.size,

@@ -247,3 +247,13 @@ def test_not_enough_space_is_refused(pair: Pair) -> None:
     got = _ended(pair.bob, rid)
     assert isinstance(got, FileFailed) and "free space" in got.reason
     assert "free space" in _ended(pair.alice, tid).reason
+
+
+def test_a_file_changed_after_the_offer_is_not_sent(pair: Pair) -> None:
+    src, _ = _src(pair, "c.txt", 100)
+    tid, rid = _offered(pair, src)
+    src.write_bytes(b"something else entirely")
+    pair.bob.ft.accept(rid)
+    assert "changed" in _ended(pair.alice, tid).reason
+    assert isinstance(_ended(pair.bob, rid), FileFailed)
+    _wait_empty(pair.root / "bob-dl")
