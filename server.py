@@ -26,7 +26,7 @@ from pathlib import Path
 
 import gevent
 from gevent import socket as gsocket
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
 from gevent.pool import Pool
 from gevent.server import DatagramServer, StreamServer
 from gevent.threadpool import ThreadPool
@@ -42,6 +42,7 @@ log = logging.getLogger("openlchat.server")
 CLOSING_ERRORS = frozenset({"LINE_TOO_LONG", "TOO_MANY_CONNECTIONS", "THROTTLED", "TIMEOUT"})
 MAX_ERRORS_PER_CONNECTION = 8
 SEND_YIELD_EVERY = 100
+MAX_COALESCE = 0.010  # seconds a push may be held back, under load only
 
 
 def _positive(text: str) -> float:
@@ -170,6 +171,7 @@ class DirectoryServer:
         self.wake = Event()
         self.write_wake = Event()
         self._ops: list = []  # joins/leaves waiting for the database thread
+        self._adds: list[tuple[str, str, AsyncResult]] = []  # registrations waiting for it
         self.stopping = Event()
         self.conns: Counter[str] = Counter()
         self.tcp_stats: Counter[str] = Counter()
@@ -238,19 +240,31 @@ class DirectoryServer:
     def _flush_loop(self) -> None:
         """Send coalesced REF_ADD/REF_DEL: whatever piles up while sending goes next round."""
         d = self.directory
+        next_push = 0.0
         while True:
             self.wake.wait()
+            # Coalesce under load: after a push that took D seconds, the next starts no sooner
+            # than D (at most MAX_COALESCE) after it ended; changes arriving meanwhile travel
+            # together. After a quiet spell a lone join goes out at once.
+            rest = next_push - time.monotonic()
+            if rest > 0:
+                gevent.sleep(rest)
             self.wake.clear()
+            started = time.monotonic()
             ops = d.take_store_ops()
             if ops:
                 self._ops.extend(ops)
                 self.write_wake.set()
-            out = d.take_outgoing()
-            for i, (addr, data) in enumerate(out, 1):
+            sent = 0
+            for addr, data in d.iter_outgoing():
                 self._send(data, addr)
-                if i % SEND_YIELD_EVERY == 0:
-                    gevent.sleep(0)
-            d.stats.sent += len(out)
+                sent += 1
+                if sent % SEND_YIELD_EVERY == 0:
+                    d.stats.sent += SEND_YIELD_EVERY
+                    gevent.sleep(0)  # let PINGs in; new changes wait for the next round
+            d.stats.sent += sent % SEND_YIELD_EVERY
+            ended = time.monotonic()
+            next_push = ended + min(ended - started, MAX_COALESCE)
 
     def _send(self, data: bytes, addr: tuple) -> None:
         raw = self._raw_udp
@@ -276,24 +290,31 @@ class DirectoryServer:
     # ------------------------------------------------------------ storage
 
     def _write_loop(self) -> None:
-        """Hands batches of joins/leaves to the database thread, one transaction each; the
-        flusher never waits for the disk."""
+        """Hands everything waiting (new registrations, joins, leaves) to the database thread
+        as one transaction (group commit); the flusher and the UDP loop never wait for it."""
         while True:
             self.write_wake.wait()
             self.write_wake.clear()
             ops, self._ops = self._ops, []
-            if ops:
-                self.pool.apply(self._apply_ops, (ops,))
+            adds, self._adds = self._adds, []
+            if not (ops or adds):
+                continue
+            rows = [(nick, kw) for nick, kw, _ in adds]
+            exc = self.pool.apply(self._write, (rows, ops))
+            for _, _, done in adds:
+                done.set(exc)
 
     # These run in the database thread. They never raise: gevent would print a traceback.
 
-    def _add_row(self, nickname: str, keyword: str) -> Exception | None:
+    def _write(self, rows: list[tuple[str, str]], ops: list) -> Exception | None:
         try:
-            self.store.add(nickname, keyword)
+            self.store.write(rows, ops)
         except StorageError as exc:
+            if ops:
+                self._storage_failed(f"{len(ops)} join/leave writes lost: {exc}")
             return exc
-        except Exception as exc:  # our bug: loud, but the registration only gets an ERROR
-            log.exception("storing %s failed", nickname)
+        except Exception as exc:  # our bug: loud, but registrations only get an ERROR
+            log.exception("writing %d registrations, %d joins/leaves failed", len(rows), len(ops))
             return exc
         return None
 
@@ -399,7 +420,10 @@ class DirectoryServer:
             raise Refused("THROTTLED", "too many registrations from your address; slow down")
         reg, reclaimed = self.directory.register(msg.nickname, msg.keyword, now)
         if not reclaimed:
-            exc = self.pool.apply(self._add_row, (reg.nickname, reg.keyword))
+            done = AsyncResult()
+            self._adds.append((reg.nickname, reg.keyword, done))
+            self.write_wake.set()
+            exc = done.get()
             if exc is not None:
                 self.directory.cancel(reg)
                 self._storage_failed(f"registration of {reg.nickname} refused: {exc}")

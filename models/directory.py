@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -428,7 +428,8 @@ class Directory:
         if since >= self.version:
             return
         oldest = self._log[0][0] if self._log else self.version + 1
-        if since + 1 < oldest:
+        # the full roster when the log no longer reaches back, or when it is the cheaper one
+        if since + 1 < oldest or self.version - since > 64 + 2 * len(self._live):
             adds = [r.entry() for r in self._live.values() if r.announced and r is not reg]
             dels: list[str] = []
         else:
@@ -454,9 +455,15 @@ class Directory:
     def take_outgoing(self) -> list[tuple[Address, bytes]]:
         """Every datagram to send now: catch-ups, then the coalesced broadcast of all changes
         buffered since the last call, packed per recipient (each in its own keyword)."""
-        out, self._outgoing = self._outgoing, []
+        return list(self.iter_outgoing())
+
+    def iter_outgoing(self) -> Iterator[tuple[Address, bytes]]:
+        """``take_outgoing`` built lazily: the work is taken now (later changes go to the next
+        call) but each recipient's frames are made as they are consumed, so a broadcast to
+        10,000 clients never sits in memory at once."""
+        direct, self._outgoing = self._outgoing, []
         if not self._pending:
-            return out
+            return iter(direct)
         changes, self._pending = self._pending, {}
         add_keys = [k for k, c in changes.items() if c.entry is not None]
         adds = [changes[k].entry for k in add_keys]
@@ -466,31 +473,37 @@ class Directory:
         # which add body carries which key, so a changed recipient can be sent its own
         # rows minus itself by repacking just that one chunk
         chunk_of: dict[str, int] = {}
+        chunks: list[list[Entry]] = []
         start = 0
-        chunks: list[list[str]] = []
         for i, body in enumerate(add_bodies):
             n = int(body.split(b" ", 2)[1])
             keys = add_keys[start:start + n]
-            chunks.append(keys)
+            chunks.append([changes[k].entry for k in keys])  # type: ignore[misc]
             for k in keys:
-                chunk_of[k] = i
+                chunk_of[k] = len(del_bodies) + i
             start += n
         tails = [b" %d %s" % (len(b), b) for b in del_bodies + add_bodies]
-        for reg in self._live.values():
-            if not reg.announced:
-                continue
+        recipients = list(self._live.values())  # snapshot: a new client gets its catch-up
+        return self._broadcast(direct, recipients, tails, chunk_of, chunks, len(del_bodies))
+
+    def _broadcast(self, direct: list[tuple[Address, bytes]], recipients: list[Registration],
+                   tails: list[bytes], chunk_of: dict[str, int], chunks: list[list[Entry]],
+                   n_del: int) -> Iterator[tuple[Address, bytes]]:
+        yield from direct
+        for reg in recipients:
             addr = reg.addr
+            if addr is None:
+                continue
             own = chunk_of.get(reg.key)
             if own is None:
+                prefix = reg.kw_prefix
                 for tail in tails:
-                    out.append((addr, reg.kw_prefix + tail))  # type: ignore[arg-type]
+                    yield addr, prefix + tail
                 continue
-            own += len(del_bodies)
             for i, tail in enumerate(tails):
                 if i != own:
-                    out.append((addr, reg.kw_prefix + tail))  # type: ignore[arg-type]
+                    yield addr, reg.kw_prefix + tail
                     continue
-                rest = [changes[k].entry for k in chunks[own - len(del_bodies)] if k != reg.key]
-                for body in ref_add_bodies(rest, self.pack_limit):  # type: ignore[arg-type]
-                    out.append((addr, self._frame(reg, body)))  # type: ignore[arg-type]
-        return out
+                rest = [e for e in chunks[own - n_del] if e.nickname != reg.nickname]
+                for body in ref_add_bodies(rest, self.pack_limit):
+                    yield addr, self._frame(reg, body)

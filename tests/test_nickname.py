@@ -65,3 +65,23 @@ def test_any_text_valid_or_bad_nick(raw: str) -> None:
     assert not any(ch.isspace() for ch in display)
     # idempotent: the display form normalizes to itself and to the same key
     assert nickname.normalize(display) == (display, key)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1,
+               max_size=24))
+def test_ascii_fast_path_agrees_with_precis(raw: str) -> None:
+    from precis_i18n import get_profile
+
+    want = (get_profile("NicknameCasePreserved").enforce(raw),
+            get_profile("NicknameCaseMapped").enforce(raw))
+    assert nickname.normalize(raw) == want
+
+
+def test_every_printable_ascii_character_agrees_with_precis() -> None:
+    from precis_i18n import get_profile
+
+    for code in range(0x21, 0x7F):
+        raw = "a" + chr(code)
+        assert nickname.normalize(raw) == (
+            get_profile("NicknameCasePreserved").enforce(raw),
+            get_profile("NicknameCaseMapped").enforce(raw))
