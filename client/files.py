@@ -421,7 +421,9 @@ class FileTransfers:
         with self._lock:
             t = next((x for x in self._by_id.values() if x.token == token
                       and x.outgoing == (role == wire.ROLE_RECEIVER)), None)
-            if t is not None and t.outgoing and t.state == ACCEPTED:
+            # OFFERED too: the receiver's TCP connection may overtake its ACCEPT message, and
+            # only the receiver knows the token (it travelled encrypted in our OFFER).
+            if t is not None and t.outgoing and t.state in (OFFERED, ACCEPTED):
                 t.state = RUNNING
             elif t is not None and not t.outgoing and t.reverse_sock is None \
                     and t.state == ACCEPTED:

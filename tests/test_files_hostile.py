@@ -145,3 +145,25 @@ def test_offer_of_a_missing_file_raises(pair: Pair) -> None:
     with pytest.raises(ValueError):
         pair.alice.ft.offer("bob", [pair.root])
     assert pair.alice.link.sent == []
+
+
+def test_connection_overtaking_the_accept_message_still_works(pair: Pair) -> None:
+    src = pair.root / "o.bin"
+    src.write_bytes(b"overtaken")
+    real = pair.b_link.transform
+    held: list[bytes] = []
+
+    def hold_accepts(payload: bytes) -> bytes:
+        if payload[1] == wire.ACCEPT:
+            held.append(payload)
+            return b"F\x02" + bytes(16)          # an ACCEPT for nothing: the real one is late
+        return payload if real is None else real(payload)
+    pair.b_link.transform = hold_accepts
+    (tid,) = pair.alice.ft.offer("bob", [src])
+    ev = pair.bob.inbox.wait_for(lambda e: isinstance(e, FileOffered))
+    pair.bob.ft.accept(ev.transfer_id)
+    done = pair.bob.inbox.wait_for(lambda e: isinstance(e, FileDone | FileFailed))
+    assert isinstance(done, FileDone) and done.path.read_bytes() == b"overtaken"
+    pair.alice.ft.on_control("bob", held[0])    # the ACCEPT arrives after all: ignored
+    assert isinstance(pair.alice.inbox.wait_for(lambda e: isinstance(e, FileDone)), FileDone)
+    assert not pair.alice.inbox.of(FileFailed) and not pair.bob.inbox.of(FileFailed)
