@@ -747,9 +747,15 @@ class WhoisDialog:
             pass
 
 
-def main(server: str | None = None, nick: str | None = None,
+def main(server: str | tuple[str, int] | None = None, nick: str | None = None,
          config_dir: Path | None = None) -> int:
-    """Open the window; with both ``server`` and ``nick`` given, connect at once."""
+    """Open the window; with both ``server`` and ``nick`` given, connect at once.
+
+    ``server`` is ``HOST[:PORT]`` text, or the (host, port) pair client/__main__.py parsed.
+    """
+    if isinstance(server, tuple):
+        host, port = server
+        server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         root = tk.Tk(className="OpenLChat")
     except tk.TclError as exc:

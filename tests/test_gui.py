@@ -6,8 +6,10 @@ in polling loops with deadlines (tests/test_gui_support.py).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import shutil
 import socket
 import subprocess
 import sys
@@ -258,3 +260,41 @@ def test_no_tk_call_off_the_main_thread(tmp_path: Path, server, terminal) -> Non
             pass
     assert recorder.calls > 100
     assert recorder.off_main == []
+
+
+def test_python_m_client_opens_the_window_connects_and_quits(tmp_path: Path, server) -> None:
+    """The real entry point: window, auto-connect, Ctrl+Q typed through X (XTEST) -> QUIT."""
+    if not shutil.which("xdotool"):
+        pytest.skip("xdotool is not installed (apt-get install xdotool)")
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("no DISPLAY (pytest-xvfb starts Xvfb when it is installed)")
+    config = tmp_path / "zed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client", "--server", f"{server.host}:{server.port}",
+         "--nick", "zed", "--config-dir", str(config)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    try:
+        assert server.wait_for_log(r"join zed ", timeout=WAIT), "zed never registered"
+        window = ""
+        deadline = time.monotonic() + WAIT
+        while not window and time.monotonic() < deadline:
+            found = subprocess.run(["xdotool", "search", "--name", "OpenLChat.*zed"],
+                                   capture_output=True, text=True)
+            window = found.stdout.split()[0] if found.stdout.split() else ""
+            time.sleep(0.05)
+        assert window, "the connected window never showed up"
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], check=True, timeout=5)
+        subprocess.run(["xdotool", "key", "--clearmodifiers", "ctrl+q"], check=True, timeout=5)
+        assert proc.wait(10) == 0
+        assert server.wait_for_log(r"leave zed \(quit\)", timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        errors = proc.stderr.read().decode("utf-8", "replace")
+        proc.stderr.close()
+    assert "Traceback" not in errors, errors
+    saved = json.loads((config / "settings.json").read_text(encoding="utf-8"))
+    assert saved["nick"] == "zed" and saved["server"] == f"{server.host}:{server.port}"
