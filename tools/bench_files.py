@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import statistics
 import struct
@@ -49,6 +48,10 @@ def _rss_now() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
+        try:
+            import resource  # POSIX only; peak rather than current there
+        except ImportError:
+            return 0
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                      r["rss_start"] / 2**20, r["rss_peak"] / 2**20))
     print(f"\n{args.size_mib} MiB over loopback, sender and receiver in separate processes, "
           f"{os.cpu_count()} CPUs, median of {args.rounds} run(s), load average "
-          f"{os.getloadavg()[0]:.1f}\n")
+          f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f}\n")
     print("| path | MB/s | sender CPU-s/GB | receiver CPU-s/GB | receiver RSS start → peak (MiB) |")
     print("|---|---:|---:|---:|---:|")
     for label, rows in runs.items():
