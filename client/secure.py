@@ -232,6 +232,7 @@ class SecureTransport:
     INIT_BURST = 4.0  # token bucket for HS_INITs that cost us crypto, per peer
     INIT_RATE = 1.0
     MAX_EARLY = 8
+    PIN_SAVE_DELAY = 0.2
 
     def __init__(self, identity: nacl.signing.SigningKey, my_nick: str, pins: PinStore,
                  now: float = 0.0, *, handshake_timeout: float = 10.0,
@@ -258,7 +259,7 @@ class SecureTransport:
         self._frames: list[tuple[str, bytes]] = []
         self._events: list[object] = []
         self.stats: Counter[str] = Counter()
-        self._pins_due = now
+        self._pins_due: float | None = None  # when to save new pins (coalesced, see _install)
         self._aead = _Aead()
 
     # ---- Transport interface -------------------------------------------------------------
@@ -315,7 +316,8 @@ class SecureTransport:
             self.stats["internal error"] += 1
 
     def on_timer(self, now: float) -> None:
-        if self.pins.dirty:
+        if self._pins_due is not None and now >= self._pins_due:
+            self._pins_due = None
             self.pins.save()
         for peer in list(self._timed):
             st = self._peers.get(peer)
@@ -327,7 +329,7 @@ class SecureTransport:
                 self._timed.discard(peer)
 
     def next_deadline(self) -> float | None:
-        best = self._pins_due if self.pins.dirty else math.inf  # a new pin to save
+        best = math.inf if self._pins_due is None else self._pins_due
 
         for peer in self._timed:
             st = self._peers.get(peer)
@@ -346,6 +348,12 @@ class SecureTransport:
     def take_events(self) -> list[object]:
         events, self._events = self._events, []
         return events
+
+    def close(self) -> None:
+        """Save pins not written yet; the engine calls this when it stops."""
+        if self._pins_due is not None:
+            self._pins_due = None
+            self.pins.save()
 
     def forget_peer(self, peer: str) -> None:
         """The peer left the roster: drop its session, handshakes and queued frames."""
@@ -559,8 +567,11 @@ class SecureTransport:
         old = st.session
         status = self.pins.check(peer, session.peer_key)
         if status == "new":
-            self.pins.pin(peer, session.peer_key, save=False)  # saved by on_timer, right after
-            self._pins_due = now
+            # Saving (an fsync: milliseconds, more on a busy disk) waits PIN_SAVE_DELAY in
+            # on_timer, so it never delays a handshake and a burst of new peers costs one write.
+            self.pins.pin(peer, session.peer_key, save=False)
+            if self._pins_due is None:
+                self._pins_due = now + self.PIN_SAVE_DELAY
         elif status == "changed":
             session.key_changed = True
             pinned = self.pins.get(peer)

@@ -108,7 +108,7 @@ def test_handshake_then_frames_both_ways() -> None:
     net.send("bob", "alice", b"and again")
     net.flush()
     assert net.frames["alice"] == [("bob", b"hi alice"), ("bob", b"and again")]
-    net.run(until=net.now)  # new pins are saved from on_timer, right after the handshake
+    net.run(until=1.0)  # new pins are saved from on_timer, a little after the handshake
     assert net.t["alice"].next_deadline() is None and net.t["bob"].next_deadline() is None
     assert not net.t["alice"].stats and not net.t["bob"].stats
 
@@ -332,7 +332,7 @@ def test_responder_restarting_mid_handshake_recovers_at_once() -> None:
     net.flush()  # HS_FINISH reaches a bob who knows nothing of it: he starts a handshake
     assert dropped and sessions(net, "alice", "bob")
     assert net.events["alice"][-1] == SessionStarted("bob", restarted=True)
-    net.run(until=net.now)
+    net.run(until=1.0)
     assert net.t["alice"].next_deadline() is None
     net.send("alice", "bob", b"y")
     net.flush()
@@ -424,11 +424,32 @@ def test_pins_saved_to_disk_after_handshake(tmp_path: Path) -> None:
     net.add("bob", pins=PinStore.in_dir(tmp_path))
     net.send("alice", "bob", b"x")
     net.flush()
-    assert net.t["bob"].next_deadline() == net.now
-    assert PinStore.in_dir(tmp_path).get("alice") is None  # not yet: the answer went first
-    net.run(until=net.now)
+    assert net.t["bob"].next_deadline() == net.now + SecureTransport.PIN_SAVE_DELAY
+    assert PinStore.in_dir(tmp_path).get("alice") is None  # not yet: never during a handshake
+    net.run(until=net.now + SecureTransport.PIN_SAVE_DELAY)
     assert PinStore.in_dir(tmp_path).check("alice", bytes(key_of("alice").verify_key)) == "same"
     assert net.t["bob"].next_deadline() is None
+
+
+def test_new_pins_saved_once_per_burst_and_on_close(tmp_path: Path) -> None:
+    net = Net("alice", "bob", "carol")
+    net.add("dave", pins=PinStore.in_dir(tmp_path))
+    writes: list[int] = []
+    real_save = net.pins["dave"].save
+    net.pins["dave"].save = lambda: (writes.append(1), real_save())  # type: ignore[method-assign]
+    for name in ("alice", "bob", "carol"):
+        net.send(name, "dave", b"hi")
+    net.flush()
+    net.run(until=1.0)
+    assert len(writes) == 1
+    assert PinStore.in_dir(tmp_path).nicknames() == ["alice", "bob", "carol"]
+    net.add("erin")
+    net.send("erin", "dave", b"hi")
+    net.flush()
+    net.t["dave"].close()  # stopping before the delay: still written
+    assert "erin" in PinStore.in_dir(tmp_path).nicknames()
+    net.t["dave"].close()
+    assert len(writes) == 2
 
 
 def test_nickname_case_variants_agree() -> None:
