@@ -146,7 +146,10 @@ class App:
                 event = engine.events.get_nowait()
             except queue.Empty:
                 return False
-            self.handle(event)
+            try:
+                self.handle(event)
+            except Exception:   # one bad event (or our bug) is logged, the rest still shown
+                log.exception("error while showing %r", event)
             if self.engine is not engine:   # Fatal: back to the connect screen
                 return False
         return True
@@ -167,7 +170,7 @@ class App:
         except ValueError as exc:
             self.connect_frame.show_error(str(exc))
             return
-        label = f"{host}:{port}"
+        label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.connect_frame.set_busy(True, f"Connecting to {label}…")
         self.settings.update(server=server_text.strip(), nick=nick)
         threading.Thread(target=self._connect_worker, args=((host, port), nick, label),
@@ -584,10 +587,12 @@ class App:
         if not paths:
             return
         try:
-            offer(nick, paths)
+            ids = offer(nick, paths)
         except Exception as exc:
             tab.view.add_system(f"Cannot offer the files: {exc}", error=True)
             return
+        for transfer_id, path in zip(ids or (), paths, strict=False):
+            self.files.waiting(transfer_id, nick, path.name)
         listed = ", ".join(f"“{p.name}”" for p in paths[:5]) + ("…" if len(paths) > 5 else "")
         tab.view.add_system(f"Offered {listed} to {nick}; waiting for an answer.")
 

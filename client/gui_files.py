@@ -86,6 +86,17 @@ class FilesPanel(ttk.Frame):
         self._on_change(True)
         return True
 
+    def waiting(self, transfer_id: int, peer: str, name: str) -> None:
+        """An offer we sent, not answered yet: a row with Cancel."""
+        if transfer_id in self.rows or len(self.rows) >= MAX_ROWS:
+            return
+        frame, var = self._new_row(transfer_id,
+                                   f"→ {peer}  “{printable(name)}” — waiting for an answer…")
+        ttk.Button(frame, text="Cancel", command=lambda: self._cancel_clicked(transfer_id)).grid(
+            row=0, column=2, padx=(6, 0))
+        self.rows[transfer_id] = _Row(frame, var, None)
+        self._on_change(True)
+
     def _answer(self, transfer_id: int, accept: bool) -> None:
         row = self.rows.get(transfer_id)
         if row is None:

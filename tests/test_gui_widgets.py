@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from client import events as ev
-from client import gui_chat
+from client import gui, gui_chat
 from client.config import load_json, settings_path
 from client.gui import App
 from client.gui_chat import InputLine, MessageView
@@ -265,7 +265,8 @@ def test_whois_dialog_marks_verified(root: tk.Tk, tmp_path: Path) -> None:
     changed.top.destroy()
 
 
-def test_file_offer_progress_and_done(root: tk.Tk, tmp_path: Path) -> None:
+def test_file_offer_progress_and_done(root: tk.Tk, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     app = connected_app(root, tmp_path)
     engine: StandIn = app.engine
     engine.events.put(ev.FileOffered(7, "bob", "фото 😀.jpg", 2_500_000))
@@ -291,6 +292,20 @@ def test_file_offer_progress_and_done(root: tk.Tk, tmp_path: Path) -> None:
     # no file transfer in this engine: said plainly, no file dialog
     app.send_file("bob")
     assert "Sending files is not available" in app.tabs["bob"].view.content()
+    # with file transfer: the dialog's choice is offered, each file waits with a Cancel button
+    offered: list[tuple[str, list[Path]]] = []
+    engine.offer_files = lambda nick, paths: offered.append((nick, paths)) or [21, 22]
+    monkeypatch.setattr(gui.filedialog, "askopenfilenames",
+                        lambda **_kw: (str(tmp_path / "a.txt"), str(tmp_path / "б 😀.bin")))
+    app.send_file("bob")
+    assert offered == [("bob", [tmp_path / "a.txt", tmp_path / "б 😀.bin"])]
+    assert "waiting for an answer" in app.files.rows[22].label.get()
+    assert "Offered “a.txt”, “б 😀.bin” to bob" in app.tabs["bob"].view.content()
+    app.files._cancel_clicked(21)
+    assert ("cancel", 21) in engine.calls and 21 not in app.files.rows
+    engine.events.put(ev.FileProgress(22, "bob", "б 😀.bin", 5, 10, 1.0, True))
+    pump(root, lambda: app.files.rows[22].bar is not None)
+    assert app.files.rows[22].label.get().startswith("→ bob  “б 😀.bin”  5 B of 10 B")
 
 
 def test_close_quits_off_main_thread_and_saves_settings(root: tk.Tk, tmp_path: Path) -> None:
