@@ -298,3 +298,35 @@ def test_python_m_client_opens_the_window_connects_and_quits(tmp_path: Path, ser
     assert "Traceback" not in errors, errors
     saved = json.loads((config / "settings.json").read_text(encoding="utf-8"))
     assert saved["nick"] == "zed" and saved["server"] == f"{server.host}:{server.port}"
+
+
+def test_impostor_with_another_key_is_flagged(root: tk.Tk, tmp_path: Path, server,
+                                              terminal) -> None:
+    bob = terminal(server.address, "bob")
+    bob.wait_registered(root)
+    app = open_app(root, tmp_path, server.address, "alice")
+    pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
+    bob.say("the real bob")
+    pump(root, lambda: "bob  the real bob" in app.room.view.content(), WAIT)
+    bob.close()
+    pump(root, lambda: "bob" not in app.roster.nicks, WAIT, what="bob gone")
+    # someone else takes the nickname, with a fresh identity key (another config dir)
+    impostor = TerminalClient(server.address, "bob", tmp_path / "impostor")
+    try:
+        impostor.wait_registered(root)
+        pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="the new bob")
+        impostor.say("trust me, I am bob")
+        pump(root, lambda: "trust me, I am bob" in app.room.view.content(), WAIT)
+        pump(root, lambda: app.roster.text_of("bob").startswith("⚠"), WAIT,
+             what="the roster marker")
+        text = app.room.view.content()
+        assert "bob’s identity key has CHANGED" in text
+        flagged = [line for line in text.split("\n") if "trust me, I am bob" in line]
+        assert flagged and "bob  [" in flagged[0], flagged   # the message carries its warning
+        assert app.room.view.text.tag_ranges("error")
+        whois = WhoisDialog(app, "bob")
+        assert "CHANGED" in whois.state_var.get()
+        whois.top.destroy()
+    finally:
+        impostor.close()
+        app.close()
