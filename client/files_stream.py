@@ -72,6 +72,15 @@ def prefix_hash(path: Path, length: int, stop: Callable[[], bool] = lambda: Fals
     return h.digest()
 
 
+try:    # PyNaCl's own cffi binding of the same libsodium calls, minus the wrapper's copies
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _lib
+    _FAST = all(hasattr(_lib, f"crypto_secretstream_xchacha20poly1305_{op}")
+                for op in ("push", "pull"))
+except ImportError:     # pragma: no cover - older/newer PyNaCl: the public API, one copy more
+    _FAST = False
+
+
 class _Pusher:
     def __init__(self, key: bytes) -> None:
         self.state = ss.crypto_secretstream_xchacha20poly1305_state()
@@ -80,12 +89,30 @@ class _Pusher:
     def push(self, data: bytes, tag: int = TAG_MESSAGE) -> bytes:
         return ss.crypto_secretstream_xchacha20poly1305_push(self.state, data, None, tag)
 
+    def push_frame(self, src: bytearray, n: int, frame: bytearray) -> int:
+        """Encrypt ``src[:n]`` into ``frame`` as length u32 + ciphertext; the frame's length.
+        Both buffers are reused for every chunk, so memory stays flat and nothing is copied
+        beyond what encryption itself writes."""
+        clen = n + ABYTES
+        if _FAST:
+            rc = _lib.crypto_secretstream_xchacha20poly1305_push(
+                self.state.statebuf, _ffi.from_buffer("unsigned char[]", frame) + 4, _ffi.NULL,
+                _ffi.from_buffer(src), n, _ffi.NULL, 0, TAG_MESSAGE)
+            if rc != 0:
+                raise StreamError("encryption failed")
+        else:
+            frame[4:4 + clen] = self.push(bytes(memoryview(src)[:n]))
+        wire.FRAME_HEADER.pack_into(frame, 0, clen)
+        return 4 + clen
+
 
 class _Puller:
     def __init__(self, header: bytes, key: bytes) -> None:
         self.state = ss.crypto_secretstream_xchacha20poly1305_state()
         ss.crypto_secretstream_xchacha20poly1305_init_pull(self.state, header, key)
         self.finished = False
+        self._tag = _ffi.new("unsigned char *") if _FAST else None
+        self._mlen = _ffi.new("unsigned long long *") if _FAST else None
 
     def pull(self, ciphertext: bytes) -> tuple[bytes, int]:
         if self.finished:
@@ -94,25 +121,52 @@ class _Puller:
             data, tag = ss.crypto_secretstream_xchacha20poly1305_pull(self.state, ciphertext)
         except (CryptoError, ValueError) as exc:
             raise StreamError("corrupted or forged data on the wire") from exc
+        return data, self._check(tag)
+
+    def pull_into(self, src: bytearray, clen: int, dst: bytearray) -> tuple[int, int]:
+        """Decrypt ``src[:clen]`` into ``dst``; (plaintext length, tag)."""
+        if self.finished:
+            raise StreamError("data after the end of the stream")
+        if not _FAST:
+            data, tag = self.pull(bytes(memoryview(src)[:clen]))
+            dst[:len(data)] = data
+            return len(data), tag
+        rc = _lib.crypto_secretstream_xchacha20poly1305_pull(
+            self.state.statebuf, _ffi.from_buffer("unsigned char[]", dst), self._mlen, self._tag,
+            _ffi.from_buffer(src), clen, _ffi.NULL, 0)
+        if rc != 0:
+            raise StreamError("corrupted or forged data on the wire")
+        return int(self._mlen[0]), self._check(int(self._tag[0]))
+
+    def _check(self, tag: int) -> int:
         if tag == TAG_FINAL:
             self.finished = True
         elif tag != TAG_MESSAGE:
             raise StreamError("unexpected secretstream tag")
-        return data, tag
+        return tag
 
 
-def read_exact(rfile: BinaryIO, n: int) -> bytes:
-    data = rfile.read(n)
-    if data is None or len(data) != n:
-        raise StreamError("connection closed mid-transfer")
-    return data
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    recv_into_exact(sock, memoryview(buf))
+    return bytes(buf)
 
 
-def _read_frame(rfile: BinaryIO) -> bytes:
-    (n,) = wire.FRAME_HEADER.unpack(read_exact(rfile, wire.FRAME_HEADER.size))
-    if not ABYTES <= n <= MAX_FRAME:
+def recv_into_exact(sock: socket.socket, view: memoryview) -> None:
+    got, n = 0, len(view)
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if not k:
+            raise StreamError("connection closed mid-transfer")
+        got += k
+
+
+def _recv_frame_into(sock: socket.socket, buf: bytearray) -> int:
+    (n,) = wire.FRAME_HEADER.unpack(recv_exact(sock, wire.FRAME_HEADER.size))
+    if not ABYTES <= n <= min(MAX_FRAME, len(buf)):
         raise StreamError("bad frame length on the wire")
-    return read_exact(rfile, n)
+    recv_into_exact(sock, memoryview(buf)[:n])
+    return n
 
 
 def _frame(ciphertext: bytes) -> bytes:
@@ -125,28 +179,22 @@ def send_stream(sock: socket.socket, *, key: bytes, path: Path, size: int,
     """Sender side: read the receiver's hello, stream ``path`` from the agreed offset, wait for
     the receiver's DONE. Raises StreamError (or OSError from the socket) on any failure."""
     s2r_key, r2s_key = direction_keys(key)
-    rfile = sock.makefile("rb")
+    puller = _Puller(recv_exact(sock, SS_HEADER), r2s_key)
+    data, tag = puller.pull(recv_exact(sock, wire.HELLO_LEN + ABYTES))
+    if tag != TAG_MESSAGE:
+        raise StreamError("bad hello")
     try:
-        header = read_exact(rfile, SS_HEADER)
-        puller = _Puller(header, r2s_key)
-        hello_ct = read_exact(rfile, wire.HELLO_LEN + ABYTES)
-        data, tag = puller.pull(hello_ct)
-        if tag != TAG_MESSAGE:
-            raise StreamError("bad hello")
-        try:
-            hello = wire.decode_hello(data)
-        except ProtocolError as exc:
-            raise StreamError("bad hello") from exc
-        start = _agree_offset(path, size, hello, stop)
-        pusher = _Pusher(s2r_key)
-        sock.sendall(pusher.header + _frame(pusher.push(wire.encode_start(hello.challenge, start))))
-        _send_body(sock, pusher, path, start, size, progress, stop, chunk)
-        sock.sendall(_frame(pusher.push(wire.encode_end(size), TAG_FINAL)))
-        done, tag = puller.pull(read_exact(rfile, len(wire.DONE) + ABYTES))
-        if tag != TAG_FINAL or done != wire.DONE:
-            raise StreamError("receiver did not confirm")
-    finally:
-        rfile.close()
+        hello = wire.decode_hello(data)
+    except ProtocolError as exc:
+        raise StreamError("bad hello") from exc
+    start = _agree_offset(path, size, hello, stop)
+    pusher = _Pusher(s2r_key)
+    sock.sendall(pusher.header + _frame(pusher.push(wire.encode_start(hello.challenge, start))))
+    _send_body(sock, pusher, path, start, size, progress, stop, min(chunk, CHUNK))
+    sock.sendall(_frame(pusher.push(wire.encode_end(size), TAG_FINAL)))
+    done, tag = puller.pull(recv_exact(sock, len(wire.DONE) + ABYTES))
+    if tag != TAG_FINAL or done != wire.DONE:
+        raise StreamError("receiver did not confirm")
 
 
 def _agree_offset(path: Path, size: int, hello: wire.Hello, stop: Callable[[], bool]) -> int:
@@ -163,20 +211,20 @@ def _agree_offset(path: Path, size: int, hello: wire.Hello, stop: Callable[[], b
 
 def _send_body(sock: socket.socket, pusher: _Pusher, path: Path, start: int, size: int,
                progress: Callable[[int], None], stop: Callable[[], bool], chunk: int) -> None:
+    plain = bytearray(chunk)
+    frame = bytearray(4 + chunk + ABYTES)
+    pview, fview = memoryview(plain), memoryview(frame)
     done = start
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         f.seek(start)
         while done < size:
             if stop():
                 raise StreamError("cancelled")
-            data = f.read(min(chunk, size - done))
-            if not data:
+            n = f.readinto(pview[:min(chunk, size - done)])
+            if not n:
                 raise StreamError("the file got shorter while sending")
-            ciphertext = pusher.push(data)
-            # Two sends rather than header + ciphertext: saves copying 1 MiB per chunk.
-            sock.sendall(wire.FRAME_HEADER.pack(len(ciphertext)))
-            sock.sendall(ciphertext)
-            done += len(data)
+            sock.sendall(fview[:pusher.push_frame(plain, n, frame)])
+            done += n
             progress(done)
 
 
@@ -191,38 +239,36 @@ def receive_stream(sock: socket.socket, *, key: bytes, out: BinaryIO, offset: in
     pusher = _Pusher(r2s_key)
     hello = wire.encode_hello(wire.Hello(challenge, offset, prefix if offset else ZERO_HASH))
     sock.sendall(pusher.header + pusher.push(hello))
-    rfile = sock.makefile("rb")
+    puller = _Puller(recv_exact(sock, SS_HEADER), s2r_key)
+    cipher, plain = bytearray(MAX_FRAME), bytearray(CHUNK)
+    n, tag = puller.pull_into(cipher, _recv_frame_into(sock, cipher), plain)
     try:
-        puller = _Puller(read_exact(rfile, SS_HEADER), s2r_key)
-        data, tag = puller.pull(_read_frame(rfile))
-        try:
-            echoed, start = wire.decode_start(data) if tag == TAG_MESSAGE else (b"", -1)
-        except ProtocolError as exc:
-            raise StreamError("bad start") from exc
-        if echoed != challenge or start not in (0, offset):
-            raise StreamError("stream does not answer our request")
-        out.seek(start)
-        out.truncate(start)
-        done = start
+        echoed, start = wire.decode_start(bytes(plain[:n])) if tag == TAG_MESSAGE else (b"", -1)
+    except ProtocolError as exc:
+        raise StreamError("bad start") from exc
+    if echoed != challenge or start not in (0, offset):
+        raise StreamError("stream does not answer our request")
+    out.seek(start)
+    out.truncate(start)
+    done = start
+    progress(done)
+    pview = memoryview(plain)
+    while True:
+        if stop():
+            raise StreamError("cancelled")
+        n, tag = puller.pull_into(cipher, _recv_frame_into(sock, cipher), plain)
+        if tag == TAG_FINAL:
+            break
+        if done + n > size:
+            raise StreamError("sender sent more than the offered size")
+        out.write(pview[:n])
+        done += n
         progress(done)
-        while True:
-            if stop():
-                raise StreamError("cancelled")
-            data, tag = puller.pull(_read_frame(rfile))
-            if tag == TAG_FINAL:
-                break
-            if done + len(data) > size:
-                raise StreamError("sender sent more than the offered size")
-            out.write(data)
-            done += len(data)
-            progress(done)
-        try:
-            end = wire.decode_end(data)
-        except ProtocolError as exc:
-            raise StreamError("bad end of stream") from exc
-        if end != size or done != size:
-            raise StreamError(f"stream ended at {done} of {size} bytes")
-        finish()
-        sock.sendall(pusher.push(wire.DONE, TAG_FINAL))
-    finally:
-        rfile.close()
+    try:
+        end = wire.decode_end(bytes(plain[:n]))
+    except ProtocolError as exc:
+        raise StreamError("bad end of stream") from exc
+    if end != size or done != size:
+        raise StreamError(f"stream ended at {done} of {size} bytes")
+    finish()
+    sock.sendall(pusher.push(wire.DONE, TAG_FINAL))
