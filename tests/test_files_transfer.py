@@ -80,3 +80,29 @@ def test_100_mib_random_hashes_match(pair: Pair) -> None:
     progress = pair.bob.inbox.of(FileProgress)
     assert progress and progress[-1].done == 100 << 20 and not progress[-1].outgoing
     assert all(p.bytes_per_s >= 0 for p in progress)
+
+
+def test_public_pynacl_api_path(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    from client import files_stream
+    monkeypatch.setattr(files_stream, "_FAST", False)
+    data = os.urandom(2 * (1 << 20) + 5)
+    src = _make(pair.root / "src" / "slow.bin", data)
+    got, _ = _send(pair, src)
+    assert got.path.read_bytes() == data
+
+
+def test_memory_stays_flat_whatever_the_size(pair: Pair) -> None:
+    import tracemalloc
+    src = pair.root / "src" / "flat.bin"
+    src.parent.mkdir()
+    with open(src, "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+    tracemalloc.start()
+    try:
+        got, _ = _send(pair, src, timeout=60)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got.path.stat().st_size == 64 << 20
+    assert peak < 12 << 20, peak       # a few 1 MiB buffers per side, not the file
