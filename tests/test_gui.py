@@ -330,3 +330,26 @@ def test_impostor_with_another_key_is_flagged(root: tk.Tk, tmp_path: Path, serve
     finally:
         impostor.close()
         app.close()
+
+
+def test_status_bar_follows_the_server_and_peers_keep_chatting(root: tk.Tk, tmp_path: Path,
+                                                               server, terminal) -> None:
+    bob = terminal(server.address, "bob")
+    bob.wait_registered(root)
+    app = open_app(root, tmp_path, server.address, "alice")
+    pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
+    assert app.status_var.get() == f"Connected to {server.host}:{server.port} as alice · 2 online"
+    server.kill()
+    pump(root, lambda: app.status_var.get().startswith("Server unreachable"), WAIT,
+         what="the server-lost status")
+    assert app.status_var.get() == "Server unreachable (peers still reachable) · 2 online"
+    assert "(server unreachable)" in root.title()
+    bob.say("still here without the server")
+    pump(root, lambda: "still here without the server" in app.room.view.content(), WAIT)
+    send_from_gui(root, app, None, "me too")
+    bob.wait_line(root, "<alice> me too")
+    server.start()                                   # same port, same database
+    pump(root, lambda: app.status_var.get().startswith("Connected"), WAIT,
+         what="the server-back status")
+    assert "The server is reachable again." in app.room.view.content()
+    app.close()
