@@ -236,7 +236,7 @@ class SecureTransport:
 
     def __init__(self, identity: nacl.signing.SigningKey, my_nick: str, pins: PinStore,
                  now: float = 0.0, *, handshake_timeout: float = 10.0,
-                 rng: Callable[[int], bytes] = os.urandom, max_half_open: int = 64,
+                 rng: Callable[[int], bytes] = os.urandom, max_half_open: int = 256,
                  max_queue: int = 256, max_queued_total: int = 8192, max_peers: int = 10000,
                  replay_window: int = 1024) -> None:
         self._identity = identity
