@@ -883,3 +883,54 @@ def test_garbage_during_a_handshake_changes_nothing(garbage: list[tuple[bytes, b
     assert net.frames["bob"] == [("alice", b"through the noise")]
     assert sessions(net, "alice", "bob")
     assert all(tr.stats["internal error"] == 0 for tr in net.t.values())
+
+
+def test_over_real_udp_through_a_sniffing_proxy() -> None:
+    """Two transports on 127.0.0.1 talk only through a relay that records every datagram."""
+    import select
+    import socket
+    import time
+
+    socks = {name: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for name in
+             ("alice", "bob", "proxy_a", "proxy_b")}
+    try:
+        for s in socks.values():
+            s.bind(("127.0.0.1", 0))
+        addr = {name: s.getsockname() for name, s in socks.items()}
+        alice = SecureTransport(key_of("alice"), "alice", PinStore(), now=time.monotonic())
+        bob = SecureTransport(key_of("bob"), "bob", PinStore(), now=time.monotonic())
+        # alice reaches "bob" at proxy_a; bob reaches "alice" at proxy_b
+        ends = {"alice": (alice, "bob", addr["proxy_a"]), "bob": (bob, "alice", addr["proxy_b"])}
+        relay = {"proxy_a": ("proxy_b", addr["bob"]), "proxy_b": ("proxy_a", addr["alice"])}
+        sniffed: list[bytes] = []
+        secret = "ключ под ковриком 🔑".encode()
+        alice.wrap("bob", secret, time.monotonic())
+        got: list[tuple[str, bytes]] = []
+        deadline = time.monotonic() + 5.0
+        while not got and time.monotonic() < deadline:
+            for name, (t, _peer, dest) in ends.items():
+                for _p, dg in t.take_outgoing():
+                    socks[name].sendto(dg, dest)
+                d = t.next_deadline()
+                if d is not None and d <= time.monotonic():
+                    t.on_timer(time.monotonic())
+            ready, _, _ = select.select(list(socks.values()), [], [], 0.05)
+            for s in ready:
+                name = next(n for n, x in socks.items() if x is s)
+                data, _src = s.recvfrom(2048)
+                if name in relay:
+                    sniffed.append(data)
+                    out, dest = relay[name]
+                    socks[out].sendto(data, dest)
+                else:
+                    t, peer, _dest = ends[name]
+                    t.unwrap(peer, data, time.monotonic())
+                    got += bob.take_frames()
+        assert got == [("alice", secret)]
+        assert len(sniffed) >= 4
+        for dg in sniffed:
+            for needle in (secret, "ключ".encode(), b"alice", b"bob"):
+                assert needle not in dg
+    finally:
+        for s in socks.values():
+            s.close()
