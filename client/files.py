@@ -248,6 +248,28 @@ class FileTransfers:
         except Exception:   # a bug of ours must not take the engine thread down
             log.exception("file control message from %s failed", peer)
 
+    def on_peer_left(self, peer: str) -> None:
+        """The directory says ``peer`` left: its unanswered offers and unconnected accepts end
+        now (a transfer already streaming goes on: TCP does not need the directory)."""
+        with self._lock:
+            waiting = [t for t in self._by_id.values() if t.peer == peer and t.state != RUNNING
+                       and not (not t.outgoing and t.state == ACCEPTED)]
+        for t in waiting:
+            self._stop(t, f"{peer} left", tell_peer=False)
+
+    def on_undelivered(self, peer: str, payload: bytes) -> None:
+        """A control message ``peer`` never acknowledged: an offer or accept that never arrived
+        ends its transfer (the others are best-effort notices)."""
+        try:
+            msg = wire.decode_control(payload)
+        except ProtocolError:
+            return
+        if isinstance(msg, wire.Offer | wire.Accept | wire.Reverse):
+            # our OFFER is about an outgoing transfer; our ACCEPT/REVERSE about an incoming one
+            t = self._find(peer, msg.token, outgoing=isinstance(msg, wire.Offer))
+            if t is not None:
+                self._stop(t, f"{peer} did not answer", tell_peer=False)
+
     # --- control messages in ------------------------------------------------------------------
 
     def _on_offer(self, peer: str, msg: wire.Offer) -> None:

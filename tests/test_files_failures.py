@@ -203,13 +203,17 @@ def test_resume_with_a_different_prefix_starts_over(pair: Pair) -> None:
     assert proxy.down_bytes[1] > size
 
 
-def test_reverse_connection_when_the_sender_cannot_be_reached(pair: Pair) -> None:
-    src, data = _src(pair, "r.bin", 300_000)
+def _dead_port() -> int:
     import socket
     dead = socket.create_server(("127.0.0.1", 0))
-    dead_port = dead.getsockname()[1]
+    port = dead.getsockname()[1]
     dead.close()                                     # nobody listens there
-    reroute_offers(pair.alice.link, dead_port)
+    return port
+
+
+def test_reverse_connection_when_the_sender_cannot_be_reached(pair: Pair) -> None:
+    src, data = _src(pair, "r.bin", 300_000)
+    reroute_offers(pair.alice.link, _dead_port())
     tid, rid = _offered(pair, src)
     pair.bob.ft.accept(rid)
     got = _ended(pair.bob, rid)
@@ -257,3 +261,29 @@ def test_a_file_changed_after_the_offer_is_not_sent(pair: Pair) -> None:
     assert "changed" in _ended(pair.alice, tid).reason
     assert isinstance(_ended(pair.bob, rid), FileFailed)
     _wait_empty(pair.root / "bob-dl")
+
+
+def test_peer_left_ends_waiting_offers_on_both_sides(pair: Pair) -> None:
+    src, _ = _src(pair, "l.txt", 10)
+    tid, rid = _offered(pair, src)
+    pair.alice.ft.on_peer_left("bob")
+    pair.bob.ft.on_peer_left("alice")
+    assert _ended(pair.alice, tid).reason == "bob left"
+    assert _ended(pair.bob, rid).reason == "alice left"
+
+
+def test_undelivered_offer_and_accept_end_the_transfer(pair: Pair) -> None:
+    src, _ = _src(pair, "u.txt", 10)
+    pair.alice.link.drop = True
+    (tid,) = pair.alice.ft.offer("bob", [src])
+    pair.alice.ft.on_undelivered("bob", pair.alice.link.sent[-1])
+    assert _ended(pair.alice, tid).reason == "bob did not answer"
+    pair.alice.link.drop = False
+    reroute_offers(pair.alice.link, _dead_port())        # bob cannot connect by himself
+    tid2, rid2 = _offered(pair, src)
+    pair.bob.link.drop = True
+    pair.bob.ft.accept(rid2)
+    accept = next(p for p in pair.bob.link.sent if p[1] == wire.ACCEPT)
+    pair.bob.ft.on_undelivered("alice", accept)
+    assert _ended(pair.bob, rid2).reason == "alice did not answer"
+    pair.bob.ft.on_undelivered("alice", b"junk")            # ignored
