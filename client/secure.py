@@ -312,8 +312,10 @@ class SecureTransport:
         except ProtocolError as exc:
             self._drop(f"malformed ({exc.code})", peer)
         except Exception:  # our bug: loud in the log, but one datagram must not stop the engine
-            log.exception("internal error handling a datagram from %s", peer)
             self.stats["internal error"] += 1
+            n = self.stats["internal error"]
+            if n & (n - 1) == 0:
+                log.exception("internal error handling a datagram from %s (%d so far)", peer, n)
 
     def on_timer(self, now: float) -> None:
         if self._pins_due is not None and now >= self._pins_due:
