@@ -47,6 +47,7 @@ from client.reliable import (
 from client.roster import Changes, Roster
 from models import directory_wire as wire
 from models.errors import ProtocolError
+from models.nickname import canonical
 from models.peer_wire import is_peer_datagram
 
 __all__ = ["Engine", "MessageTooLarge", "RegistrationError", "ServerUnreachable", "UnknownPeer"]
@@ -55,7 +56,9 @@ log = logging.getLogger(__name__)
 
 SESSION_FILE = "session.json"
 WAKE = b"\x00"
-MAX_UDP = 65535
+# Receive buffer: every valid datagram is <= 1200 bytes (peer envelope, packed REF_ADD/REF_DEL);
+# a longer one is truncated to this, still too long, and dropped by the size checks.
+MAX_UDP = 4096
 DRAIN_BATCH = 512  # datagrams handled before timers get a turn
 PINGS_PER_INTERVAL = 3
 # While a PONG is overdue, PING this many times per interval instead: under 20% loss each way a
@@ -85,6 +88,13 @@ class _Call:
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+
+
+def _same_nick(a: str, b: str) -> bool:
+    try:
+        return canonical(a) == canonical(b)
+    except ProtocolError:
+        return a == b
 
 
 def _quiet_windows_resets(sock: socket.socket) -> None:
@@ -158,6 +168,8 @@ class Engine:
         Raises ``RegistrationError`` or ``ServerUnreachable``; the engine is then unusable
         and should be closed.
         """
+        if self._thread is not None:
+            raise RuntimeError("engine already started")
         self._server_addr = self._resolve(timeout)
         saved = self._load_session()
         reg = register(self.server, self.nickname, keyword=saved, timeout=timeout)
@@ -306,8 +318,9 @@ class Engine:
 
     def _load_session(self) -> str | None:
         data = config.load_json(self._session_path())
+        saved_nick = data.get("nickname")
         if data.get("server") == f"{self.server[0]}:{self.server[1]}" and \
-                data.get("nickname") == self.nickname:
+                isinstance(saved_nick, str) and _same_nick(saved_nick, self.nickname):
             kw = data.get("keyword")
             return kw if isinstance(kw, str) else None
         return None
@@ -577,7 +590,6 @@ class Engine:
                 reg.roster, grace_until=now + REFETCH_GRACE * self._ping_interval)
         else:
             self._adopt(reg, now)
-            self._roster.me = self.nickname
             log.info("registered again with a new keyword")
             self._emit(ev.Reregistered())
             # everyone re-registers one by one: keep the missing as ghosts for a while
