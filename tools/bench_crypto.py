@@ -34,7 +34,7 @@ from nacl.bindings import (  # noqa: E402
 
 from client.pins import PinStore  # noqa: E402
 from client.secure import SecureTransport  # noqa: E402
-from models.peer_wire import MAX_FRAME  # noqa: E402
+from models.peer_wire import MAX_FRAME, SEALED  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -108,10 +108,10 @@ def bench_udp_handshake(n: int, pins_dir: Path) -> tuple[list[float], list[float
                     t, peer, _dest = ends[sock]
                     data, _ = sock.recvfrom(2048)
                     t.unwrap(peer, data, time.monotonic())
-                if not got_frame and b.take_frames():
-                    got_frame = time.perf_counter()
-                if a.is_established("bob") and a.next_deadline() is None:
-                    done = time.perf_counter()  # confirmed: nothing left to retransmit
+                    if t is a and data[2] == SEALED:
+                        done = time.perf_counter()  # bob's confirmation: nothing left to do
+                    if t is b and not got_frame and b.take_frames():
+                        got_frame = time.perf_counter()
             first_frame.append(got_frame - t0)
             complete.append(done - t0)
     finally:
