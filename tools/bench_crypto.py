@@ -225,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     memory = bench_memory_handshake(args.handshakes)
     print(f"handshake in memory (CPU of both sides):      {ms(memory)}")
     with tempfile.TemporaryDirectory() as tmp:
-        first, complete = bench_udp_handshake(args.handshakes, Path(tmp))
+        try:
+            first, complete = bench_udp_handshake(args.handshakes, Path(tmp))
+        except (RuntimeError, OSError) as exc:
+            print(f"bench_crypto: loopback handshake failed: {exc}", file=sys.stderr)
+            return 1
     print(f"handshake, loopback UDP, first frame at peer: {ms(first)}")
     print(f"handshake, loopback UDP, confirmed both ends: {ms(complete)}")
     bench_datagrams(args.datagrams)
