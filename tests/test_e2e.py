@@ -176,6 +176,16 @@ def test_impostor_with_another_key_is_flagged(server, clients):
     bob.expect(r"<alice> hi bob, it is me again, honest")
     bob.send("/whois alice")
     bob.expect(r"-!- alice at .*KEY CHANGED.*")
+    mallory.send("/whois bob")
+    mallory.expect(r"-!- bob at .*: fingerprint [A-Z2-7 ]+ \(not verified\)")
+    # bob checks the new key with its owner and accepts it: the warning stops
+    bob.send("/verify alice")
+    bob.expect("-!- alice's key is now marked as verified")
+    bob.send("/whois alice")
+    bob.expect(r"-!- alice at .*: fingerprint [A-Z2-7 ]+ \(verified\)")
+    mallory.send("second message")
+    bob.expect("<alice> second message")
+    assert bob.seen[-2] != "-!- WARNING: UNVERIFIED KEY CHANGE (alice)"
 
 
 def test_cannot_start_reports_on_stderr(tmp_path):

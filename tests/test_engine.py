@@ -289,3 +289,57 @@ def test_unreachable_server_and_refused_nickname(server_factory, tmp_path):
     with pytest.raises(RegistrationError):
         eng.start(timeout=2)
     eng.close()
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_peer_that_never_comes_back_after_an_empty_restart_is_reported_left(server,
+                                                                            make_engine):
+    a = make_engine(server, "alice")
+    b = make_engine(server, "bob")
+    wait_roster(a, ["bob"])
+    server.kill()
+    a.wait_for(ev.ServerLost, timeout=3)
+    b.engine._closing = True  # bob dies while the server is away
+    b.engine._sock.close()
+    server.db_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(server.db_path) + suffix).unlink(missing_ok=True)
+    server.start()
+    a.wait_for(ev.Reregistered, timeout=5)
+    assert a.engine.roster() == ["bob"]  # a ghost for a while: he may be re-registering
+    a.wait_for(ev.Left, nickname="bob", timeout=5 * PING + 2)
+    assert a.engine.roster() == []
+
+
+class Files:
+    """Stands in for client.files.FileTransfers: records what the engine routes to it."""
+
+    def __init__(self) -> None:
+        self.control: list[tuple[str, bytes]] = []
+
+    def on_control(self, peer: str, payload: bytes) -> None:
+        self.control.append((peer, payload))
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_control_messages_reach_the_file_layer_and_notify_is_called(server, make_engine,
+                                                                    tmp_path):
+    woken = []
+    b_engine = Engine(server.address, "bob", config_dir=tmp_path / "bob2", encrypted=False,
+                      notify=lambda: woken.append(1))
+    b_engine.files = Files()
+    b_engine.start()
+    try:
+        a = make_engine(server, "alice")
+        wait_roster(a, ["bob"])
+        a.engine.send_control("bob", b"F\x01offer")
+        a.engine.send_control("bob", b"Xnot for files")
+        end = time.monotonic() + 5
+        while not b_engine.files.control and time.monotonic() < end:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert b_engine.files.control == [("alice", b"F\x01offer")]
+        assert woken
+        assert a.engine.address_of("bob") == ("127.0.0.1", b_engine.address[1])
+    finally:
+        b_engine.close()
