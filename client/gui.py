@@ -101,8 +101,7 @@ class App:
         root_ = self.root
         root_.title(title_for(None, 0))
         root_.minsize(560, 380)
-        geometry = str(self.settings.get("geometry", ""))
-        root_.geometry(geometry if _GEOMETRY.match(geometry) else "900x600")
+        root_.geometry(self._initial_geometry(str(self.settings.get("geometry", ""))))
         root_.protocol("WM_DELETE_WINDOW", self.close)
         ttk.Style(root_).configure("Status.TLabel", padding=(8, 3))
         root_.bind("<FocusIn>", self._focus_in, add="+")
@@ -114,6 +113,21 @@ class App:
         self.connect_frame.focus_first()
         self._build_menu()
         self._poll_id: str | None = root_.after(POLL_MS, self._poll)
+
+    def _initial_geometry(self, saved: str) -> str:
+        """The saved size and place, unless it would open off screen (a monitor unplugged)."""
+        match = _GEOMETRY.match(saved)
+        if match is None:
+            return "900x600"
+        screen_w, screen_h = self.root.winfo_screenwidth(), self.root.winfo_screenheight()
+        width, height = min(int(match[1]), screen_w), min(int(match[2]), screen_h)
+        # "+X+Y" from the top-left corner (X may be "-20": partly off the left edge)
+        x = int(match[3][1:]) if match[3].startswith("+") else None
+        y = int(match[4][1:]) if match[4].startswith("+") else None
+        if x is None or y is None or not (-width // 2 < x < screen_w - 100
+                                          and 0 <= y < screen_h - 100):
+            return f"{width}x{height}"
+        return f"{width}x{height}+{x}+{y}"
 
     # --- the bridge from other threads ---------------------------------------------------------
     def _poll(self) -> None:
@@ -679,6 +693,17 @@ class App:
         _collect_tk_garbage()
 
 
+def _quietly(fn: Callable[[], Any] | None) -> Any:
+    """``fn()``, or None if there is no ``fn`` or it fails (logged)."""
+    if fn is None:
+        return None
+    try:
+        return fn()
+    except Exception as exc:
+        log.warning("%s failed: %r", getattr(fn, "__name__", fn), exc)
+        return None
+
+
 class WhoisDialog:
     """"Who is this?": the key fingerprint to compare aloud, and "Mark as verified"."""
 
@@ -696,28 +721,32 @@ class WhoisDialog:
         self.state_label = ttk.Label(frame, textvariable=self.state_var, wraplength=420,
                                      justify="left")
         self.state_label.grid(row=1, column=0, columnspan=2, sticky="w", pady=(6, 10))
-        ttk.Label(frame, text="Fingerprint").grid(row=2, column=0, sticky="w")
+        ttk.Label(frame, text=f"{nick}’s fingerprint").grid(row=2, column=0, sticky="w")
         self.fp_var = tk.StringVar(top)
-        fp = ttk.Entry(frame, textvariable=self.fp_var, state="readonly", width=52,
-                       font=("TkFixedFont", 11))
-        fp.grid(row=3, column=0, columnspan=2, sticky="ew", pady=(2, 12))
+        # read-only entries: selectable and copyable, unlike labels
+        ttk.Entry(frame, textvariable=self.fp_var, state="readonly", width=52,
+                  font=("TkFixedFont", 11)).grid(row=3, column=0, columnspan=2, sticky="ew",
+                                                 pady=(2, 10))
+        own = getattr(app.engine, "own_fingerprint", None)
+        self.own_var = tk.StringVar(top, value=_quietly(own) or "")
+        if self.own_var.get():
+            ttk.Label(frame, text="Your fingerprint (read it to them)").grid(
+                row=4, column=0, sticky="w")
+            ttk.Entry(frame, textvariable=self.own_var, state="readonly", width=52,
+                      font=("TkFixedFont", 11)).grid(row=5, column=0, columnspan=2,
+                                                     sticky="ew", pady=(2, 10))
         self.verify_button = ttk.Button(frame, text="Mark as verified",
                                         style="Accent.TButton", command=self.verify)
-        self.verify_button.grid(row=4, column=0, sticky="w")
+        self.verify_button.grid(row=6, column=0, sticky="w", pady=(4, 0))
         close = ttk.Button(frame, text="Close", command=top.destroy)
-        close.grid(row=4, column=1, sticky="e")
+        close.grid(row=6, column=1, sticky="e", pady=(4, 0))
         top.bind("<Escape>", lambda _e: top.destroy())
         self.refresh()
         self.verify_button.focus_set()
 
     def refresh(self) -> None:
-        whois = None
         getter = getattr(self.app.engine, "whois", None)
-        if getter is not None:
-            try:
-                whois = getter(self.nick)
-            except Exception as exc:
-                log.warning("whois %s failed: %r", self.nick, exc)
+        whois = _quietly(lambda: getter(self.nick)) if getter is not None else None
         fingerprint = getattr(whois, "fingerprint", None)
         self.fp_var.set(fingerprint or "(unknown yet: no encrypted session with them so far)")
         if whois is not None and whois.key_changed:

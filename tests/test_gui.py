@@ -207,7 +207,7 @@ def test_connect_errors_and_window_stays_responsive(root: tk.Tk, tmp_path: Path,
     finally:
         silent.close()
     waited = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
-    assert ticks[-1] - ticks[0] >= 1.2 and max(waited) < 0.3, waited   # never froze
+    assert ticks[-1] - ticks[0] >= 1.2 and max(waited) < 0.5, waited   # never froze
     assert "127.0.0.1" in form.error_var.get()
     assert str(form.button.cget("state")) == "normal"
     # a port where nobody listens at all

@@ -350,3 +350,39 @@ def test_screenshots_tool_writes_pngs(tmp_path: Path) -> None:
     for name in ("connect", "room", "private", "room-dark"):
         data = (tmp_path / "shots" / f"{name}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
+
+
+def test_saved_geometry_is_kept_on_screen(root: tk.Tk, tmp_path: Path) -> None:
+    app = App(root, config_dir=tmp_path, engine_factory=StandIn)
+    screen_w, screen_h = root.winfo_screenwidth(), root.winfo_screenheight()
+    assert app._initial_geometry("800x500+10+20") == "800x500+10+20"
+    assert app._initial_geometry("800x500+-20+20") == "800x500+-20+20"
+    assert app._initial_geometry(f"800x500+{screen_w + 50}+0") == "800x500"   # monitor gone
+    assert app._initial_geometry("800x500-10+5") == "800x500"
+    assert app._initial_geometry("99999x99999+0+0") == f"{screen_w}x{screen_h}+0+0"
+    assert app._initial_geometry("garbage") == "900x600"
+
+
+def test_a_flood_of_events_is_shown_a_slice_per_tick(root: tk.Tk, tmp_path: Path) -> None:
+    from client.gui import MAX_EVENTS_PER_TICK
+    app = connected_app(root, tmp_path)
+    for i in range(MAX_EVENTS_PER_TICK + 50):
+        app.engine.events.put(ev.RoomMessage("bob", f"flood {i}"))
+    assert app._drain() is True                       # more left: the next tick comes soon
+    assert app.engine.events.qsize() == 50
+    assert app._drain() is False
+    assert f"flood {MAX_EVENTS_PER_TICK + 49}" in app.room.view.content()
+
+
+def test_whois_shows_both_fingerprints(root: tk.Tk, tmp_path: Path) -> None:
+    from client.gui import WhoisDialog
+    app = connected_app(root, tmp_path)
+    app.engine.own_fingerprint = lambda: "MINE 0000"
+    dialog = WhoisDialog(app, "bob")
+    assert dialog.own_var.get() == "MINE 0000"
+    dialog.top.destroy()
+    app.engine.whois = lambda nick: (_ for _ in ()).throw(RuntimeError("engine closed"))
+    broken = WhoisDialog(app, "bob")                  # a failing engine: still a dialog
+    assert broken.fp_var.get().startswith("(unknown")
+    assert str(broken.verify_button.cget("state")) == "disabled"
+    broken.top.destroy()
