@@ -4,7 +4,8 @@
 
 Writes ``connect.png`` (the connect screen, with an error), ``room.png`` (a busy room with
 Cyrillic and emoji, a key-change warning, a message not delivered, a file offer and a
-transfer in progress), ``private.png`` (a private tab), and ``room-dark.png`` (the dark theme).
+transfer in progress), ``private.png`` (a private tab), ``whois.png`` (the "Who is this?"
+dialog after a key change) and ``room-dark.png`` (the dark theme).
 
 The real widgets (client/gui.py) are fed engine events through ``App.handle``, exactly what
 the engine thread would deliver, from an offline stand-in engine (no server, no network), so
@@ -61,7 +62,11 @@ class OfflineEngine:
         return next(self._ids)
 
     def whois(self, nick: str) -> ev.Whois:
-        return ev.Whois(nick, "7F3A 91C0 22DE 0B13 5A6E 2C44 9D01 E8B7", nick == "bob")
+        return ev.Whois(nick, "7F3A 91C0 22DE 0B13 5A6E 2C44 9D01 E8B7", nick == "bob",
+                        key_changed=nick == "dave")
+
+    def own_fingerprint(self) -> str:
+        return "AHYS UABU 7OHJ TQIL BV34 54QH XDFX AVTO"
 
     def mark_verified(self, nick: str) -> bool:
         return True
@@ -152,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import tkinter as tk
 
-        from client.gui import App
+        from client.gui import App, WhoisDialog
         from client.gui_connect import describe_error
         from client.registration import ServerUnreachable
 
@@ -186,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             tab.input.set("See you at 8 🕗")
             settle(root)
             capture(root, args.out / "private.png")
+
+            app.roster.tree.selection_set("n:bob")
+            dialog = WhoisDialog(app, "dave")
+            dialog.top.geometry("+120+120")
+            settle(root)
+            capture(dialog.top, args.out / "whois.png")
+            dialog.top.destroy()
 
             app.notebook.select(app.room)
             app.set_theme("dark")
