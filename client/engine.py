@@ -48,7 +48,7 @@ from client.roster import Changes, Roster
 from models import directory_wire as wire
 from models.errors import ProtocolError
 from models.nickname import canonical
-from models.peer_wire import is_peer_datagram
+from models.peer_wire import MAGIC
 
 __all__ = ["Engine", "MessageTooLarge", "RegistrationError", "ServerUnreachable", "UnknownPeer"]
 
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 SESSION_FILE = "session.json"
 WAKE = b"\x00"
+PEER_MAGIC = bytes((MAGIC,))  # first byte of every peer datagram
 # Receive buffer: every valid datagram is <= 1200 bytes (peer envelope, packed REF_ADD/REF_DEL);
 # a longer one is truncated to this, still too long, and dropped by the size checks.
 MAX_UDP = 4096
@@ -411,12 +412,12 @@ class Engine:
                     return
                 log.warning("recvfrom failed: %s", exc)
                 return
-            self._dispatch(data, (addr[0], addr[1]), now)
+            self._dispatch(data, addr, now)  # AF_INET: addr is an (ip, port) tuple
 
     def _dispatch(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if addr == self._wake_addr and data == WAKE:
             return
-        if is_peer_datagram(data):
+        if data[:1] == PEER_MAGIC:
             peer = self._roster.nickname_at(addr)
             if peer is None:
                 self._drop("peer", addr, "datagram from an address nobody is listed at")
@@ -501,12 +502,31 @@ class Engine:
             self._sock.sendto(data, addr)
             self.stats["sent"] += 1
         except (BlockingIOError, InterruptedError):
-            log.info("send buffer full; dropped one datagram (retransmission covers it)")
+            self.stats["send_full"] = self.stats.get("send_full", 0) + 1
+            if self.stats["send_full"] in (1, 10, 100) or self.stats["send_full"] % 10000 == 0:
+                log.info("send buffer full; %d datagrams dropped so far (retransmission covers "
+                         "them)", self.stats["send_full"])
         except (ConnectionResetError, ConnectionRefusedError):
             pass
         except OSError as exc:
             if not self._closing:
                 log.warning("sendto %s:%d failed: %s", addr[0], addr[1], exc)
+
+    def _send_datagrams(self, out: list[tuple[str, bytes]]) -> None:
+        """The hot path of a room message: one sendto per recipient, nothing else."""
+        sendto = self._sock.sendto
+        address_of = self._roster.address_of
+        sent = 0
+        for peer, datagram in out:
+            addr = address_of(peer)
+            if addr is None:
+                continue
+            try:
+                sendto(datagram, addr)
+                sent += 1
+            except OSError:
+                self._sendto(datagram, addr)  # the slow path sorts out and logs the error
+        self.stats["sent"] += sent
 
     def _on_pong(self, msg: wire.Pong, now: float) -> None:
         self._last_pong = now
@@ -646,8 +666,9 @@ class Engine:
             for peer, frame in messenger.take_outgoing():
                 transport.wrap(peer, frame, now)
                 moved = True
-            for peer, datagram in transport.take_outgoing():
-                self._sendto(datagram, self._roster.address_of(peer))
+            out = transport.take_outgoing()
+            if out:
+                self._send_datagrams(out)
             for event in messenger.take_events():
                 self._on_messenger_event(event, now)
                 moved = True

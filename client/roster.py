@@ -88,7 +88,7 @@ class Roster:
         return self._addr.get(nickname)
 
     def nickname_at(self, address: Address) -> str | None:
-        nicks = self._by_addr.get((address[0], address[1]))
+        nicks = self._by_addr.get(address)
         # Two nicknames at one address: the newer claim wins (the older one is stale and
         # will be REF_DEL'd or repaired).
         return nicks[-1] if nicks else None
