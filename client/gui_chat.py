@@ -280,6 +280,13 @@ class ChatTab(ttk.Frame):
         bottom.columnconfigure(0, weight=1)
         self.rowconfigure(0, weight=1)
         self.columnconfigure(0, weight=1)
+        # the message view never takes focus: Page Up/Down in the input scroll it
+        for key, pages in (("<Prior>", -1), ("<Next>", 1)):
+            self.input.text.bind(key, lambda _e, n=pages: self._scroll(n))
+
+    def _scroll(self, pages: int) -> str:
+        self.view.text.yview_scroll(pages, "pages")
+        return "break"
 
     def recolour(self, colours: Colours) -> None:
         self.view.recolour(colours)

@@ -168,6 +168,25 @@ def test_input_line_enter_shift_enter_and_history(root: tk.Tk) -> None:
     assert sent == ["first", "two\nlines"]               # blank input is not sent
 
 
+def test_keyboard_tab_order_and_paging(root: tk.Tk, tmp_path: Path) -> None:
+    app = connected_app(root, tmp_path)
+    tab = app.open_private("bob")
+    root.update()
+    order = []
+    for _ in range(5):
+        order.append(root.focus_get())
+        press(root.focus_get(), "<Tab>")
+    assert order == [tab.input.text, tab.send_button, tab.file_button, app.roster.tree,
+                     app.notebook]
+    assert root.focus_get() is tab.input.text                  # and round again
+    for i in range(80):
+        tab.view.add_message("bob", f"line {i}", when=0)
+    bottom = tab.view.text.yview()
+    press(tab.input.text, "<Prior>")                           # Page Up scrolls the messages
+    assert tab.view.text.yview()[0] < bottom[0]
+    assert root.focus_get() is tab.input.text
+
+
 def test_app_shows_events_tabs_unread_and_roster(root: tk.Tk, tmp_path: Path) -> None:
     app = connected_app(root, tmp_path)
     engine: StandIn = app.engine
