@@ -105,6 +105,7 @@ class App:
         root_.protocol("WM_DELETE_WINDOW", self.close)
         ttk.Style(root_).configure("Status.TLabel", padding=(8, 3))
         root_.bind("<FocusIn>", self._focus_in, add="+")
+        root_.bind("<Destroy>", self._destroyed, add="+")
         self.connect_frame = ConnectFrame(
             root_, server=server or str(self.settings.get("server", "")),
             nick=nick or str(self.settings.get("nick", "")), on_connect=self.connect)
@@ -128,6 +129,14 @@ class App:
                                           and 0 <= y < screen_h - 100):
             return f"{width}x{height}"
         return f"{width}x{height}+{x}+{y}"
+
+    def _destroyed(self, event: tk.Event) -> None:
+        # the root went away without close() (e.g. a test tearing down): stop polling
+        if event.widget is self.root and self._poll_id is not None:
+            with contextlib.suppress(tk.TclError):
+                self.root.after_cancel(self._poll_id)
+            self._poll_id = None
+            self.closed = True
 
     # --- the bridge from other threads ---------------------------------------------------------
     def _poll(self) -> None:
@@ -743,6 +752,14 @@ class WhoisDialog:
         top.bind("<Escape>", lambda _e: top.destroy())
         self.refresh()
         self.verify_button.focus_set()
+        # keyboard users land in the dialog even where the window manager does not focus it
+        top.after_idle(self._take_focus)
+
+    def _take_focus(self) -> None:
+        with contextlib.suppress(tk.TclError):
+            if self.top.winfo_exists():
+                self.top.focus_force()
+                self.verify_button.focus_set()
 
     def refresh(self) -> None:
         getter = getattr(self.app.engine, "whois", None)

@@ -405,3 +405,26 @@ def test_whois_shows_both_fingerprints(root: tk.Tk, tmp_path: Path) -> None:
     assert broken.fp_var.get().startswith("(unknown")
     assert str(broken.verify_button.cget("state")) == "disabled"
     broken.top.destroy()
+
+
+def test_roster_enter_and_context_menu(root: tk.Tk, tmp_path: Path) -> None:
+    app = connected_app(root, tmp_path)
+    tree = app.roster.tree
+    assert [tree.item(i, "text") for i in tree.get_children()] == ["alice (you)", "bob", "carol"]
+    tree.selection_set("n:carol")
+    tree.focus("n:carol")
+    press(tree, "<Return>")
+    assert app.current_tab() is app.tabs["carol"]
+    tree.selection_set("n:bob")
+    app.roster.menu.invoke("Private chat")
+    assert app.current_tab() is app.tabs["bob"]
+    before = set(root.winfo_children())
+    app.roster.menu.invoke("Who is this?")
+    dialogs = [w for w in set(root.winfo_children()) - before if isinstance(w, tk.Toplevel)]
+    assert len(dialogs) == 1 and dialogs[0].title() == "Who is bob?"
+    root.update()
+    assert root.focus_get().winfo_toplevel() is dialogs[0]   # keyboard focus moved there
+    press(root.focus_get(), "<Escape>")
+    assert not dialogs[0].winfo_exists()
+    tree.selection_set("me")                  # yourself: no menu action does anything
+    assert app.roster.selected() is None
