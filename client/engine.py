@@ -72,6 +72,7 @@ GHOST_GRACE = 3.0  # ping intervals a peer missing after a re-registration stays
 # database may not have had the peer's address on disk yet and lists it again at its next PING
 REFETCH_GRACE = 1.0
 CALL_TIMEOUT = 5.0
+FILES_TICK = 1.0  # seconds between FileTransfers.tick calls (offer expiry)
 MAX_COMMANDS_PER_TURN = 1000
 
 
@@ -156,6 +157,7 @@ class Engine:
         self._messenger: Messenger | None = None
         self._transport: Any = None
         self._pending_events = False
+        self._next_files_tick = 0.0
 
     # ------------------------------------------------------------------ public API
     @property
@@ -235,6 +237,18 @@ class Engine:
     def mark_verified(self, nickname: str) -> bool:
         """Remember that the user checked ``nickname``'s fingerprint. False if there is none."""
         return self._call(lambda now: self._mark_verified(nickname))
+
+    def post_event(self, event: ev.Event) -> None:
+        """Hand an event to the UI from any thread (the file-transfer manager's ``emit``)."""
+        if threading.current_thread() is self._thread:
+            self._emit(event)
+            return
+        self.events.put(event)
+        if self._notify is not None:
+            try:
+                self._notify()
+            except Exception:
+                log.exception("notify callback failed")
 
     def offer_files(self, nickname: str, paths: list[pathlib.Path]) -> list[int]:
         return self._files().offer(nickname, paths)
@@ -397,6 +411,8 @@ class Engine:
                 deadlines.append(d)
         if self.server_online and self._extended:
             deadlines.append(self._last_pong + LOST_AFTER * self._ping_interval)
+        if self.files is not None:
+            deadlines.append(self._next_files_tick)
         return min(max(0.0, min(deadlines) - now), 1.0)
 
     def _drain(self, now: float) -> None:
@@ -481,6 +497,10 @@ class Engine:
         if self._next_reclaim is not None and now >= self._next_reclaim:
             self._next_reclaim = None
             self._start_worker("reclaim")
+        if self.files is not None and now >= self._next_files_tick:
+            self._next_files_tick = now + FILES_TICK
+            if hasattr(self.files, "tick"):
+                self._safe_files("tick", now)
 
     # ------------------------------------------------------------------ server channel
     def _send_ping(self) -> None:

@@ -4,6 +4,7 @@ Input (one line each):
   ``text``             a room message          ``/msg NICK text``   a private message
   ``/who``             who is online           ``/whois NICK``      fingerprint, verified?
   ``/verify NICK``     remember NICK's key as checked                ``/quit`` or end of input
+  ``/send NICK PATH``  offer a file     ``/accept ID``, ``/decline ID``, ``/cancel ID``  (files)
   A typed line may carry line breaks as ``\\n`` (and a backslash as ``\\\\``); a line starting
   with ``//`` sends the rest starting with one ``/``.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import TextIO
 
 from client import events as ev
@@ -31,8 +33,8 @@ from client.engine import Engine, MessageTooLarge, UnknownPeer
 log = logging.getLogger(__name__)
 
 INDENT = "  "
-HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /quit; "
-        "type \\n for a line break")
+HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /send NICK PATH, "
+        "/accept ID, /decline ID, /cancel ID, /quit; type \\n for a line break")
 
 
 def unescape(line: str) -> str:
@@ -83,10 +85,41 @@ def format_event(event: object) -> str | None:
         return f"-!- cannot talk to {event.nickname}: {event.reason}"
     if isinstance(event, ev.Fatal):
         return f"-!- error: {event.text}"
+    if isinstance(event, ev.FileOffered):
+        return (f"-!- {event.sender} offers file #{event.transfer_id}: {event.name} "
+                f"({human_size(event.size)}); /accept {event.transfer_id} or "
+                f"/decline {event.transfer_id}")
+    if isinstance(event, ev.FileProgress):
+        return format_progress(event)
+    if isinstance(event, ev.FileDone):
+        if event.outgoing:
+            return f"-!- file #{event.transfer_id} {event.name} sent to {event.peer}"
+        return f"-!- file #{event.transfer_id} {event.name} from {event.peer} saved as {event.path}"
+    if isinstance(event, ev.FileFailed):
+        return f"-!- file #{event.transfer_id} {event.name} ({event.peer}) failed: {event.reason}"
     if isinstance(event, ev.Registered):
         names = ", ".join(event.roster)
         return f"-!- registered as {event.nickname}; online: {names or 'nobody else'}"
     return None
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def format_progress(p: ev.FileProgress) -> str:
+    pct = 100.0 * p.done / p.total if p.total else 100.0
+    left = ""
+    if p.bytes_per_s > 0 and p.total > p.done:
+        secs = int((p.total - p.done) / p.bytes_per_s)
+        left = f", {secs // 60}:{secs % 60:02d} left"
+    arrow = "to" if p.outgoing else "from"
+    return (f"-!- file #{p.transfer_id} {p.name} {arrow} {p.peer}: {pct:.0f}% of "
+            f"{human_size(p.total)}, {human_size(p.bytes_per_s)}/s{left}")
 
 
 def _warn(sender: str, warning: str | None) -> str:
@@ -153,6 +186,19 @@ class Terminal:
             self._whois(rest.strip())
         elif command == "/verify":
             self._verify(rest.strip())
+        elif command == "/send":
+            nick, _, path = rest.strip(" ").partition(" ")
+            if not nick or not path:
+                self.write("-!- usage: /send NICK PATH")
+            else:
+                self._files(lambda: self._offer(nick, path))
+        elif command in ("/accept", "/decline", "/cancel"):
+            tid = rest.strip()
+            if not tid.isdigit():
+                self.write(f"-!- usage: {command} ID")
+            else:
+                method = getattr(self.engine, f"{command[1:]}_file")
+                self._files(lambda: method(int(tid)))
         elif command == "/help":
             self.write(f"-!- {HELP}")
         else:
@@ -172,6 +218,22 @@ class Terminal:
             self.write(f"-!- no such nick: {exc}")
         except RuntimeError as exc:
             self.write(f"-!- not sent: {exc}")
+
+    def _offer(self, nick: str, path: str) -> None:
+        peer = self.engine.resolve(nick)
+        if peer is None:
+            self.write(f"-!- no such nick: {nick}")
+            return
+        ids = self.engine.offer_files(peer, [Path(path).expanduser()])
+        self.write(f"-!- offered {path} to {peer} as #{', #'.join(map(str, ids))}")
+
+    def _files(self, action) -> None:  # type: ignore[no-untyped-def]
+        try:
+            action()
+        except (OSError, ValueError) as exc:
+            self.write(f"-!- file: {exc}")
+        except RuntimeError as exc:
+            self.write(f"-!- {exc}")
 
     def _whois(self, nick: str) -> None:
         if not nick:

@@ -34,6 +34,17 @@ def test_line_formats():
     assert marked.splitlines() == ["-!- WARNING: UNVERIFIED KEY CHANGE (alice)", "*alice* hi"]
 
 
+def test_file_transfer_lines():
+    assert format_event(ev.FileOffered(3, "bob", "a.txt", 123456)) == (
+        "-!- bob offers file #3: a.txt (120.6 KiB); /accept 3 or /decline 3")
+    assert format_event(ev.FileProgress(3, "bob", "a.txt", 500000, 2000000, 1.5e6, True)) == (
+        "-!- file #3 a.txt to bob: 25% of 1.9 MiB, 1.4 MiB/s, 0:01 left")
+    assert format_event(ev.FileDone(3, "bob", "a.txt", None, True)) == (
+        "-!- file #3 a.txt sent to bob")
+    assert format_event(ev.FileFailed(4, "bob", "b", "declined")) == (
+        "-!- file #4 b (bob) failed: declined")
+
+
 def test_multiline_rendering_and_escapes():
     assert render_text("<a> ", "one\ntwo\n three") == "<a> one\n  two\n   three"
     assert unescape(r"one\ntwo") == "one\ntwo"
@@ -158,6 +169,10 @@ def test_terminal_in_process(server, tmp_path):
         stdout.wait_line(lambda x: x == "<bob> über ☕")
         stdin.put("x" * (65 * 1024))
         stdout.wait_line(lambda x: x.startswith("-!- message too long, not sent"))
+        stdin.put("/send bob /etc/hostname")  # no file-transfer manager plugged in here
+        stdout.wait_line(lambda x: x == "-!- file transfer is not available")
+        stdin.put("/accept x")
+        stdout.wait_line(lambda x: x == "-!- usage: /accept ID")
     finally:
         stdin.close_input()
         runner.join(5)
