@@ -753,7 +753,16 @@ class WhoisDialog:
         self.refresh()
         self.verify_button.focus_set()
         # keyboard users land in the dialog even where the window manager does not focus it
-        top.after_idle(self._take_focus)
+        self._afters = [top.after_idle(self._take_focus)]
+        top.bind("<Destroy>", self._destroyed, add="+")
+
+    def _destroyed(self, event: tk.Event) -> None:
+        # pending after() callbacks of a destroyed window would fire into deleted commands
+        if event.widget is self.top:
+            for after_id in self._afters:
+                with contextlib.suppress(tk.TclError):
+                    self.top.after_cancel(after_id)
+            self._afters.clear()
 
     def _take_focus(self) -> None:
         with contextlib.suppress(tk.TclError):
@@ -788,7 +797,7 @@ class WhoisDialog:
                 f"You marked {self.nick}’s key as verified.")
         self.refresh()
         # the engine applies the mark on its own thread: look again a moment later
-        self.top.after(300, self._refresh_if_open)
+        self._afters.append(self.top.after(300, self._refresh_if_open))
 
     def _refresh_if_open(self) -> None:
         try:
