@@ -70,6 +70,9 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
         return 1
     try:
         engine.start()
+    except KeyboardInterrupt:
+        engine.close()
+        return 130
     except RegistrationError as exc:
         engine.close()
         print(f"error: the server refused {args.nick!r}: {exc.code} {exc.text}", file=stderr)

@@ -238,6 +238,23 @@ class Engine:
         """Remember that the user checked ``nickname``'s fingerprint. False if there is none."""
         return self._call(lambda now: self._mark_verified(nickname))
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every message sent so far is acknowledged or given up (and no handshake
+        is under way), at most ``timeout`` seconds; True if idle. For leaving after
+        end of input without cutting off what was just typed."""
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                idle = self._call(lambda now: self._messenger.next_deadline() is None
+                                  and self._transport.next_deadline() is None)
+            except RuntimeError:
+                return False
+            if idle:
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.02)
+
     def post_event(self, event: ev.Event) -> None:
         """Hand an event to the UI from any thread (the file-transfer manager's ``emit``)."""
         if threading.current_thread() is self._thread:

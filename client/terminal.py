@@ -33,6 +33,7 @@ from client.engine import Engine, MessageTooLarge, UnknownPeer
 log = logging.getLogger(__name__)
 
 INDENT = "  "
+LEAVE_GRACE = 2.0  # seconds to let the last messages be acknowledged before QUIT
 HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /send NICK PATH, "
         "/accept ID, /decline ID, /cancel ID, /quit; type \\n for a line break")
 
@@ -153,6 +154,7 @@ class Terminal:
                 line = raw.rstrip("\r\n")
                 if not self.handle(line):
                     break
+            self.engine.wait_idle(LEAVE_GRACE)
         except KeyboardInterrupt:
             pass
         finally:

@@ -198,3 +198,16 @@ def test_cannot_start_reports_on_stderr(tmp_path):
     c._err.join(5)
     errors = [x for x in c.stderr_text.splitlines() if x.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: server unreachable")
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_piped_input_is_delivered_before_leaving(server, clients, tmp_path):
+    bob = clients(server, "bob")
+    script = ClientProc(server.address, "script", tmp_path / "script")
+    script.send("one line from a script")
+    script.send("/msg bob and a private one")
+    script.proc.stdin.close()  # end of input right away: leave, but deliver first
+    assert script.proc.wait(15) == 0
+    bob.expect("<script> one line from a script")
+    bob.expect(r"\*script\* and a private one")
+    bob.expect("-!- script left")
