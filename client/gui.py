@@ -33,7 +33,7 @@ from client.gui_attention import Attention, title_for
 from client.gui_chat import ChatTab, Roster
 from client.gui_connect import ConnectFrame, check_nickname, describe_error, parse_server
 from client.gui_files import FilesPanel, human_size
-from client.gui_theme import apply_theme, normalise_theme
+from client.gui_theme import apply_theme, font, normalise_theme
 
 log = logging.getLogger(__name__)
 
@@ -724,7 +724,7 @@ class WhoisDialog:
         top.resizable(False, False)
         frame = ttk.Frame(top, padding=16)
         frame.pack(fill="both", expand=True)
-        ttk.Label(frame, text=nick, font=("TkHeadingFont", 14, "bold")).grid(
+        ttk.Label(frame, text=nick, font=font(top, "TkHeadingFont", 14, "bold")).grid(
             row=0, column=0, columnspan=2, sticky="w")
         self.state_var = tk.StringVar(top)
         self.state_label = ttk.Label(frame, textvariable=self.state_var, wraplength=420,
@@ -733,17 +733,16 @@ class WhoisDialog:
         ttk.Label(frame, text=f"{nick}’s fingerprint").grid(row=2, column=0, sticky="w")
         self.fp_var = tk.StringVar(top)
         # read-only entries: selectable and copyable, unlike labels
+        mono = font(top, "TkFixedFont", 11)
         ttk.Entry(frame, textvariable=self.fp_var, state="readonly", width=52,
-                  font=("TkFixedFont", 11)).grid(row=3, column=0, columnspan=2, sticky="ew",
-                                                 pady=(2, 10))
+                  font=mono).grid(row=3, column=0, columnspan=2, sticky="ew", pady=(2, 10))
         own = getattr(app.engine, "own_fingerprint", None)
         self.own_var = tk.StringVar(top, value=_quietly(own) or "")
         if self.own_var.get():
             ttk.Label(frame, text="Your fingerprint (read it to them)").grid(
                 row=4, column=0, sticky="w")
             ttk.Entry(frame, textvariable=self.own_var, state="readonly", width=52,
-                      font=("TkFixedFont", 11)).grid(row=5, column=0, columnspan=2,
-                                                     sticky="ew", pady=(2, 10))
+                      font=mono).grid(row=5, column=0, columnspan=2, sticky="ew", pady=(2, 10))
         self.verify_button = ttk.Button(frame, text="Mark as verified",
                                         style="Accent.TButton", command=self.verify)
         self.verify_button.grid(row=6, column=0, sticky="w", pady=(4, 0))

@@ -14,10 +14,9 @@ import sys
 import time
 import tkinter as tk
 from collections.abc import Callable, Iterable
-from tkinter import font as tkfont
 from tkinter import ttk
 
-from client.gui_theme import NICK_PALETTE, Colours, nick_colour
+from client.gui_theme import NICK_PALETTE, Colours, font, nick_colour
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class MessageView(ttk.Frame):
 
     def __init__(self, master: tk.Misc, colours: Colours) -> None:
         super().__init__(master)
-        family = tkfont.nametofont("TkTextFont").actual("family")
+        family = font(self, "TkTextFont")[0]
         # small requested size: the grid stretches it, and a small window still fits everything
         self.text = tk.Text(self, wrap="word", state="disabled", borderwidth=0, width=30, height=8,
                             highlightthickness=0, padx=10, pady=8, undo=False,
@@ -80,7 +79,7 @@ class MessageView(ttk.Frame):
         self.text.bind("<1>", lambda _e: self.text.focus_set())
 
     def recolour(self, colours: Colours) -> None:
-        family = tkfont.nametofont("TkTextFont").actual("family")
+        family = font(self, "TkTextFont")[0]
         self.text.configure(background=colours.background, foreground=colours.foreground,
                             selectbackground=colours.select, insertbackground=colours.foreground,
                             inactiveselectbackground=colours.select)
@@ -170,7 +169,7 @@ class InputLine(ttk.Frame):
         self.history: list[str] = []
         self._pos = 0          # index into history while recalling; len(history) = the draft
         self._draft = ""
-        family = tkfont.nametofont("TkTextFont").actual("family")
+        family = font(self, "TkTextFont")[0]
         self.text = tk.Text(self, height=2, width=20, wrap="word", undo=True, font=(family, 11),
                             padx=8, pady=6, borderwidth=1, relief="solid",
                             highlightthickness=1)
@@ -311,7 +310,8 @@ class Roster(ttk.Frame):
         self.nicks: set[str] = set()
         self.markers: dict[str, str] = {}
         self.count_var = tk.StringVar(self, value="0 online")
-        ttk.Label(self, textvariable=self.count_var, font=("TkHeadingFont", 11, "bold")).grid(
+        ttk.Label(self, textvariable=self.count_var,
+                  font=font(self, "TkHeadingFont", 11, "bold")).grid(
             row=0, column=0, sticky="w", pady=(4, 6))
         self.tree = ttk.Treeview(self, show="tree", selectmode="browse", height=10)
         self.tree.column("#0", width=170, stretch=True)
@@ -323,7 +323,7 @@ class Roster(ttk.Frame):
         self.columnconfigure(0, weight=1)
         for i, colour in enumerate(NICK_PALETTE):
             self.tree.tag_configure(f"nick{i}", foreground=colour)
-        self.tree.tag_configure("me", font=("TkDefaultFont", 10, "bold"))
+        self.tree.tag_configure("me", font=font(self, "TkDefaultFont", None, "bold"))
         self.tree.tag_configure("alarm", foreground="#c42b1c")
         self.menu = tk.Menu(self, tearoff=False)
         self.menu.add_command(label="Private chat", command=self._menu(on_open))

@@ -10,6 +10,8 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
+from client.gui_theme import font
+
 DEFAULT_PORT = 7700   # the server's default (README, server options)
 
 # Error codes the directory answers with (``ERROR CODE text``) -> what a person should read.
@@ -96,7 +98,7 @@ class ConnectFrame(ttk.Frame):
 
         box = ttk.Frame(self)
         box.place(relx=0.5, rely=0.45, anchor="center")
-        ttk.Label(box, text="OpenLChat", font=("TkDefaultFont", 22, "bold")).grid(
+        ttk.Label(box, text="OpenLChat", font=font(self, "TkDefaultFont", 22, "bold")).grid(
             row=0, column=0, columnspan=2, pady=(0, 4))
         ttk.Label(box, text="Chat directly with everyone on the server’s list.").grid(
             row=1, column=0, columnspan=2, pady=(0, 20))

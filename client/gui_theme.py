@@ -60,6 +60,15 @@ def contrast(a: str, b: str) -> float:
     return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
 
 
+def font(widget: object, named: str = "TkDefaultFont", size: int | None = None,
+         *styles: str) -> tuple[object, ...]:
+    """A font tuple in the family Tk's named font resolves to on this system (a named font's
+    name is not a family: ``("TkDefaultFont", 11)`` would fall back to some other face)."""
+    from tkinter import font as tkfont
+    base = tkfont.nametofont(named, root=widget)  # type: ignore[arg-type]
+    return (base.actual("family"), size or base.actual("size"), *styles)
+
+
 def normalise_theme(name: object) -> str:
     return name if name in THEMES else "light"
 
