@@ -141,9 +141,18 @@ def test_gui_and_terminal_exchange_both_ways(root: tk.Tk, tmp_path: Path, server
     app.room.input.set("Привет, Боб! 😀🎉")            # no keysyms for these: insert, then Enter
     press(app.room.input.text, "<Return>")
     bob.wait_line(root, "<alice> Привет, Боб! 😀🎉")
+    # Shift+Enter: one message over two lines (the terminal indents continuation lines)
+    type_text(app.room.input.text, "two")
+    press(app.room.input.text, "<Shift-Return>")
+    type_text(app.room.input.text, "lines")
+    press(app.room.input.text, "<Return>")
+    bob.wait_line(root, "<alice> two")
+    bob.wait_line(root, "  lines")
     bob.say("hi alice, Привет 👋")
     pump(root, lambda: "bob  hi alice, Привет 👋" in app.room.view.content(), WAIT,
          what="bob's message in the window")
+    bob.say("first\\nsecond line")                    # the terminal's escaped line break
+    pump(root, lambda: "bob  first\nsecond line" in app.room.view.content(), WAIT)
     assert "You are chatting as alice" in app.room.view.content()
     app.close()
     bob.wait_line(root, "-!- alice left")
