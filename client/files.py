@@ -56,6 +56,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from client import files_stream as fs
 from client import files_wire as wire
@@ -93,6 +94,8 @@ class _Transfer:
     discard: bool = False           # delete the .part when the worker stops (explicit cancel)
     reason: str | None = None       # why it was stopped, when we know before the socket breaks
     part: Path | None = None
+    out: BinaryIO | None = None     # the open .part (incoming)
+    worker_done: bool = False       # the receiving thread has closed and released the .part
     last_emit: float = 0.0
     last_done: int = 0
     rate: float = 0.0
@@ -172,7 +175,8 @@ class FileTransfers:
             with contextlib.suppress(OSError):
                 self._wake[1].send(b"x")    # the listener thread closes its sockets
         for th in list(self._threads):
-            th.join(timeout=1.0)
+            if th.is_alive() and th is not threading.current_thread():
+                th.join(timeout=1.0)
 
     # --- what the engine calls ----------------------------------------------------------------
 
@@ -364,7 +368,8 @@ class FileTransfers:
         with self._lock:
             t.reason = t.reason or reason
             t.discard = t.discard or discard
-            running = t.state == RUNNING or (not t.outgoing and t.state == ACCEPTED)
+            running = (t.state == RUNNING or (not t.outgoing and t.state == ACCEPTED)) \
+                and not t.worker_done
             t.stop.set()
             t.reverse_ready.set()
             sock = t.sock
@@ -377,19 +382,20 @@ class FileTransfers:
             _break(sock)
         log.info("transfer #%d (%s) stopped: %s", t.tid, t.name, reason)
         self._emit(FileFailed(t.tid, t.peer, t.name, reason, t.outgoing))
-        if not running:
+        if not running and t.discard:
             self._drop_part(t)
 
-    def _fail(self, t: _Transfer, reason: str) -> None:
-        """A transfer thread hit an error; report it unless someone stopped it first."""
-        # The peer's CANCEL/DECLINE may be a moment behind its closed socket: give it the
-        # chance to supply the real reason instead of "connection lost".
-        if t.stop.wait(self.reason_grace):
+    def _fail(self, t: _Transfer, reason: str, *, lost: bool = False, tell: bool = True) -> None:
+        """A transfer thread hit an error; report it unless someone stopped it first, and tell
+        the peer. When the connection was merely ``lost``, the peer's CANCEL/DECLINE may be a
+        moment behind its closed socket: wait briefly for the real reason."""
+        if lost and t.stop.wait(self.reason_grace):
             return
         if self._take(t):
             log.warning("transfer #%d (%s) with %s failed: %s", t.tid, t.name, t.peer, reason)
-            msg = wire.Cancel if t.outgoing else wire.Decline
-            self._control(t.peer, msg(t.token, f"failed: {reason}"))
+            if tell:
+                msg = wire.Cancel if t.outgoing else wire.Decline
+                self._control(t.peer, msg(t.token, f"failed: {reason}"))
             self._emit(FileFailed(t.tid, t.peer, t.name, reason, t.outgoing))
 
     def _progress(self, t: _Transfer, done: int) -> None:
@@ -494,7 +500,7 @@ class FileTransfers:
                            progress=lambda done: self._progress(t, done),
                            stop=t.stop.is_set, chunk=self.chunk)
         except (OSError, fs.StreamError) as exc:
-            self._fail(t, _reason(exc))
+            self._fail(t, _reason(exc), lost=_lost(exc))
         except Exception:
             log.exception("sending #%d failed", t.tid)
             self._fail(t, "internal error")
@@ -508,48 +514,62 @@ class FileTransfers:
     # --- the receiving side -------------------------------------------------------------------
 
     def _receive_worker(self, t: _Transfer) -> None:
-        out = None
+        final: list[Path] = []
+        error, lost = None, False
         try:
-            out, offset = self._open_part(t)
-            free = shutil.disk_usage(self.downloads).free
-            if free < t.size - offset + self.free_space_margin:
-                self._stop(t, f"not enough free space ({free} bytes free, "
-                              f"{t.size - offset} needed)", tell_peer=True)
-                return
-            prefix = fs.prefix_hash(t.part, offset, t.stop.is_set) if offset else fs.ZERO_HASH
-            if prefix is None:      # the .part shrank under us: start over
-                offset, prefix = 0, fs.ZERO_HASH
-            conn = self._connect_or_wait(t)
-            if conn is None:
-                return
-            key = self._key_for(t.peer, KEY_LABEL + t.token)
-            if key is None:
-                raise fs.StreamError(f"no encrypted session with {t.peer}")
-            conn.settimeout(self.io_timeout)
-            _tune(conn)
-            final: list[Path] = []
-            fs.receive_stream(conn, key=key, out=out, offset=offset, prefix=prefix, size=t.size,
-                              progress=lambda done: self._progress(t, done),
-                              stop=t.stop.is_set,
-                              finish=lambda: final.append(self._finish_part(t, out)))
+            self._receive(t, final)
         except (OSError, fs.StreamError) as exc:
-            self._fail(t, _reason(exc))
+            error, lost = _reason(exc), _lost(exc)
         except Exception:
             log.exception("receiving #%d failed", t.tid)
-            self._fail(t, "internal error")
-        else:
-            if self._take(t):
-                log.info("received %s from %s into %s", t.name, t.peer, final[0])
-                self._emit(FileDone(t.tid, t.peer, t.name, final[0], outgoing=False))
+            error = "internal error"
         finally:
-            if out is not None and not out.closed:
-                out.close()
-            if t.sock is not None:
-                _break(t.sock)
-            if t.discard or _empty(t.part):     # nothing worth resuming
-                self._drop_part(t)
-            with self._lock:
-                self._parts_in_use.discard(t.part)
+            if error is not None and not lost:      # tell the sender before it sees the close
+                self._control(t.peer, wire.Decline(t.token, f"failed: {error}"))
+            self._release_part(t)
+        # Report only once the .part is closed and free again, so a new offer can resume it.
+        if error is not None:
+            self._fail(t, error, lost=lost, tell=lost)
+        elif final and self._take(t):
+            log.info("received %s from %s into %s", t.name, t.peer, final[0])
+            self._emit(FileDone(t.tid, t.peer, t.name, final[0], outgoing=False))
+
+    def _receive(self, t: _Transfer, final: list[Path]) -> None:
+        t.out, offset = self._open_part(t)
+        free = shutil.disk_usage(self.downloads).free
+        if free < t.size - offset + self.free_space_margin:
+            self._stop(t, f"not enough free space ({free} bytes free, "
+                          f"{t.size - offset} needed)", tell_peer=True)
+            return
+        prefix = fs.prefix_hash(t.part, offset, t.stop.is_set) if offset else fs.ZERO_HASH
+        if prefix is None:      # the .part shrank under us: start over
+            offset, prefix = 0, fs.ZERO_HASH
+        conn = self._connect_or_wait(t)
+        if conn is None:
+            return
+        key = self._key_for(t.peer, KEY_LABEL + t.token)
+        if key is None:
+            raise fs.StreamError(f"no encrypted session with {t.peer}")
+        conn.settimeout(self.io_timeout)
+        _tune(conn)
+        out = t.out
+        fs.receive_stream(conn, key=key, out=out, offset=offset, prefix=prefix, size=t.size,
+                          progress=lambda done: self._progress(t, done),
+                          stop=t.stop.is_set,
+                          finish=lambda: final.append(self._finish_part(t, out)))
+
+    def _release_part(self, t: _Transfer) -> None:
+        """The worker is done with the .part: close it, drop it if cancelled or empty."""
+        if t.out is not None and not t.out.closed:
+            t.out.close()
+        if t.sock is not None:
+            _break(t.sock)
+        with self._lock:
+            t.worker_done = True
+            drop = t.discard or _empty(t.part)
+            self._parts_in_use.discard(t.part)
+        if drop:
+            self._drop_part(t)
 
     def _connect_or_wait(self, t: _Transfer) -> socket.socket | None:
         """The receiver connects to the sender; failing that, it asks the sender to connect."""
@@ -673,6 +693,10 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "the peer stopped responding"
     return f"connection lost ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc)
+
+
+def _lost(exc: BaseException) -> bool:
+    return isinstance(exc, fs.ConnectionLost | ConnectionError)
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:

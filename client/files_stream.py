@@ -45,6 +45,10 @@ class StreamError(Exception):
     """The transfer over this connection failed; ``str(exc)`` is a short reason for people."""
 
 
+class ConnectionLost(StreamError):
+    """The other side went away; it may be about to tell us why."""
+
+
 def direction_keys(key: bytes) -> tuple[bytes, bytes]:
     """(sender->receiver key, receiver->sender key) from the per-transfer key."""
     if len(key) != 32:
@@ -157,7 +161,7 @@ def recv_into_exact(sock: socket.socket, view: memoryview) -> None:
     while got < n:
         k = sock.recv_into(view[got:])
         if not k:
-            raise StreamError("connection closed mid-transfer")
+            raise ConnectionLost("connection closed mid-transfer")
         got += k
 
 
