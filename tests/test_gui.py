@@ -362,3 +362,25 @@ def test_status_bar_follows_the_server_and_peers_keep_chatting(root: tk.Tk, tmp_
          what="the server-back status")
     assert "The server is reachable again." in app.room.view.content()
     app.close()
+
+
+def test_not_delivered_is_shown_against_the_message(root: tk.Tk, tmp_path: Path, server,
+                                                    terminal) -> None:
+    from client.engine import Engine
+
+    def quick_engine(*args: object, **kwargs: object) -> Engine:
+        return Engine(*args, deadline=1.0, **kwargs)  # type: ignore[arg-type]
+
+    bob = terminal(server.address, "bob")
+    bob.wait_registered(root)
+    app = open_app(root, tmp_path, server.address, "alice", engine_factory=quick_engine)
+    pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
+    send_from_gui(root, app, None, "first, delivered")
+    bob.wait_line(root, "<alice> first, delivered")
+    bob.proc.kill()                                 # gone without a QUIT
+    bob.proc.wait()
+    send_from_gui(root, app, None, "are you there?")
+    pump(root, lambda: "are you there?  ✗ not delivered to bob" in app.room.view.content(),
+         WAIT, what="the not-delivered mark")
+    assert "first, delivered  ✗" not in app.room.view.content()
+    app.close()
