@@ -435,7 +435,7 @@ class App:
         if self.server_online:
             text = f"Connected to {self.server_label} as {self.nickname} · {online} online"
         else:
-            text = (f"Server unreachable (peers still reachable) · {online} online")
+            text = f"Server unreachable (peers still reachable) · {online} online"
         self.status_var.set(text)
         self.status.configure(foreground="" if self.server_online else self.colours.error)
 
@@ -823,6 +823,9 @@ def main(server: str | tuple[str, int] | None = None, nick: str | None = None,
     app = App(root, server=server, nick=nick, config_dir=config_dir)
     if server and nick:
         app.connect(server, nick)
-    root.mainloop()
+    try:
+        root.mainloop()
+    except KeyboardInterrupt:   # Ctrl+C in the console that started us: leave properly
+        log.info("interrupted")
     app.close()
     return 0

@@ -64,7 +64,8 @@ class Attention:
             return False
         try:
             child = subprocess.Popen(
-                [self._notify_send, "--app-name", APP_TITLE, title, body[:200]],
+                # "--": a peer's text starting with "-" must not become an option
+                [self._notify_send, "--app-name", APP_TITLE, "--", title, body[:200]],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError as exc:
             log.info("notify-send failed, desktop notifications off: %s", exc)

@@ -108,3 +108,20 @@ def test_sizes_and_progress_text() -> None:
     assert progress_text(0, 0, 0.0) == "0 B of 0 B"
     assert "min" in progress_text(0, 10**9, 5_000_000.0)
     assert "h left" in progress_text(0, 10**11, 5_000_000.0)
+
+
+def test_notify_send_gets_peer_text_as_arguments_only(tmp_path) -> None:
+    import sys
+    if sys.platform == "win32":
+        pytest.skip("the stand-in notify-send is a POSIX shell script")
+    script = tmp_path / "notify-send"
+    out = tmp_path / "argv.txt"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {out}\n", encoding="utf-8")
+    script.chmod(0o755)
+    att = Attention()
+    att._notify_send = str(script)
+    assert att.notify("-bob (private)", "--help; rm -rf ~ 😀", now=0.0)
+    assert att._children[0].wait(5) == 0          # started, never waited for by the GUI
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        "--app-name", "OpenLChat", "--", "-bob (private)", "--help; rm -rf ~ 😀"]
+    att._reap()
