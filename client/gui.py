@@ -299,9 +299,11 @@ class App:
                             ("<Control-Tab>", lambda: self.cycle_tab(1)),
                             ("<Control-Shift-Tab>", lambda: self.cycle_tab(-1)),
                             ("<Control-ISO_Left_Tab>", lambda: self.cycle_tab(-1)),
-                            ("<Control-r>", lambda: self.roster.tree.focus_set())):
+                            ("<Control-r>", lambda: self.roster.tree.focus_set()),
+                            ("<Control-R>", lambda: self.roster.tree.focus_set())):
             self.root.bind(seq, self._key(self._connected_only(action)))
-        for seq, action in (("<Control-D>", self.toggle_theme), ("<Control-q>", self.close)):
+        for seq, action in (("<Control-D>", self.toggle_theme), ("<Control-q>", self.close),
+                            ("<Control-Q>", self.close)):
             self.root.bind(seq, self._key(action))
 
     @staticmethod
