@@ -817,6 +817,11 @@ def main(server: str | tuple[str, int] | None = None, nick: str | None = None,
     if isinstance(server, tuple):
         host, port = server
         server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if sys.platform == "win32":
+        # crisp text on high-DPI screens instead of a blurry bitmap-scaled window
+        with contextlib.suppress(Exception):
+            import ctypes
+            ctypes.windll.shcore.SetProcessDpiAwareness(1)  # type: ignore[attr-defined]
     try:
         root = tk.Tk(className="OpenLChat")
     except tk.TclError as exc:
