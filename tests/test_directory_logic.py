@@ -259,3 +259,26 @@ def test_token_bucket_and_keyed_limiter() -> None:
     assert limiter.allow("b", 0) and limiter.allow("c", 0)
     assert limiter.allow("a", 0)  # forgotten (bounded memory): a fresh bucket
     assert KeyedRateLimiter(rate=0, burst=1).allow("x", 0)  # 0 = disabled
+
+
+def test_reference_line_matches_the_codec_and_is_cached() -> None:
+    d = make()
+    assert d.reference_line(None, 0) == b"REFERENCE 0\n"
+    a = join(d, "a", A)
+    b = join(d, "Вася", B)
+    line = d.reference_line(None, 1)
+    assert w.decode_reply(line) == w.Reference(d.reference(None, 1))
+    assert line == w.encode_line(w.Reference((w.Entry("a", *A), w.Entry("Вася", *B))))
+    assert d.reference_line(None, 1) is line  # nothing changed: reused
+    # a reclaiming client is not listed to itself
+    assert w.decode_reply(d.reference_line(b, 1)) == w.Reference((w.Entry("a", *A),))
+    assert w.decode_reply(d.reference_line(a, 1)) == w.Reference((w.Entry("Вася", *B),))
+    ping(d, b, C, 2)  # moved: the cache must not serve the old address
+    assert w.decode_reply(d.reference_line(None, 2)) == w.Reference(
+        (w.Entry("a", *A), w.Entry("Вася", *C)))
+
+
+def test_reference_line_after_load() -> None:
+    d = make()
+    d.load([("x", "kwX", "10.0.0.9", 9)], now=0)
+    assert d.reference_line(None, 0) == b"REFERENCE 1 x 10.0.0.9 9\n"

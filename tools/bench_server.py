@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on \S+:(\d+) \(tcp\+udp\)")
 STATS = re.compile(r"stats: .*?datagrams=(\d+) pings=(\d+)")
+PUSH = re.compile(r"pushes=(\d+) push_p50_ms=([\d.]+) push_p99_ms=([\d.]+) push_max_ms=([\d.]+)")
 
 
 # ------------------------------------------------------------------ the server
@@ -86,8 +87,17 @@ class Server:
         line = self.wait(STATS, 10, start)
         if line is None:
             raise SystemExit("no stats line from the server")
+        self.last_stats = line
         m = STATS.search(line)
         return int(m.group(1)), int(m.group(2))  # type: ignore[union-attr]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server has used (Linux; 0.0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self) -> int | None:
         try:
@@ -297,7 +307,7 @@ class Worker:
         sel.close()
         return {k.decode(): (v[0], v[1]) for k, v in seen.items()}
 
-    def join(self, nicks: list[str], rate: float, linger: float | None, threads: int = 4
+    def join(self, nicks: list[str], rate: float, linger: float | None, threads: int = 16
              ) -> list[tuple[str, float]]:
         """Joins as a real client makes them: register over TCP, then at once the first PING
         from the client's own UDP socket; paced at ``rate``/s over ``threads`` threads. Each
@@ -465,8 +475,10 @@ def main(argv: list[str] | None = None) -> int:
             server.settle()
             workers.all("drain", [()] * nprocs)
             before, _ = server.counters()
+            cpu0 = server.cpu_seconds()
             sent = sum(workers.all("ping", [(args.ping_rate / nprocs, args.ping_seconds)]
                                    * nprocs))
+            ping_cpu = (server.cpu_seconds() - cpu0) / args.ping_seconds
             server.settle()
             after, _ = server.counters()
             handled = after - before
@@ -474,7 +486,23 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("PINGs handled/s (paced)",
                          f"{handled / args.ping_seconds:,.0f}",
                          f"offered {args.ping_rate:,.0f}/s for {args.ping_seconds:g} s: "
-                         f"sent {sent:,}, handled {handled:,}, lost {lost:,}"))
+                         f"sent {sent:,}, handled {handled:,}, lost {lost:,}; "
+                         f"server CPU {ping_cpu:.0%}"))
+
+            # 3a. lone joins (one every 50 ms): the fan-out latency without load -------
+            workers.all("drain", [()] * nprocs)
+            lone = [f"l{i:06d}" for i in range(40)]
+            for i in range(nprocs):
+                workers.send(i, "listen", 2.0 + 0.05 * len(lone) + args.join_linger, "l")
+            time.sleep(0.2)
+            workers.send(nprocs, "join", lone, 20.0, args.join_linger, 1)
+            lone_at = dict(workers.result(nprocs))
+            heard = [workers.result(i) for i in range(nprocs)]
+            lone_lat = [max(h[n][1] for h in heard if n in h) - t for n, t in lone_at.items()
+                        if sum(h.get(n, (0, 0.0))[0] for h in heard) >= args.clients]
+            rows.append(("REF_ADD to all, lone joins", f"p99 {pct(lone_lat, 99) * 1e3:.1f} ms",
+                         f"p50 {pct(lone_lat, 50) * 1e3:.1f} ms; {len(lone_lat)}/{len(lone)} "
+                         f"joins at 20/s reached all {args.clients:,} online clients"))
 
             # 3. joins with the online clients listening ----------------------------------
             workers.all("drain", [()] * nprocs)
@@ -482,11 +510,16 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(nprocs):
                 workers.send(i, "listen", listen_for, "j")
             time.sleep(0.2)
-            t0 = time.monotonic()
+            server.counters()  # starts the server's own push-latency record afresh
+            cpu0 = server.cpu_seconds()
             workers.send(nprocs, "join", joiners, args.join_rate, args.join_linger)
             sent_at = dict(workers.result(nprocs))
-            join_wall = time.monotonic() - t0
+            times = sorted(sent_at.values())
+            join_wall = times[-1] - times[0] if len(times) > 1 else float("nan")
+            join_cpu = (server.cpu_seconds() - cpu0) / join_wall
             heard = [workers.result(i) for i in range(nprocs)]
+            server.counters()
+            push = PUSH.search(server.last_stats)
             complete, latencies = 0, []
             for nick, t_sent in sent_at.items():
                 count = sum(h.get(nick, (0, 0.0))[0] for h in heard)
@@ -494,14 +527,20 @@ def main(argv: list[str] | None = None) -> int:
                     complete += 1
                     last = max(h[nick][1] for h in heard if nick in h)
                     latencies.append(last - t_sent)
-            rows.append(("joins/s sustained", f"{complete / join_wall:,.0f}",
+            rows.append(("joins/s sustained", f"{min(complete, len(times)) / join_wall:,.0f}",
                          f"offered {args.join_rate:,.0f}/s for {args.join_seconds:g} s with "
-                         f"{args.clients:,} online; {complete}/{len(sent_at)} reached everyone"))
+                         f"{args.clients:,} online; {complete}/{len(sent_at)} reached everyone; "
+                         f"server CPU {join_cpu:.0%}"))
             rows.append(("REF_ADD to all online clients",
                          f"p99 {pct(latencies, 99) * 1e3:.1f} ms",
                          f"p50 {pct(latencies, 50) * 1e3:.1f} ms, max "
                          f"{max(latencies, default=float('nan')) * 1e3:.1f} ms, from first PING "
-                         f"to the last of {args.clients:,} recipients"))
+                         f"to the last of {args.clients:,} recipients reading it"))
+            if push:
+                rows.append(("REF_ADD to all, server side", f"p99 {push.group(3)} ms",
+                             f"p50 {push.group(2)} ms, max {push.group(4)} ms over "
+                             f"{push.group(1)} changes: from the PING's arrival to the last "
+                             f"recipient's datagram in its socket"))
         finally:
             workers.close()
             server.close()
