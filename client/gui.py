@@ -792,8 +792,7 @@ class WhoisDialog:
     def verify(self) -> None:
         self.app._engine_call("mark_verified", self.nick)
         if self.app.main_frame is not None:
-            if self.app.roster.markers.get(self.nick, "").startswith("⚠"):
-                self.app.roster.set_marker(self.nick, None)
+            self.app.roster.set_marker(self.nick, "✔")
             self.app._peer_view(self.nick).view.add_system(
                 f"You marked {self.nick}’s key as verified.")
         self.refresh()

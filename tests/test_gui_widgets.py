@@ -276,6 +276,7 @@ def test_whois_dialog_marks_verified(root: tk.Tk, tmp_path: Path) -> None:
     assert "Not verified" in dialog.state_var.get()
     dialog.verify_button.invoke()
     assert "bob" in app.engine.verified
+    assert app.roster.text_of("bob") == "✔ bob"
     assert dialog.state_var.get().startswith("✔ Verified")
     assert str(dialog.verify_button.cget("state")) == "disabled"
     dialog.top.destroy()
