@@ -47,7 +47,11 @@ class TerminalClient:
             stderr=subprocess.PIPE, encoding="utf-8")
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
+        self.errors: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
+        # drained too, so a chatty log can never fill the pipe and stall the client
+        threading.Thread(target=lambda: self.errors.extend(self.proc.stderr or ()),
+                         daemon=True).start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -73,7 +77,8 @@ class TerminalClient:
         try:
             pump(root, arrived, timeout, what=f"terminal line {wanted!r}")
         except AssertionError:
-            raise AssertionError(f"{wanted!r} not printed; got {self.seen}") from None
+            raise AssertionError(f"{wanted!r} not printed; got {self.seen}; "
+                                 f"stderr {self.errors[-5:]}") from None
 
     def wait_registered(self, root: tk.Misc) -> None:
         # stdin is read only once registration is done, so an answer to /who proves it
