@@ -21,6 +21,9 @@ Contract (the engine calls these; none of them blocks on the network)::
                                          # order; payload starts with b"F"; never raises
         def tick(self, now: float) -> None    # expire offers (call about once a second)
         def close(self) -> None
+        # optional hooks the engine calls when it has them:
+        def on_peer_left(self, peer: str) -> None                # directory REF_DEL
+        def on_undelivered(self, peer: str, payload: bytes) -> None   # control never acked
 
 ``send_control(peer, payload)`` must be thread-safe and deliver ``payload`` (<= 4 KiB) reliably
 and encrypted to the peer's ``on_control``. ``emit(event)`` is called from the caller's thread
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import os
 import select
@@ -60,7 +64,7 @@ from typing import BinaryIO
 
 from client import files_stream as fs
 from client import files_wire as wire
-from client.config import load_json, save_json
+from client.config import load_json
 from client.events import FileDone, FileFailed, FileOffered, FileProgress
 from client.files_names import candidate_names, reserve_unique, sanitize_name
 from models.errors import ProtocolError
@@ -535,6 +539,8 @@ class FileTransfers:
             self._emit(FileDone(t.tid, t.peer, t.name, final[0], outgoing=False))
 
     def _receive(self, t: _Transfer, final: list[Path]) -> None:
+        if t.stop.is_set():
+            return
         t.out, offset = self._open_part(t)
         free = shutil.disk_usage(self.downloads).free
         if free < t.size - offset + self.free_space_margin:
@@ -603,13 +609,14 @@ class FileTransfers:
             return None
         return conn
 
-    def _open_part(self, t: _Transfer):
+    def _open_part(self, t: _Transfer) -> tuple[BinaryIO, int]:
         """Open the ``.part`` to write: the matching one of an interrupted transfer (resume)
         or a fresh one with its sidecar. Returns (file object, bytes already there)."""
         ident = {"v": 1, "peer": t.peer, "name": t.name, "size": t.size, "mtime_ns": t.mtime_ns}
         self.downloads.mkdir(parents=True, exist_ok=True)
+        found = self._resumable(ident)          # disk I/O: outside the lock
         with self._lock:
-            part = self._find_resumable(ident)
+            part = next((p for p in found if p not in self._parts_in_use), None)
             if part is None:
                 part = next((self.downloads / (c + PART) for c in candidate_names(t.name)
                              if self.downloads / (c + PART) not in self._parts_in_use
@@ -620,32 +627,35 @@ class FileTransfers:
                 part.touch()
             self._parts_in_use.add(part)
             t.part = part
-        save_json(_sidecar(part), ident)
-        out = open(part, "r+b")   # noqa: SIM115 -- closed by the worker's finally
+        # Not fsynced: losing the sidecar in a crash only costs the resume, and offers should
+        # not wait for the disk.
+        _sidecar(part).write_text(json.dumps(ident), encoding="utf-8")
+        out = open(part, "r+b")   # noqa: SIM115 -- closed by _release_part
         offset = min(out.seek(0, os.SEEK_END), t.size)
         if offset:
             log.info("resuming %s from %s at %d bytes", t.name, t.peer, offset)
         return out, offset
 
-    def _find_resumable(self, ident: dict) -> Path | None:
-        best, best_len = None, -1
+    def _resumable(self, ident: dict) -> list[Path]:
+        """``.part`` files whose sidecar matches ``ident``, longest first."""
+        found = []
         try:
             entries = list(itertools.islice(self.downloads.iterdir(), 10_000))
         except OSError:
-            return None
+            return []
         for side in entries:
             if not side.name.endswith(SIDECAR):
                 continue
             part = side.with_name(side.name[:-len(".json")])
             try:
-                if side.stat().st_size > 4096 or part in self._parts_in_use:
+                if side.stat().st_size > 4096:
                     continue
                 length = part.stat().st_size
             except OSError:
                 continue
-            if load_json(side) == ident and best_len < length <= ident["size"]:
-                best, best_len = part, length
-        return best
+            if length <= ident["size"] and load_json(side) == ident:
+                found.append((length, part))
+        return [p for _, p in sorted(found, key=lambda lp: lp[0], reverse=True)]
 
     def _finish_part(self, t: _Transfer, out) -> Path:
         """Verified: flush to disk and move into place under a name nobody uses."""
@@ -690,9 +700,14 @@ def _peer_reason(what: str, reason: str) -> str:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, fs.StreamError):
         return str(exc)
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if isinstance(exc, TimeoutError):
         return "the peer stopped responding"
-    return f"connection lost ({exc.strerror or exc})" if isinstance(exc, OSError) else str(exc)
+    if isinstance(exc, ConnectionError):
+        return f"connection lost ({exc.strerror or exc})"
+    if isinstance(exc, OSError):    # the disk, usually: say which file
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return str(exc)
 
 
 def _lost(exc: BaseException) -> bool:

@@ -131,7 +131,7 @@ def test_cancel_by_receiver_mid_transfer(pair: Pair) -> None:
 
 
 def _wait_empty(folder: Path) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while _files(folder) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _files(folder) == []
