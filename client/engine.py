@@ -445,7 +445,12 @@ class Engine:
                     return
                 log.warning("recvfrom failed: %s", exc)
                 return
-            self._dispatch(data, addr, now)  # AF_INET: addr is an (ip, port) tuple
+            try:
+                self._dispatch(data, addr, now)  # AF_INET: addr is an (ip, port) tuple
+            except Exception:  # our bug; one datagram must not take the engine down
+                self.stats["internal_errors"] = self.stats.get("internal_errors", 0) + 1
+                if self.stats["internal_errors"] <= 10:
+                    log.exception("internal error handling a datagram from %s", addr)
 
     def _dispatch(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if addr == self._wake_addr and data == WAKE:
