@@ -343,3 +343,30 @@ def test_control_messages_reach_the_file_layer_and_notify_is_called(server, make
         assert a.engine.address_of("bob") == ("127.0.0.1", b_engine.address[1])
     finally:
         b_engine.close()
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": 2.0}], indirect=True)
+def test_arbitrary_datagrams_never_raise_nor_change_the_roster(server, make_engine):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    a = make_engine(server, "alice", encrypted=True)
+    b = make_engine(server, "bob", encrypted=True)
+    wait_roster(a, ["bob"])
+    eng = a.engine
+    peer_addr = eng.address_of("bob")
+    sources = st.sampled_from([peer_addr, eng._server_addr, ("127.0.0.1", 9)])
+    prefixes = st.sampled_from([b"", b"\xc1", b"\xc1\x01", b"\xc1\x01\x20",
+                                eng._keyword.encode() + b" "])
+
+    @settings(max_examples=300, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(prefix=prefixes, body=st.binary(max_size=1300), source=sources)
+    def feed(prefix: bytes, body: bytes, source: tuple[str, int]) -> None:
+        eng._call(lambda now: eng._dispatch(prefix + body, source, now))
+
+    feed()
+    assert eng.roster() == ["bob"]
+    assert eng.stats.get("internal_errors", 0) == 0
+    a.engine.send_room("still talking")
+    b.wait_for(ev.RoomMessage, text="still talking")
