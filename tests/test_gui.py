@@ -48,10 +48,12 @@ class TerminalClient:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.errors: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        # drained too, so a chatty log can never fill the pipe and stall the client
-        threading.Thread(target=lambda: self.errors.extend(self.proc.stderr or ()),
-                         daemon=True).start()
+        # stderr is drained too, so a chatty log can never fill the pipe and stall the client
+        self.readers = [threading.Thread(target=self._read, daemon=True),
+                        threading.Thread(target=lambda: self.errors.extend(self.proc.stderr or ()),
+                                         daemon=True)]
+        for reader in self.readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -93,6 +95,8 @@ class TerminalClient:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+        for reader in self.readers:   # they end at EOF, now that the process is gone
+            reader.join(2)
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
