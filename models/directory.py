@@ -40,6 +40,7 @@ from models.directory_wire import (
     encode_datagram,
     entry_hash,
     format_digest,
+    pack_bodies,
     ref_add_bodies,
     ref_del_bodies,
 )
@@ -146,6 +147,7 @@ class _Change:
     nickname: str
     entry: Entry | None  # None: removed
     at: float = 0.0  # when it happened (``now``), to measure how long the push took
+    text: bytes = b""  # the row as encoded on the wire (adds only)
 
 
 @dataclass
@@ -409,7 +411,7 @@ class Directory:
         reg.text = f"{entry.nickname} {entry.host} {entry.port}".encode()
         reg.hash = entry_hash(entry)
         self._digest ^= reg.hash
-        self._record(reg.key, _Change(reg.nickname, entry, now))
+        self._record(reg.key, _Change(reg.nickname, entry, now, reg.text))
         self._store_ops.append(("addr", reg.nickname, reg.keyword, entry.host, entry.port))
         if first:
             self.stats.joins += 1
@@ -491,20 +493,20 @@ class Directory:
         changes, self._pending = self._pending, {}
         self.batch_times = [c.at for c in changes.values()]
         add_keys = [k for k, c in changes.items() if c.entry is not None]
-        adds = [changes[k].entry for k in add_keys]
-        dels = [c.nickname for c in changes.values() if c.entry is None]
-        del_bodies = ref_del_bodies(dels, self.pack_limit)
-        add_bodies = ref_add_bodies(adds, self.pack_limit)  # type: ignore[arg-type]
+        add_items = [changes[k].text for k in add_keys]
+        del_items = [c.nickname.encode() for c in changes.values() if c.entry is None]
+        del_bodies = pack_bodies(b"REF_DEL", del_items, self.pack_limit)
+        add_bodies = pack_bodies(b"REF_ADD", add_items, self.pack_limit)
         # which add body carries which key, so a changed recipient can be sent its own
         # rows minus itself by repacking just that one chunk
         chunk_of: dict[str, int] = {}
-        chunks: list[list[Entry]] = []
+        chunks: list[list[tuple[str, bytes]]] = []
         start = 0
         for i, body in enumerate(add_bodies):
             n = int(body.split(b" ", 2)[1])
-            keys = add_keys[start:start + n]
-            chunks.append([changes[k].entry for k in keys])  # type: ignore[misc]
-            for k in keys:
+            chunks.append(list(zip(add_keys[start:start + n], add_items[start:start + n],
+                                   strict=True)))
+            for k in add_keys[start:start + n]:
                 chunk_of[k] = len(del_bodies) + i
             start += n
         tails = [b" %d %s" % (len(b), b) for b in del_bodies + add_bodies]
@@ -512,7 +514,8 @@ class Directory:
         return self._broadcast(direct, recipients, tails, chunk_of, chunks, len(del_bodies))
 
     def _broadcast(self, direct: list[tuple[Address, bytes]], recipients: list[Registration],
-                   tails: list[bytes], chunk_of: dict[str, int], chunks: list[list[Entry]],
+                   tails: list[bytes], chunk_of: dict[str, int],
+                   chunks: list[list[tuple[str, bytes]]],
                    n_del: int) -> Iterator[tuple[Address, bytes]]:
         yield from direct
         for reg in recipients:
@@ -529,6 +532,6 @@ class Directory:
                 if i != own:
                     yield addr, reg.kw_prefix + tail
                     continue
-                rest = [e for e in chunks[own - n_del] if e.nickname != reg.nickname]
-                for body in ref_add_bodies(rest, self.pack_limit):
+                rest = [item for key, item in chunks[own - n_del] if key != reg.key]
+                for body in pack_bodies(b"REF_ADD", rest, self.pack_limit):
                     yield addr, self._frame(reg, body)

@@ -511,6 +511,14 @@ def _pack_bodies(command: bytes, items: list[bytes], budget: int) -> list[bytes]
     return bodies
 
 
+def pack_bodies(command: bytes, items: list[bytes], limit: int = DEFAULT_PACK_LIMIT
+                ) -> list[bytes]:
+    """Bodies ``COMMAND n item item ...`` from already-encoded, already-valid items (a row's
+    ``nickname ip port`` or a nickname), each fitting a datagram of ``limit`` with any keyword.
+    For callers that keep their rows encoded; no checks."""
+    return _pack_bodies(command, items, _body_budget(limit))
+
+
 def _body_budget(limit: int, keyword_len: int = MAX_KEYWORD_LEN) -> int:
     # keyword, space, up to 5 len digits, space
     return limit - keyword_len - 2 - len(str(limit))
