@@ -251,7 +251,17 @@ def start_server(tmp: Path) -> tuple[subprocess.Popen, tuple[str, int]]:
 class Bench:
     def __init__(self, args: argparse.Namespace, encrypted: bool, tmp: Path) -> None:
         self.args, self.encrypted = args, encrypted
+        self.conns: list = []
+        self.procs: list = []
+        self.engine: Engine | None = None
         self.server_proc, self.server = start_server(tmp)
+        try:
+            self._set_up(args, encrypted, tmp)
+        except BaseException:
+            self.close()  # never leave a server or workers behind
+            raise
+
+    def _set_up(self, args: argparse.Namespace, encrypted: bool, tmp: Path) -> None:
         self.engine = Engine(self.server, "sender", config_dir=tmp / "sender",
                              bind=("127.0.0.1", 0), encrypted=encrypted, deadline=30.0)
         self.lock = threading.Lock()
@@ -272,8 +282,6 @@ class Bench:
         self.engine.start(timeout=10)
         ctx = mp.get_context("spawn")
         names = [f"sim{i:03d}" for i in range(args.peers)]
-        self.conns = []
-        self.procs = []
         for w in range(args.workers):
             parent, child = ctx.Pipe()
             p = ctx.Process(target=worker_main, daemon=True,
@@ -401,7 +409,8 @@ class Bench:
             p.join(5)
             if p.is_alive():
                 p.kill()
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()
         self.server_proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.server_proc.wait(5)
