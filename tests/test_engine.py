@@ -268,7 +268,8 @@ def test_close_is_idempotent_and_sends_quit(server, make_engine):
     a.engine.close()
     a.engine.close()
     assert time.monotonic() - t0 < 2
-    b.wait_for(ev.Left, nickname="alice", timeout=PING)  # QUIT, not the timeout
+    assert server.wait_for_log(r"leave alice \(quit\)", timeout=3)  # QUIT, not the timeout
+    b.wait_for(ev.Left, nickname="alice", timeout=3)
     with pytest.raises(RuntimeError):
         a.engine.send_room("after close")
 
