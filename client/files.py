@@ -304,10 +304,11 @@ class FileTransfers:
             ok = t is not None and t.state == OFFERED
             if ok:
                 t.state, t.since = ACCEPTED, None
-        if not ok:
+        if t is None:
             self._control(peer, wire.Cancel(msg.token, "no such offer (expired?)"))
-        else:
+        elif ok:
             log.info("%s accepted #%d", peer, t.tid)
+        # else: its connection overtook this ACCEPT and the transfer is already running
 
     def _on_decline(self, peer: str, msg: wire.Decline) -> None:
         t = self._find(peer, msg.token, outgoing=True)
