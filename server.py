@@ -43,6 +43,7 @@ CLOSING_ERRORS = frozenset({"LINE_TOO_LONG", "TOO_MANY_CONNECTIONS", "THROTTLED"
 MAX_ERRORS_PER_CONNECTION = 8
 SEND_YIELD_EVERY = 100
 MAX_COALESCE = 0.010  # seconds a push may be held back, under load only
+MIN_COALESCE = 0.003  # changes within this long after a push travel together in the next
 
 
 def _positive(text: str) -> float:
@@ -245,8 +246,8 @@ class DirectoryServer:
         while True:
             self.wake.wait()
             # Coalesce under load: after a push that took D seconds, the next starts no sooner
-            # than D (at most MAX_COALESCE) after it ended; changes arriving meanwhile travel
-            # together. After a quiet spell a lone join goes out at once.
+            # than D (at least MIN_, at most MAX_COALESCE) after it ended; changes arriving
+            # meanwhile travel together. After a quiet spell a lone join goes out at once.
             rest = next_push - time.monotonic()
             if rest > 0:
                 gevent.sleep(rest)
@@ -270,7 +271,7 @@ class DirectoryServer:
                     gevent.sleep(0)  # let PINGs in; new changes wait for the next round
             d.stats.sent += sent % SEND_YIELD_EVERY
             ended = time.monotonic()
-            next_push = ended + min(ended - started, MAX_COALESCE)
+            next_push = ended + min(max(ended - started, MIN_COALESCE), MAX_COALESCE)
             if d.batch_times:  # from each change to its last datagram handed to the kernel
                 self.fanout.extend(ended - t for t in d.batch_times)
 

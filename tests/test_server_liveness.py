@@ -159,7 +159,7 @@ def test_fifty_joins_reach_a_listener_in_a_handful_of_datagrams(server, joined,
         assert msg is not None, f"only {sum(len(m.entries) for m in got)} of 50 arrived"
         got.append(msg)
     assert all(isinstance(m, wire.RefAdd) for m in got)
-    assert len(got) <= 6, [len(m.entries) for m in got]
+    assert len(got) <= 8, [len(m.entries) for m in got]  # a handful, not 50
     assert len(listener.roster) == 50
     # each joiner ends up with the full roster (catch-up + coalesced updates)
     last = clients[-1]
