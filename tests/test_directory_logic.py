@@ -282,3 +282,84 @@ def test_reference_line_after_load() -> None:
     d = make()
     d.load([("x", "kwX", "10.0.0.9", 9)], now=0)
     assert d.reference_line(None, 0) == b"REFERENCE 1 x 10.0.0.9 9\n"
+
+
+# ------------------------------------------------------------------ a property: rosters converge
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+NICKS = ["ann", "Bob", "вася", "Dee", "eve"]
+ops_st = st.lists(
+    st.tuples(st.sampled_from(["register", "ping", "move", "quit", "reclaim", "wait", "flush"]),
+              st.integers(0, len(NICKS) - 1)),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops_st, st.integers(2, 64))
+def test_every_client_ends_with_the_servers_roster(ops, log_size) -> None:
+    """Whatever happens, a client that applies what it is sent (REFERENCE, then REF_ADD /
+    REF_DEL) holds exactly the roster the server lists for it, and PONG digests agree."""
+    d = make(log_size=log_size)
+    now = 0.0
+    sims: dict[str, dict] = {}  # nickname -> {"reg", "roster", "addr"}
+    port = iter(range(1000, 100000))
+
+    def deliver() -> None:
+        for addr, data in d.take_outgoing():
+            msg = w.decode_datagram(data)
+            for sim in sims.values():
+                if sim["addr"] == addr and sim["reg"].keyword == msg.keyword:
+                    if isinstance(msg, w.RefAdd):
+                        for e in msg.entries:
+                            assert e.nickname != sim["reg"].nickname  # never told of itself
+                            sim["roster"][e.nickname] = (e.host, e.port)
+                    elif isinstance(msg, w.RefDel):
+                        for n in msg.nicknames:
+                            sim["roster"].pop(n, None)
+
+    def fetch(sim: dict) -> None:
+        ref = w.decode_reply(d.reference_line(sim["reg"], now))
+        sim["roster"] = {e.nickname: (e.host, e.port) for e in ref.entries}
+
+    for op, i in ops:
+        nick = NICKS[i]
+        sim = sims.get(nick)
+        current = sim is not None and d.by_key.get(sim["reg"].key) is sim["reg"]
+        if op == "register" and not current:
+            reg, _ = d.register(nick, None, now)
+            sims[nick] = sim = {"reg": reg, "addr": ("10.9.0.1", next(port)), "roster": {}}
+            fetch(sim)
+        elif op in ("ping", "move") and current:
+            if op == "move":
+                sim["addr"] = ("10.9.0.2", next(port))
+            d.on_datagram(w.encode_datagram(w.Ping(sim["reg"].keyword, nick)), sim["addr"], now)
+        elif op == "quit" and current:
+            d.on_datagram(w.encode_datagram(w.Quit(sim["reg"].keyword, nick)), sim["addr"], now)
+        elif op == "reclaim" and current:
+            reg, reclaimed = d.register(nick.upper(), sim["reg"].keyword, now)
+            assert reclaimed and reg is sim["reg"]
+            fetch(sim)
+        elif op == "wait":
+            now += 6.0  # unconfirmed ones (10 s) and silent ones (15 s) expire over time
+            d.expire(now)
+        if op == "flush" or op == "wait":
+            deliver()
+    deliver()
+    log_covers_all = log_size >= 2 * len(ops)
+    for sim in sims.values():
+        reg = sim["reg"]
+        if d.by_key.get(reg.key) is not reg or not reg.announced:
+            continue
+        want = {e.nickname: (e.host, e.port) for e in d.reference(None, now) if e.nickname
+                != reg.nickname}
+        digest = w.roster_digest(w.Entry(n, *a) for n, a in sim["roster"].items())
+        if not log_covers_all and digest != d.digest_for(reg):
+            # the catch-up fell back to the whole roster (REF_ADDs only): the PONG digest
+            # disagrees, and the client's repair -- a re-fetch -- puts it right
+            fetch(sim)
+            digest = w.roster_digest(w.Entry(n, *a) for n, a in sim["roster"].items())
+        assert sim["roster"] == want
+        assert d.digest_for(reg) == digest
