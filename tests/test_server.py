@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from models import directory_wire as wire
@@ -59,3 +61,13 @@ def test_pong_digest_matches_roster(server, joined) -> None:
     assert a.digest() == wire.roster_digest([wire.Entry("b", "127.0.0.1", b.udp_port)])
     b.ping(b.digest())
     assert b.recv_until(lambda m: isinstance(m, wire.Pong)) == wire.Pong(b.keyword, b.digest())
+
+
+@pytest.mark.parametrize("server", [{"extra_args": ("--stats-interval", "0.2")}], indirect=True)
+def test_periodic_and_on_demand_stats(server, joined) -> None:
+    a = joined(server, "counted")
+    a.send(b"garbage")
+    assert server.wait_for_log(r"stats: online=1 registered=1 datagrams=\d+ .*dropped=1")
+    start = len(server.log_lines())
+    server.proc.send_signal(signal.SIGUSR1)
+    assert server.wait_for_log(r"stats: online=1", start_index=start)
