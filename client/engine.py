@@ -62,9 +62,10 @@ PEER_MAGIC = bytes((MAGIC,))  # first byte of every peer datagram
 MAX_UDP = 4096
 DRAIN_BATCH = 512  # datagrams handled before timers get a turn
 PINGS_PER_INTERVAL = 3
-# While a PONG is overdue, PING this many times per interval instead: under 20% loss each way a
-# PING/PONG round trip fails 36% of the time, and a lost server must not be declared by chance.
-PINGS_PER_INTERVAL_HURRIED = 8
+# A PING still unanswered after ping_interval/RETRY_DIVISOR is repeated at once (and so on): under
+# 20% loss each way a PING/PONG round trip fails 36% of the time, and a server that is there must
+# not be declared lost by chance (0.36**14 ~ 1e-6 in the 2/3 interval before it would be).
+RETRY_DIVISOR = 20
 LOST_AFTER = 1.0  # ping intervals without a PONG before the server counts as lost
 RECLAIM_BACKOFF_MAX = 60.0
 GHOST_GRACE = 3.0  # ping intervals a peer missing after a re-registration stays listed
@@ -148,6 +149,7 @@ class Engine:
         self._ping_interval = 10.0
         self._extended = True
         self._next_ping = 0.0
+        self._last_ping = 0.0
         self._last_pong = 0.0
         self._bad_digests = 0
         self._worker: threading.Thread | None = None
@@ -422,6 +424,9 @@ class Engine:
 
     def _timeout(self, now: float) -> float:
         deadlines = [self._next_ping]
+        retry = self._ping_retry_due()
+        if retry is not None:
+            deadlines.append(retry)
         for d in (self._messenger.next_deadline(), self._transport.next_deadline(),
                   self._roster.next_deadline(), self._next_reclaim):
             if d is not None:
@@ -503,12 +508,13 @@ class Engine:
         self._messenger.on_timer(now)
         self._transport.on_timer(now)
         self._apply(self._roster.expire_ghosts(now), now)
+        retry = self._ping_retry_due()
         if now >= self._next_ping:
-            self._send_ping()
+            self._send_ping(now)
             step = self._ping_interval / PINGS_PER_INTERVAL
-            if self.server_online and self._extended and now - self._last_pong > step * 1.2:
-                step = self._ping_interval / PINGS_PER_INTERVAL_HURRIED
             self._next_ping = max(self._next_ping + step, now + step / 2)
+        elif retry is not None and now >= retry:
+            self._send_ping(now)
         if self.server_online and self._extended and \
                 now - self._last_pong > LOST_AFTER * self._ping_interval:
             self.server_online = False
@@ -525,7 +531,15 @@ class Engine:
                 self._safe_files("tick", now)
 
     # ------------------------------------------------------------------ server channel
-    def _send_ping(self) -> None:
+    def _ping_retry_due(self) -> float | None:
+        """When to repeat an unanswered PING (None: nothing unanswered, or the server is
+        already known to be lost and PINGs go at the normal pace)."""
+        if not (self.server_online and self._extended and self._last_pong < self._last_ping):
+            return None
+        return self._last_ping + self._ping_interval / RETRY_DIVISOR
+
+    def _send_ping(self, now: float) -> None:
+        self._last_ping = now
         digest = self._roster.digest() if self._extended else None
         self._send_server(wire.Ping(self._keyword, self.nickname, digest))
 
@@ -661,7 +675,7 @@ class Engine:
         self._server_is_back()
         self._bad_digests = 0
         self._apply(changes, now)
-        self._send_ping()  # our first PING after CHANNEL_SWITCH: the server learns our address
+        self._send_ping(now)  # our first PING after CHANNEL_SWITCH: the server learns our address
 
     def _schedule_reclaim(self, now: float) -> None:
         if self.server_online:
