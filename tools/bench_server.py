@@ -27,6 +27,7 @@ import re
 import selectors
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux values where Python lacks them
+SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", SO_TIMESTAMPNS)
 LISTENING = re.compile(r"listening on \S+:(\d+) \(tcp\+udp\)")
 STATS = re.compile(r"stats: .*?datagrams=(\d+) pings=(\d+)")
 PUSH = re.compile(r"pushes=(\d+) push_p50_ms=([\d.]+) push_p99_ms=([\d.]+) push_max_ms=([\d.]+)")
@@ -229,7 +232,9 @@ class Worker:
     def bind(self) -> None:
         for _ in self.clients[len(self.socks):]:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            with contextlib.suppress(OSError):
+                s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             s.bind(("127.0.0.1", 0))
             s.setblocking(False)
             self.socks.append(s)
@@ -277,13 +282,48 @@ class Worker:
                     got += 1
         return got
 
-    def listen(self, seconds: float, prefix: str) -> dict[str, tuple[int, float]]:
-        """REF_ADDs for nicknames starting with ``prefix``: nick -> (listeners, last arrival)."""
+    def listen(self, seconds: float, prefix: str, stamped: bool
+               ) -> dict[str, tuple[int, float]]:
+        """REF_ADDs for nicknames starting with ``prefix``: nick -> (listeners, last arrival).
+
+        ``stamped``: sleep, then read everything with the kernel's arrival timestamps
+        (SO_TIMESTAMPNS): the time each datagram reached the client's socket, without the
+        load generator's own scheduling in it (and without it competing for the CPUs).
+        Otherwise: read as it comes (select) and take the time when read."""
         seen: dict[str, list] = {}
+        needle = prefix.encode()
+
+        def note(data: bytes, at: float) -> None:
+            parts = data.split(b" ")
+            if len(parts) > 3 and parts[2] == b"REF_ADD":
+                for nick in parts[4::3]:
+                    if nick.startswith(needle):
+                        rec = seen.get(nick)
+                        if rec is None:
+                            seen[nick] = [1, at]
+                        else:
+                            rec[0] += 1
+                            rec[1] = max(rec[1], at)
+
+        if stamped:
+            time.sleep(seconds)
+            offset = time.time() - time.monotonic()  # kernel stamps are wall-clock time
+            for sock in self.socks:
+                while True:
+                    try:
+                        data, anc, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+                    except BlockingIOError:
+                        break
+                    at = time.monotonic()
+                    for level, kind, raw in anc:
+                        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+                            sec, nsec = struct.unpack("qq", raw[:16])
+                            at = sec + nsec / 1e9 - offset
+                    note(data, at)
+            return {k.decode(): (v[0], v[1]) for k, v in seen.items()}
         sel = selectors.DefaultSelector()
         for s in self.socks:
             sel.register(s, selectors.EVENT_READ)
-        needle = prefix.encode()
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             for key, _ in sel.select(min(left, 0.1)):
@@ -293,17 +333,7 @@ class Worker:
                         data = sock.recv(65536)  # type: ignore[union-attr]
                     except BlockingIOError:
                         break
-                    now = time.monotonic()
-                    parts = data.split(b" ")
-                    if len(parts) > 3 and parts[2] == b"REF_ADD":
-                        for nick in parts[4::3]:
-                            if nick.startswith(needle):
-                                rec = seen.get(nick)
-                                if rec is None:
-                                    seen[nick] = [1, now]
-                                else:
-                                    rec[0] += 1
-                                    rec[1] = now
+                    note(data, time.monotonic())
         sel.close()
         return {k.decode(): (v[0], v[1]) for k, v in seen.items()}
 
@@ -433,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="a joiner QUITs this long after joining (keeps ~--clients online)")
     p.add_argument("--rss-clients", type=int, default=10_000)
     p.add_argument("--quick", action="store_true", help="shorter phases")
+    p.add_argument("--read-live", dest="stamped", action="store_false",
+                   help="listeners read REF_ADDs as they come and time them when read, "
+                        "instead of kernel arrival timestamps (adds the load generator's "
+                        "own scheduling delays to the fan-out times)")
     args = p.parse_args(argv)
     if args.quick:
         args.ping_seconds = args.join_seconds = 1.0
@@ -493,22 +527,28 @@ def main(argv: list[str] | None = None) -> int:
             workers.all("drain", [()] * nprocs)
             lone = [f"l{i:06d}" for i in range(40)]
             for i in range(nprocs):
-                workers.send(i, "listen", 2.0 + 0.05 * len(lone) + args.join_linger, "l")
+                workers.send(i, "listen", 2.0 + 0.05 * len(lone) + args.join_linger, "l",
+                             args.stamped)
             time.sleep(0.2)
+            server.counters()  # starts the server's own push-latency record afresh
             workers.send(nprocs, "join", lone, 20.0, args.join_linger, 1)
             lone_at = dict(workers.result(nprocs))
             heard = [workers.result(i) for i in range(nprocs)]
+            server.counters()
+            lone_push = PUSH.search(server.last_stats)
             lone_lat = [max(h[n][1] for h in heard if n in h) - t for n, t in lone_at.items()
                         if sum(h.get(n, (0, 0.0))[0] for h in heard) >= args.clients]
             rows.append(("REF_ADD to all, lone joins", f"p99 {pct(lone_lat, 99) * 1e3:.1f} ms",
                          f"p50 {pct(lone_lat, 50) * 1e3:.1f} ms; {len(lone_lat)}/{len(lone)} "
-                         f"joins at 20/s reached all {args.clients:,} online clients"))
+                         f"joins at 20/s reached all {args.clients:,} online clients"
+                         + (f"; server side p50 {lone_push.group(2)} ms, p99 "
+                            f"{lone_push.group(3)} ms" if lone_push else "")))
 
             # 3. joins with the online clients listening ----------------------------------
             workers.all("drain", [()] * nprocs)
             listen_for = args.join_seconds + args.join_linger + 2.0
             for i in range(nprocs):
-                workers.send(i, "listen", listen_for, "j")
+                workers.send(i, "listen", listen_for, "j", args.stamped)
             time.sleep(0.2)
             server.counters()  # starts the server's own push-latency record afresh
             cpu0 = server.cpu_seconds()
@@ -535,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"p99 {pct(latencies, 99) * 1e3:.1f} ms",
                          f"p50 {pct(latencies, 50) * 1e3:.1f} ms, max "
                          f"{max(latencies, default=float('nan')) * 1e3:.1f} ms, from first PING "
-                         f"to the last of {args.clients:,} recipients reading it"))
+                         f"to the last of {args.clients:,} recipients "
+                         + ("(kernel arrival stamps)" if args.stamped else "reading it")))
             if push:
                 rows.append(("REF_ADD to all, server side", f"p99 {push.group(3)} ms",
                              f"p50 {push.group(2)} ms, max {push.group(4)} ms over "
