@@ -50,6 +50,32 @@ def _default_engine_factory(*args: Any, **kwargs: Any) -> Any:
     return Engine(*args, **kwargs)
 
 
+def default_downloads() -> Path:
+    import platformdirs
+    return Path(platformdirs.user_downloads_dir()) / "OpenLChat"
+
+
+def plug_in_files(engine: Any, downloads: Path) -> bool:
+    """Give a started engine its file-transfer manager (client/files.py) if it has none.
+
+    Runs in the connect worker (no Tk). Steps aside when the engine wires one itself. The
+    listener gets the engine's UDP port number when free (files.py's convention).
+    """
+    if getattr(engine, "files", False) is not None:
+        return False
+    try:
+        from client.files import FileTransfers
+        files = FileTransfers(downloads=downloads, send_control=engine.send_control,
+                              emit=engine.events.put, key_for=engine.session_key_for,
+                              address_of=engine.address_of, listen_port=engine.address[1])
+        files.start()
+    except Exception as exc:   # chat works without files; say so once
+        log.warning("file transfer unavailable: %r", exc)
+        return False
+    engine.files = files
+    return True
+
+
 def _collect_tk_garbage() -> None:
     """Collect destroyed widgets now, on the main thread.
 
@@ -74,6 +100,9 @@ class App:
         self.theme = normalise_theme(self.settings.get("theme"))
         self.colours = apply_theme(self.root, self.theme)
         self._factory = engine_factory or _default_engine_factory
+        saved_downloads = self.settings.get("downloads")
+        self.downloads = Path(saved_downloads) if isinstance(saved_downloads, str) \
+            and saved_downloads else default_downloads()
         self._connect_timeout = connect_timeout
         self.attention = attention or Attention()
         self._results: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -205,6 +234,7 @@ class App:
         try:
             engine = self._factory(server, nick, config_dir=self.config_dir)
             engine.start(timeout=self._connect_timeout)
+            plug_in_files(engine, self.downloads)
         except Exception as exc:
             log.info("connecting to %s as %s failed: %r", label, nick, exc)
             if engine is not None:
@@ -288,6 +318,7 @@ class App:
                              variable=self.dark_var,
                              command=lambda: self.set_theme(
                                  "dark" if self.dark_var.get() else "light"))
+        chat.add_command(label="Downloads folder…", command=self.choose_downloads)
         chat.add_separator()
         chat.add_command(label="Quit", accelerator="Ctrl+Q", command=self.close)
         menubar.add_cascade(label="Chat", menu=chat, underline=0)
@@ -646,6 +677,22 @@ class App:
 
     def _cancel_file(self, transfer_id: int) -> None:
         self._engine_call("cancel_file", transfer_id)
+
+    def choose_downloads(self) -> None:
+        chosen = filedialog.askdirectory(parent=self.root, initialdir=str(self.downloads),
+                                         title="Where received files are saved", mustexist=False)
+        if chosen:
+            self.set_downloads(Path(chosen))
+
+    def set_downloads(self, folder: Path) -> None:
+        """Where received files go from now on (remembered in the settings)."""
+        self.downloads = folder
+        self.settings["downloads"] = str(folder)
+        files = getattr(self.engine, "files", None)
+        if files is not None and hasattr(files, "downloads"):
+            files.downloads = folder     # transfers accepted from now on land there
+        if self.main_frame is not None:
+            self.room.view.add_system(f"Received files will be saved in {folder}.")
 
     def set_theme(self, name: str) -> None:
         self.theme = normalise_theme(name)

@@ -18,6 +18,7 @@ import time
 import tkinter as tk
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from tkinter import ttk
 
 import pytest
 
@@ -393,3 +394,67 @@ def test_not_delivered_is_shown_against_the_message(root: tk.Tk, tmp_path: Path,
          WAIT, what="the not-delivered mark")
     assert "first, delivered  ✗" not in app.room.view.content()
     app.close()
+
+
+def test_files_both_ways_between_the_window_and_a_peer(root: tk.Tk, tmp_path: Path, server,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accept in the window, progress, done lines; and Send file… to a peer who accepts."""
+    from client import gui
+    from client.config import save_json, settings_path
+    from client.engine import Engine
+    from client.events import FileOffered
+
+    bob = Engine(server.address, "bob", config_dir=tmp_path / "bob")
+    mine, theirs = tmp_path / "alice-downloads", tmp_path / "bob-downloads"
+    save_json(settings_path(tmp_path / "gui"), {"downloads": str(mine)})
+    try:
+        bob.start()
+        gui.plug_in_files(bob, theirs)    # steps aside if the engine has wired files itself
+        app = open_app(root, tmp_path, server.address, "alice")
+        assert app.engine.files is not None
+        pump(root, lambda: "alice" in bob.roster(), WAIT, what="alice in bob's roster")
+        bob.send_room("hello, here comes a file")              # opens the encrypted session
+        pump(root, lambda: "here comes a file" in app.room.view.content(), WAIT)
+        # bob -> the window: an offer with Accept/Decline, then progress, then done
+        payload = os.urandom(3 * 1024 * 1024 + 17)
+        source = tmp_path / "карта 😀.bin"
+        source.write_bytes(payload)
+        bob.offer_files("alice", [source])
+        row = pump(root, lambda: next(iter(app.files.rows.values()), None), WAIT,
+                   what="the offer row")
+        assert "bob offers “карта 😀.bin” (3.1 MB)" in row.label.get()
+        _button(row.frame, "Accept").invoke()
+        pump(root, lambda: "Received “карта 😀.bin” from bob" in app.tabs["bob"].view.content(),
+             WAIT, what="the received line")
+        assert (mine / "карта 😀.bin").read_bytes() == payload
+        assert not app.files.rows                              # the row went away
+        # the window -> bob: Send file… picks a file, bob accepts, the window says it was sent
+        outgoing = tmp_path / "notes.txt"
+        outgoing.write_text("привет, bob\n", encoding="utf-8")
+        monkeypatch.setattr(gui.filedialog, "askopenfilenames", lambda **_kw: (str(outgoing),))
+        app.send_file("bob")
+        offered = pump(root, lambda: _next_event(bob, FileOffered), WAIT, what="bob's offer")
+        bob.accept_file(offered.transfer_id)
+        pump(root, lambda: "“notes.txt” was sent to bob." in app.tabs["bob"].view.content(),
+             WAIT, what="the sent line")
+        pump(root, lambda: (theirs / "notes.txt").exists(), WAIT)
+        assert (theirs / "notes.txt").read_text(encoding="utf-8") == "привет, bob\n"
+        app.close()
+    finally:
+        bob.close()
+
+
+def _button(frame: tk.Misc, text: str) -> ttk.Button:
+    return next(w for w in frame.winfo_children()
+                if isinstance(w, ttk.Button) and str(w.cget("text")) == text)
+
+
+def _next_event(engine: object, kind: type) -> object | None:
+    """The next event of ``kind`` on an in-test engine's queue (others are dropped)."""
+    while True:
+        try:
+            event = engine.events.get_nowait()  # type: ignore[attr-defined]
+        except queue.Empty:
+            return None
+        if isinstance(event, kind):
+            return event
