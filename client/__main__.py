@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local address of the UDP socket (default: %(default)s)")
     p.add_argument("--port", type=int, default=0,
                    help="local UDP port (default: %(default)s = any free port)")
+    p.add_argument("--downloads", type=Path, default=None, metavar="DIR",
+                   help="where received files are saved (default: the user's Downloads "
+                        "folder, OpenLChat subfolder)")
+    p.add_argument("--no-files", action="store_true",
+                   help="terminal client: do not offer or accept file transfers")
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds before an unacknowledged message is reported "
                         "not delivered (default: %(default)s)")
@@ -85,7 +90,18 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
         engine.close()
         print(f"error: cannot start: {exc}", file=stderr)
         return 1
+    if not args.no_files:
+        try:
+            engine.attach_files(args.downloads or default_downloads())
+        except Exception as exc:  # chat works without files
+            logging.getLogger("client").warning("file transfer unavailable: %s", exc)
     return Terminal(engine, stdin, stdout).run()
+
+
+def default_downloads() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_downloads_dir()) / "OpenLChat"
 
 
 def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,

@@ -208,11 +208,36 @@ class Engine:
 
         return self._call(go)
 
-    def send_control(self, peer: str, payload: bytes) -> int:
-        """A KIND_CONTROL message to one peer (file transfer signalling). Thread-safe."""
+    def send_control(self, peer: str, payload: bytes) -> None:
+        """Queue a KIND_CONTROL message to one peer (file-transfer signalling). Thread-safe and
+        non-blocking: the file layer may call it while holding its own lock, and the engine
+        thread may at that moment be inside ``files.on_control`` waiting for that lock."""
         if len(payload) > MAX_MESSAGE:
             raise MessageTooLarge(f"control message of {len(payload)} bytes")
-        return self._call(lambda now: self._send([peer], KIND_CONTROL, bytes(payload), now))
+        data = bytes(payload)
+
+        def go(now: float) -> None:
+            self._send([peer], KIND_CONTROL, data, now)
+
+        if threading.current_thread() is self._thread:
+            go(time.monotonic())
+            return
+        if self._thread is None or self._closed or not self._thread.is_alive():
+            raise RuntimeError("engine closed")
+        self._commands.put(_Call(go))
+        self._wake()
+
+    def attach_files(self, downloads: pathlib.Path) -> Any:
+        """Plug in peer-to-peer file transfer (client/files.py) after ``start()``; its TCP
+        listener takes our UDP port number when free. Returns the manager."""
+        from client.files import FileTransfers
+
+        files = FileTransfers(downloads=pathlib.Path(downloads), send_control=self.send_control,
+                              emit=self.post_event, key_for=self.session_key_for,
+                              address_of=self.address_of, listen_port=self.address[1])
+        files.start()
+        self.files = files
+        return files
 
     def roster(self) -> list[str]:
         """Nicknames online, not including ourselves, sorted."""
@@ -286,6 +311,12 @@ class Engine:
         with self._close_lock:
             if self._closed:
                 return
+            files = self.files
+            if files is not None and hasattr(files, "close"):
+                try:  # first, so its "closed" notices are queued before QUIT
+                    files.close()
+                except Exception:
+                    log.exception("closing file transfers failed")
             self._closed = True
         thread = self._thread
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
@@ -297,12 +328,6 @@ class Engine:
             self._quit(time.monotonic())
         self._closing = True
         self._sock.close()
-        files = self.files
-        if files is not None and hasattr(files, "close"):
-            try:
-                files.close()
-            except Exception:
-                log.exception("closing file transfers failed")
 
     # ------------------------------------------------------------------ caller side helpers
     @staticmethod

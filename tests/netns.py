@@ -108,7 +108,7 @@ class ClientProc:
         self.nick = nick
         argv = [sys.executable, "-m", "client", "--headless", "--server",
                 f"{server[0]}:{server[1]}", "--nick", nick, "--config-dir", str(config_dir),
-                *(extra or [])]
+                "--downloads", str(Path(config_dir) / "downloads"), *(extra or [])]
         if netns is not None:
             argv = netns.wrap(argv)
         self.proc = subprocess.Popen(argv, cwd=REPO, env=client_env(), stdin=subprocess.PIPE,

@@ -211,3 +211,28 @@ def test_piped_input_is_delivered_before_leaving(server, clients, tmp_path):
     bob.expect("<script> one line from a script")
     bob.expect(r"\*script\* and a private one")
     bob.expect("-!- script left")
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_file_transfer_between_terminals(server, clients, tmp_path):
+    alice = clients(server, "alice")
+    bob = clients(server, "bob")
+    alice.expect("-!- bob joined")
+    src = tmp_path / "отчёт 📄.bin"
+    data = os.urandom(300_000)
+    src.write_bytes(data)
+    alice.send(f"/send BOB {src}")
+    alice.expect(r"-!- offered .* to bob as #\d+")
+    line = bob.expect(r"-!- alice offers file #(\d+): отчёт 📄\.bin \(293\.0 KiB\); .*")
+    tid = re.search(r"#(\d+)", line).group(1)
+    alice.send("still chatting")
+    bob.expect("<alice> still chatting")
+    bob.send(f"/accept {tid}")
+    done = bob.expect(rf"-!- file #{tid} отчёт 📄\.bin from alice saved as (.*)", timeout=20)
+    saved = Path(done.split(" saved as ", 1)[1])
+    assert saved.parent == tmp_path / "bob" / "downloads"
+    assert saved.read_bytes() == data
+    alice.expect(r"-!- file #\d+ отчёт 📄\.bin sent to bob", timeout=10)
+    bob.send("/decline 999")
+    alice.send(f"/send bob {tmp_path / 'missing.txt'}")
+    alice.expect(r"-!- file: .*missing\.txt.*")
