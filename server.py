@@ -519,11 +519,18 @@ def main(argv: list[str] | None = None) -> int:
     def on_stop() -> None:
         server.stopping.set()
 
-    gevent.signal_handler(signal.SIGTERM, on_stop)
-    gevent.signal_handler(signal.SIGINT, on_stop)
-    if hasattr(signal, "SIGUSR1"):
-        gevent.signal_handler(signal.SIGUSR1, lambda: log.info("%s", server.stats_line()))
-    server.stopping.wait()
+    handlers: list[tuple[int, Callable[[], None]]] = [(signal.SIGTERM, on_stop),
+                                                      (signal.SIGINT, on_stop)]
+    if hasattr(signal, "SIGUSR1"):  # not on Windows
+        handlers.append((signal.SIGUSR1, lambda: log.info("%s", server.stats_line())))
+    for signum, handler in handlers:
+        try:
+            gevent.signal_handler(signum, handler)
+        except (AttributeError, NotImplementedError, OSError, ValueError):
+            # where gevent cannot watch signals, Ctrl+C still interrupts the wait below
+            log.debug("cannot watch signal %s", signum)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.stopping.wait()
     log.info("stopping: %s", server.stats_line())
     server.stop()
     log.info("stopped; directory saved in %s", args.db)
