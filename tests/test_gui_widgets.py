@@ -332,18 +332,22 @@ def test_close_quits_off_main_thread_and_saves_settings(root: tk.Tk, tmp_path: P
     app = connected_app(root, tmp_path)
     engine: StandIn = app.engine
     app.set_theme("dark")
+    app.set_downloads(tmp_path / "incoming")
+    assert f"Received files will be saved in {tmp_path / 'incoming'}" in app.room.view.content()
     app.close()
     assert engine.closed_in == "gui-close"
     saved = load_json(settings_path(tmp_path))
     assert saved["server"] == "127.0.0.1:7799"
     assert saved["nick"] == "alice"
     assert saved["theme"] == "dark"
+    assert saved["downloads"] == str(tmp_path / "incoming")
     assert "x" in saved["geometry"]
     # the next run starts with what was saved
     again = App(tk.Tk(), config_dir=tmp_path, engine_factory=StandIn)
     assert again.connect_frame.server_var.get() == "127.0.0.1:7799"
     assert again.connect_frame.nick_var.get() == "alice"
     assert again.theme == "dark"
+    assert again.downloads == tmp_path / "incoming"
     again.close()
 
 
