@@ -6,7 +6,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+
+import pytest
 
 from models import directory_wire as wire
 from tests.conftest import ROOT, SERVER, TcpSession
@@ -134,3 +137,42 @@ def test_bad_options_are_one_line_errors(tmp_path) -> None:
         result = run_server(*args, "--db", str(tmp_path / "x.db"))
         assert result.returncode == 2 and "Traceback" not in result.stderr
     assert run_server("--help").returncode == 0
+
+
+@pytest.mark.parametrize("server", [{"extra_args": ("--register-rate", "0")}], indirect=True)
+def test_sigkill_during_registrations_leaves_whole_rows(server) -> None:
+    """Every KEYWORD the server answered is on disk (it replies only after the commit), and
+    a kill -9 in the middle of a flood leaves a consistent database."""
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def flood(prefix: str) -> None:
+        for i in range(10_000):
+            if stop.is_set():
+                return
+            try:
+                tcp = TcpSession(server.address, timeout=2)
+                reply = tcp.request(wire.Connect(f"{prefix}{i}"))
+                tcp.close()
+            except (OSError, ConnectionError):
+                return
+            if isinstance(reply, wire.Keyword):
+                answered.append(f"{prefix}{i}")
+
+    threads = [threading.Thread(target=flood, args=(p,)) for p in ("a", "b", "c", "d")]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    server.kill()
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert len(answered) > 20
+    con = sqlite3.connect(server.db_path)
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    rows = con.execute("SELECT nickname, keyword FROM clients").fetchall()
+    con.close()
+    assert all(nick and len(kw) == 24 for nick, kw in rows)
+    assert set(answered) <= {nick for nick, _ in rows}
+    server.start()  # and it starts again on it
+    assert server.wait_for_log(r"loaded \d+ clients", since_start=True)
