@@ -176,6 +176,7 @@ class Engine:
         if self._thread is not None:
             raise RuntimeError("engine already started")
         self._server_addr = self._resolve(timeout)
+        keys = self._load_keys()  # before registering: a damaged key file fails fast
         saved = self._load_session()
         reg = register(self.server, self.nickname, keyword=saved, timeout=timeout)
         now = time.monotonic()
@@ -184,7 +185,7 @@ class Engine:
         self._roster.replace(reg.roster)
         self._roster_view = tuple(self._roster.nicknames())
         self._messenger = Messenger(now=now, deadline=self._deadline)
-        self._transport = self._make_transport(now)
+        self._transport = self._make_transport(keys, now)
         self.server_online = True
         self._last_pong = now
         self._next_ping = now
@@ -402,18 +403,25 @@ class Engine:
         self._extended = reg.extended
         self._save_session(asked_as)
 
-    def _make_transport(self, now: float) -> Any:
+    def _load_keys(self) -> Any:
+        """(identity key, pin store) for the encrypted transport; None for the plain one."""
         if not self._encrypted:
-            from client.plain import PlainTransport
-
-            return PlainTransport()
+            return None
         from client import identity
         from client.pins import PinStore
-        from client.secure import SecureTransport
 
         cdir = config.config_dir(self._config_dir)
-        return SecureTransport(identity.load_or_create(cdir), self.nickname,
-                               PinStore.in_dir(cdir), now=now)
+        return identity.load_or_create(cdir), PinStore.in_dir(cdir)
+
+    def _make_transport(self, keys: Any, now: float) -> Any:
+        if keys is None:
+            from client.plain import PlainTransport
+
+            return PlainTransport(now=now)
+        from client.secure import SecureTransport
+
+        signing_key, pins = keys
+        return SecureTransport(signing_key, self.nickname, pins, now=now)
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:

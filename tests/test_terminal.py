@@ -178,3 +178,17 @@ def test_terminal_in_process(server, tmp_path):
         runner.join(5)
         bob.close()
     assert term.code == 0
+
+
+def test_damaged_identity_key_is_a_one_line_error(server, tmp_path):
+    (tmp_path / "identity.key").write_text("not a key\n")
+    err = io.StringIO()
+    code = main(["--headless", "--server", f"127.0.0.1:{server.port}", "--nick", "alice",
+                 "--config-dir", str(tmp_path)], stdin=io.StringIO(""), stdout=io.StringIO(),
+                stderr=err)
+    assert code == 1
+    lines = [x for x in err.getvalue().splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "identity" in lines[0]
+    from client.registration import register
+
+    assert register(server.address, "alice", timeout=3).keyword  # the nickname was never taken
