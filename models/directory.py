@@ -174,7 +174,8 @@ class Directory:
         self._ref_cache: tuple[int, bytes] | None = None
         self.batch_times: list[float] = []  # when the changes of the last broadcast happened
         self._pending: dict[str, _Change] = {}
-        self._outgoing: list[tuple[Address, bytes]] = []
+        # catch-ups: the address is looked up when sent, in case the client moved meanwhile
+        self._outgoing: list[tuple[Registration, bytes]] = []
         self._store_ops: list[StoreOp] = []
         self._unknown_bucket = TokenBucket(self.unknown_rate, self.unknown_burst)
         self.timeout = self.liveness_factor * self.ping_interval
@@ -468,7 +469,7 @@ class Directory:
             adds = [c.entry for c in net.values() if c.entry is not None]
             dels = [c.nickname for c in net.values() if c.entry is None]
         for body in ref_del_bodies(dels, self.pack_limit) + ref_add_bodies(adds, self.pack_limit):
-            self._outgoing.append((reg.addr, self._frame(reg, body)))
+            self._outgoing.append((reg, self._frame(reg, body)))
 
     @staticmethod
     def _frame(reg: Registration, body: bytes) -> bytes:
@@ -489,7 +490,7 @@ class Directory:
         10,000 clients never sits in memory at once."""
         direct, self._outgoing = self._outgoing, []
         if not self._pending:
-            return iter(direct)
+            return self._broadcast(direct, [], [], {}, [], 0)
         changes, self._pending = self._pending, {}
         self.batch_times = [c.at for c in changes.values()]
         add_keys = [k for k, c in changes.items() if c.entry is not None]
@@ -513,11 +514,13 @@ class Directory:
         recipients = list(self._live.values())  # snapshot: a new client gets its catch-up
         return self._broadcast(direct, recipients, tails, chunk_of, chunks, len(del_bodies))
 
-    def _broadcast(self, direct: list[tuple[Address, bytes]], recipients: list[Registration],
+    def _broadcast(self, direct: list[tuple[Registration, bytes]], recipients: list[Registration],
                    tails: list[bytes], chunk_of: dict[str, int],
                    chunks: list[list[tuple[str, bytes]]],
                    n_del: int) -> Iterator[tuple[Address, bytes]]:
-        yield from direct
+        for reg, data in direct:
+            if reg.addr is not None and self.by_key.get(reg.key) is reg:
+                yield reg.addr, data
         for reg in recipients:
             addr = reg.addr
             if addr is None:
