@@ -500,7 +500,6 @@ class FileTransfers:
             if (st.st_size, max(st.st_mtime_ns, 0)) != (t.size, t.mtime_ns):
                 raise fs.StreamError("the file changed since it was offered")
             conn.settimeout(self.io_timeout)
-            _tune(conn)
             fs.send_stream(conn, key=key, path=t.path, size=t.size,
                            progress=lambda done: self._progress(t, done),
                            stop=t.stop.is_set, chunk=self.chunk)
@@ -558,7 +557,6 @@ class FileTransfers:
         if key is None:
             raise fs.StreamError(f"no encrypted session with {t.peer}")
         conn.settimeout(self.io_timeout)
-        _tune(conn)
         out = t.out
         fs.receive_stream(conn, key=key, out=out, offset=offset, prefix=prefix, size=t.size,
                           progress=lambda done: self._progress(t, done),
@@ -723,13 +721,6 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
             raise fs.StreamError("connection closed")
         buf += data
     return bytes(buf)
-
-
-def _tune(conn: socket.socket) -> None:
-    # Large kernel buffers keep the pipe full while we encrypt the next chunk.
-    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        with contextlib.suppress(OSError):
-            conn.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
 
 
 def _break(sock: socket.socket) -> None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -98,6 +100,8 @@ class _Pusher:
         Both buffers are reused for every chunk, so memory stays flat and nothing is copied
         beyond what encryption itself writes."""
         clen = n + ABYTES
+        if not 0 <= n <= len(src) or 4 + clen > len(frame):
+            raise ValueError("chunk larger than its buffers")
         if _FAST:
             rc = _lib.crypto_secretstream_xchacha20poly1305_push(
                 self.state.statebuf, _ffi.from_buffer("unsigned char[]", frame) + 4, _ffi.NULL,
@@ -131,6 +135,8 @@ class _Puller:
         """Decrypt ``src[:clen]`` into ``dst``; (plaintext length, tag)."""
         if self.finished:
             raise StreamError("data after the end of the stream")
+        if not ABYTES <= clen <= len(src) or clen - ABYTES > len(dst):   # libsodium trusts us
+            raise StreamError("bad frame length on the wire")
         if not _FAST:
             data, tag = self.pull(bytes(memoryview(src)[:clen]))
             dst[:len(data)] = data
@@ -148,6 +154,51 @@ class _Puller:
         elif tag != TAG_MESSAGE:
             raise StreamError("unexpected secretstream tag")
         return tag
+
+
+class _Writer:
+    """Writes decrypted chunks on its own thread, so the copy into the page cache (as costly as
+    the decryption on some machines) overlaps the decryption of the next chunk. A fixed pool of
+    buffers bounds memory and slows the network side down when the disk lags."""
+
+    def __init__(self, out: BinaryIO, buffers: int = 3) -> None:
+        self.out = out
+        self.error: BaseException | None = None
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        for _ in range(buffers):
+            self._free.put(bytearray(CHUNK))
+        self._thread = threading.Thread(target=self._run, name="files-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._full.get()) is not None:
+            buf, n = item
+            if self.error is None:
+                try:
+                    self.out.write(memoryview(buf)[:n])
+                except BaseException as exc:    # reported to the receiving thread
+                    self.error = exc
+            self._free.put(buf)
+
+    def take_buffer(self) -> bytearray:
+        buf = self._free.get()
+        if self.error is not None:
+            raise self.error
+        return buf
+
+    def give_back(self, buf: bytearray) -> None:
+        self._free.put(buf)
+
+    def write(self, buf: bytearray, n: int) -> None:
+        self._full.put((buf, n))
+
+    def close(self) -> None:
+        """Wait until everything queued is written; raise the write error, if any."""
+        self._full.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -256,18 +307,24 @@ def receive_stream(sock: socket.socket, *, key: bytes, out: BinaryIO, offset: in
     out.truncate(start)
     done = start
     progress(done)
-    pview = memoryview(plain)
-    while True:
-        if stop():
-            raise StreamError("cancelled")
-        n, tag = puller.pull_into(cipher, _recv_frame_into(sock, cipher), plain)
-        if tag == TAG_FINAL:
-            break
-        if done + n > size:
-            raise StreamError("sender sent more than the offered size")
-        out.write(pview[:n])
-        done += n
-        progress(done)
+    writer = _Writer(out)
+    try:
+        while True:
+            if stop():
+                raise StreamError("cancelled")
+            buf = writer.take_buffer()
+            n, tag = puller.pull_into(cipher, _recv_frame_into(sock, cipher), buf)
+            if tag == TAG_FINAL:
+                plain[:n] = memoryview(buf)[:n]
+                writer.give_back(buf)
+                break
+            if done + n > size:
+                raise StreamError("sender sent more than the offered size")
+            writer.write(buf, n)
+            done += n
+            progress(done)
+    finally:
+        writer.close()
     try:
         end = wire.decode_end(bytes(plain[:n]))
     except ProtocolError as exc:
