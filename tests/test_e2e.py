@@ -236,3 +236,21 @@ def test_file_transfer_between_terminals(server, clients, tmp_path):
     bob.send("/decline 999")
     alice.send(f"/send bob {tmp_path / 'missing.txt'}")
     alice.expect(r"-!- file: .*missing\.txt.*")
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_killed_client_restarts_at_once_without_noise(server, clients):
+    alice = clients(server, "alice")
+    bob = clients(server, "bob")
+    alice.expect("-!- bob joined")
+    mark = len(alice.seen)
+    bob.proc.kill()  # SIGKILL: no QUIT
+    bob.proc.wait(5)
+    bob2 = clients(server, "bob")  # same config dir: reclaims its saved registration
+    bob2.send("back already")
+    alice.expect("<bob> back already")
+    alice.send("welcome back")
+    bob2.expect("<alice> welcome back")
+    time.sleep(3 * PING)  # longer than the server's timeout for the old socket
+    later = alice.seen[mark:] + quiet_lines(alice)
+    assert not [x for x in later if re.search(r" (joined|left)$", x)], later
