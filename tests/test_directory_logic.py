@@ -366,3 +366,35 @@ def test_every_client_ends_with_the_servers_roster(ops, log_size) -> None:
             digest = w.roster_digest(w.Entry(n, *a) for n, a in sim["roster"].items())
         assert sim["roster"] == want
         assert d.digest_for(reg) == digest
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"", b" 0123456789abcdef", b" 0123456789ABCDEF", b" 0123456789abcde", b" 0123456789abcdef0",
+     b"  0123456789abcdef", b"x", b" ", b"\x00"],
+)
+def test_ping_fast_path_agrees_with_the_decoder(tail: bytes) -> None:
+    """The fast path for exact PINGs must answer exactly as the full decoder would."""
+    fast, slow = make(), make()
+    regs = [x.register("Вася", None, 0)[0] for x in (fast, slow)]
+    body = "PING Вася".encode() + tail
+    data = b"%s %d %s" % (regs[0].keyword.encode(), len(body), body)
+    got = fast.on_datagram(data, A, 1)
+    # the slow twin: same datagram, forced through the decoder
+    slow._by_kw_bytes.clear()
+    expect = slow.on_datagram(data, A, 1)
+    assert got == expect
+    assert fast.stats == slow.stats
+    assert regs[0].announced == regs[1].announced == (tail in (b"", b" 0123456789abcdef"))
+    # and a wrong len never passes
+    bad = b"%s %d %s" % (regs[0].keyword.encode(), len(body) + 1, body)
+    assert fast.on_datagram(bad, A, 2) is None
+
+
+def test_pong_bytes_are_the_codec_s() -> None:
+    d = make()
+    a = join(d, "a", A)
+    for i in range(20):
+        join(d, f"x{i}", ("10.3.0.1", 4000 + i))
+    reply = ping(d, a, A, 1, digest=w.EMPTY_DIGEST)
+    assert reply == w.encode_datagram(w.Pong(a.keyword, d.digest_for(a)))
