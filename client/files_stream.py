@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import queue
 import socket
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -156,51 +154,6 @@ class _Puller:
         return tag
 
 
-class _Writer:
-    """Writes decrypted chunks on its own thread, so the copy into the page cache (as costly as
-    the decryption on some machines) overlaps the decryption of the next chunk. A fixed pool of
-    buffers bounds memory and slows the network side down when the disk lags."""
-
-    def __init__(self, out: BinaryIO, buffers: int = 3) -> None:
-        self.out = out
-        self.error: BaseException | None = None
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        for _ in range(buffers):
-            self._free.put(bytearray(CHUNK))
-        self._thread = threading.Thread(target=self._run, name="files-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (item := self._full.get()) is not None:
-            buf, n = item
-            if self.error is None:
-                try:
-                    self.out.write(memoryview(buf)[:n])
-                except BaseException as exc:    # reported to the receiving thread
-                    self.error = exc
-            self._free.put(buf)
-
-    def take_buffer(self) -> bytearray:
-        buf = self._free.get()
-        if self.error is not None:
-            raise self.error
-        return buf
-
-    def give_back(self, buf: bytearray) -> None:
-        self._free.put(buf)
-
-    def write(self, buf: bytearray, n: int) -> None:
-        self._full.put((buf, n))
-
-    def close(self) -> None:
-        """Wait until everything queued is written; raise the write error, if any."""
-        self._full.put(None)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-
-
 def recv_exact(sock: socket.socket, n: int) -> bytes:
     buf = bytearray(n)
     recv_into_exact(sock, memoryview(buf))
@@ -307,24 +260,18 @@ def receive_stream(sock: socket.socket, *, key: bytes, out: BinaryIO, offset: in
     out.truncate(start)
     done = start
     progress(done)
-    writer = _Writer(out)
-    try:
-        while True:
-            if stop():
-                raise StreamError("cancelled")
-            buf = writer.take_buffer()
-            n, tag = puller.pull_into(cipher, _recv_frame_into(sock, cipher), buf)
-            if tag == TAG_FINAL:
-                plain[:n] = memoryview(buf)[:n]
-                writer.give_back(buf)
-                break
-            if done + n > size:
-                raise StreamError("sender sent more than the offered size")
-            writer.write(buf, n)
-            done += n
-            progress(done)
-    finally:
-        writer.close()
+    pview = memoryview(plain)
+    while True:
+        if stop():
+            raise StreamError("cancelled")
+        n, tag = puller.pull_into(cipher, _recv_frame_into(sock, cipher), plain)
+        if tag == TAG_FINAL:
+            break
+        if done + n > size:
+            raise StreamError("sender sent more than the offered size")
+        out.write(pview[:n])
+        done += n
+        progress(done)
     try:
         end = wire.decode_end(bytes(plain[:n]))
     except ProtocolError as exc:
