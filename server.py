@@ -15,7 +15,9 @@ import argparse
 import contextlib
 import errno
 import logging
+import logging.handlers
 import math
+import queue
 import signal
 import socket
 import sys
@@ -478,6 +480,7 @@ class DirectoryServer:
             f"timeouts={s.timeouts} squatters={s.squatters} registrations={s.registrations} "
             f"reclaims={s.reclaims} tcp_connections={self.tcp_stats['connections']} "
             f"tcp_errors={self.tcp_stats['errors']} storage_failures={self.storage_failures}"
+            f" log_lines_dropped={_DroppingQueueHandler.dropped}"
             f"{self._fanout_summary()}"
         )
 
@@ -500,8 +503,38 @@ class DirectoryServer:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    listener = setup_logging(args.log_level)
+    try:
+        return run(args)
+    finally:
+        listener.stop()  # writes out what is still queued
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Never blocks: when the writer thread is behind (stderr is a full pipe), drop."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            _DroppingQueueHandler.dropped += 1
+
+
+def setup_logging(level: str) -> logging.handlers.QueueListener:
+    """Log lines are written by a thread: a slow stderr must never stall the UDP loop (a
+    blocked write in the hub would stop every greenlet)."""
+    out = logging.StreamHandler(sys.stderr)
+    out.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=10_000)
+    logging.basicConfig(level=level, handlers=[_DroppingQueueHandler(records)], force=True)
+    listener = logging.handlers.QueueListener(records, out)
+    listener.start()
+    return listener
+
+
+def run(args: argparse.Namespace) -> int:
     store = Store(args.db, busy_timeout=args.db_timeout)
     try:
         rows = store.open()
