@@ -214,6 +214,8 @@ def _make_file(path: Path, size: int) -> None:
             n = min(left, 16 << 20)
             f.write(os.urandom(n))
             left -= n
+        f.flush()
+        os.fsync(f.fileno())    # no writeback of the source competing with the runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir()
         _make_file(src, size)
         runs: dict[str, list[tuple]] = {}
-        for _ in range(args.rounds):
-            for mode, label in (("plain", "plain 64 KiB sendall loop (no crypto)"),
-                                ("files", "FileTransfers (secretstream, verified)")):
+        modes = [("plain", "plain 64 KiB sendall loop (no crypto)"),
+                 ("files", "FileTransfers (secretstream, verified)")]
+        for i in range(args.rounds):
+            for mode, label in modes[::1 if i % 2 == 0 else -1]:   # alternate: no order bias
                 s, r = _run_pair(mode, src, out, size)
                 wall = max(s["wall"], r["wall"])
                 gb = size / 1e9
@@ -255,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f}\n")
     print("| path | MB/s | sender CPU-s/GB | receiver CPU-s/GB | receiver RSS start → peak (MiB) |")
     print("|---|---:|---:|---:|---:|")
-    for label, rows in runs.items():
+    for _, label in modes:
+        rows = runs[label]
         mbs, scpu, rcpu, rss0, rss1 = (statistics.median(col) for col in zip(*rows, strict=True))
         print(f"| {label} | {mbs:.0f} | {scpu:.2f} | {rcpu:.2f} | {rss0:.1f} → {rss1:.1f} |")
     return 0
