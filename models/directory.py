@@ -20,6 +20,7 @@ Life of a registration::
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import secrets
@@ -52,6 +53,14 @@ _DIGEST_TAIL = re.compile(rb"[0-9a-f]{16}")  # matched from after "PING nick "
 
 Address = tuple[str, int]
 StoreOp = tuple[Literal["addr"], str, str, str, int] | tuple[Literal["del"], str, str]
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def new_keyword() -> str:
@@ -252,7 +261,7 @@ class Directory:
             self._by_kw_bytes[reg.kw_prefix] = reg
             self.by_key[key] = reg
             self.by_keyword[keyword] = reg
-            if host and isinstance(port, int) and 0 < port < 65536:
+            if isinstance(host, str) and _is_ip(host) and type(port) is int and 0 < port < 65536:
                 reg.addr = (host, port)
                 reg.announced = True
                 reg.hash = entry_hash(reg.entry())

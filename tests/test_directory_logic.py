@@ -225,15 +225,17 @@ def test_catch_up_falls_back_to_full_roster_when_log_is_short() -> None:
 def test_load_gives_fresh_deadlines_and_skips_bad_rows() -> None:
     d = make()
     rows = [("Evan", "kwA", "10.0.0.1", 1001), ("evan", "kwB", "10.0.0.2", 1002),
-            ("bad nick", "kwC", None, None), ("pending", "kwD", None, None)]
-    assert d.load(rows, now=100) == 2
+            ("bad nick", "kwC", None, None), ("pending", "kwD", None, None),
+            ("odd host", "kwE", "not an ip", 5), ("badkw", "a b", None, None),
+            ("weird", "kwF", "1.2.3.4 5", 6)]
+    assert d.load(rows, now=100) == 3  # "weird": an unusable address waits for a PING
     assert d.reference(None, 100) == (w.Entry("Evan", "10.0.0.1", 1001),)
     assert ("del", "evan", "kwB") in d.take_store_ops()
     assert d.take_outgoing() == []  # restart is silent
     reg = d.by_key["evan"]
     assert ping(d, reg, ("10.0.0.1", 1001), 110, digest=w.EMPTY_DIGEST) is not None
     assert d.take_outgoing() == []  # same address: no REF_ADD noise
-    assert [r.nickname for r, _ in d.expire(110)] == ["pending"]  # 100 + 1 x interval
+    assert [r.nickname for r, _ in d.expire(110)] == ["pending", "weird"]  # 100 + 1 x interval
 
 
 def test_cancel_frees_the_nickname() -> None:
