@@ -571,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                     latencies.append(last - t_sent)
             rows.append(("joins/s sustained", f"{min(complete, len(times)) / join_wall:,.0f}",
                          f"offered {args.join_rate:,.0f}/s for {args.join_seconds:g} s with "
-                         f"{args.clients:,} online; {complete}/{len(sent_at)} reached everyone; "
+                         f"{args.clients:,} online, each joiner QUITting {args.join_linger:g} s "
+                         f"later; {complete}/{len(sent_at)} reached everyone; "
                          f"server CPU {join_cpu:.0%}"))
             rows.append(("REF_ADD to all online clients",
                          f"p99 {pct(latencies, 99) * 1e3:.1f} ms",
@@ -619,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     vwidth = max(len(r[1]) for r in rows)
     cpu = os.cpu_count()
     print(f"OpenLChat directory server benchmark ({cpu} CPUs, Python "
-          f"{sys.version.split()[0]}, {nprocs} load processes)")
+          f"{sys.version.split()[0]}, {nprocs} load processes): "
+          f"python tools/bench_server.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"| {'measure'.ljust(width)} | {'result'.rjust(vwidth)} | details |")
     print(f"|{'-' * (width + 2)}|{'-' * (vwidth + 2)}|---------|")
     for name, value, detail in rows:
