@@ -43,8 +43,6 @@ from models.directory_wire import (
     format_digest,
     is_keyword,
     pack_bodies,
-    ref_add_bodies,
-    ref_del_bodies,
 )
 
 log = logging.getLogger(__name__)
@@ -496,18 +494,22 @@ class Directory:
         oldest = self._log[0][0] if self._log else self.version + 1
         # the full roster when the log no longer reaches back, or when it is the cheaper one
         if since + 1 < oldest or self.version - since > 64 + 2 * len(self._live):
-            adds = [r.entry() for r in self._live.values() if r.announced and r is not reg]
-            dels: list[str] = []
+            adds = [r.text for r in self._live.values() if r.announced and r is not reg]
+            dels: list[bytes] = []
         else:
             net: dict[str, _Change] = {}
+            pending = self._pending
             for version, key, change in reversed(self._log):
                 if version <= since:
                     break
                 if key != reg.key:
                     net.setdefault(key, change)
-            adds = [c.entry for c in net.values() if c.entry is not None]
-            dels = [c.nickname for c in net.values() if c.entry is None]
-        for body in ref_del_bodies(dels, self.pack_limit) + ref_add_bodies(adds, self.pack_limit):
+            # changes not pushed yet reach it with the next push (it is listed now)
+            changes = [c for k, c in net.items() if pending.get(k) is not c]
+            adds = [c.text for c in changes if c.entry is not None]
+            dels = [c.nickname.encode() for c in changes if c.entry is None]
+        for body in (pack_bodies(b"REF_DEL", dels, self.pack_limit)
+                     + pack_bodies(b"REF_ADD", adds, self.pack_limit)):
             self._outgoing.append((reg, self._frame(reg, body)))
 
     @staticmethod
