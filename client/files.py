@@ -214,7 +214,8 @@ class FileTransfers:
                 log.info("accept of unknown or already handled transfer #%s", transfer_id)
                 return
             t.state, t.since = ACCEPTED, None
-        self._control(t.peer, wire.Accept(t.token))
+        # The worker checks the free space and then sends ACCEPT (or DECLINE): disk work stays
+        # off the caller's thread.
         self._spawn(self._receive_worker, t, name=f"files-recv-{t.tid}")
 
     def decline(self, transfer_id: int) -> None:
@@ -547,6 +548,7 @@ class FileTransfers:
             self._stop(t, f"not enough free space ({free} bytes free, "
                           f"{t.size - offset} needed)", tell_peer=True)
             return
+        self._control(t.peer, wire.Accept(t.token))
         prefix = fs.prefix_hash(t.part, offset, t.stop.is_set) if offset else fs.ZERO_HASH
         if prefix is None:      # the .part shrank under us: start over
             offset, prefix = 0, fs.ZERO_HASH

@@ -251,6 +251,7 @@ def test_not_enough_space_is_refused(pair: Pair) -> None:
     got = _ended(pair.bob, rid)
     assert isinstance(got, FileFailed) and "free space" in got.reason
     assert "free space" in _ended(pair.alice, tid).reason
+    assert not any(p[1] == wire.ACCEPT for p in pair.bob.link.sent)   # checked before accepting
 
 
 def test_a_file_changed_after_the_offer_is_not_sent(pair: Pair) -> None:
@@ -283,6 +284,10 @@ def test_undelivered_offer_and_accept_end_the_transfer(pair: Pair) -> None:
     tid2, rid2 = _offered(pair, src)
     pair.bob.link.drop = True
     pair.bob.ft.accept(rid2)
+    deadline = time.monotonic() + 10          # the worker sends ACCEPT once space is checked
+    while not any(p[1] == wire.ACCEPT for p in pair.bob.link.sent):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     accept = next(p for p in pair.bob.link.sent if p[1] == wire.ACCEPT)
     pair.bob.ft.on_undelivered("alice", accept)
     assert _ended(pair.bob, rid2).reason == "alice did not answer"
