@@ -457,43 +457,125 @@ def test_rto_adapts_to_rtt_and_recovers_after_backoff():
         rtt_exchange(a, b, now, 0.0005)
         now += 1
     assert stream.rto == reliable.RTO_MIN
-    # a loss burst: the frame is retransmitted with growing timeouts (Karn keeps them) ...
+    # a loss burst: the frame is retransmitted with growing timeouts, up to the LAN's cap ...
     a.send(["b"], KIND_ROOM, b"lost", now)
     a.take_outgoing()
     times = []
     t = now
-    for _ in range(4):
+    for _ in range(9):
         t = a.next_deadline()
         a.on_timer(t)
         times.append(t)
         last = a.take_outgoing()
     gaps = [round(y - x, 4) for x, y in zip([now, *times], times, strict=False)]
-    assert gaps == [0.02, 0.03, 0.045, 0.0675]
-    assert stream.rto > reliable.RTO_MIN
+    assert gaps == [0.02, 0.03, 0.045, 0.0675, 0.1013, 0.1519, 0.2278, 0.25, 0.25]
+    # ... new frames meanwhile start at the clean RTO, not at the backed-off timeout ...
+    assert stream.rto == reliable.RTO_MIN
+    a.send(["b"], KIND_ROOM, b"next", t)
+    assert a.take_outgoing() and list(stream.inflight.values())[-1].timeout == reliable.RTO_MIN
     srtt = stream.srtt
-    for _, f in last:  # ... an ACK of a retransmitted frame is no sample (Karn) ...
+    for _, f in last:  # ... and an ACK of a retransmitted frame is no sample (Karn)
         b.receive("a", f, t + 0.0002)
     for _, f in b.take_outgoing():
         a.receive("b", f, t + 0.0005)
-    assert stream.srtt == srtt and stream.rto > reliable.RTO_MIN
-    rtt_exchange(a, b, t + 1, 0.0005)  # ... and the next clean sample brings it back
-    assert stream.rto == reliable.RTO_MIN
+    assert stream.srtt == srtt and stream.ambiguous == 1
+    rtt_exchange(a, b, t + 1, 0.0005)  # a clean sample clears the count
+    assert stream.rto == reliable.RTO_MIN and stream.ambiguous == 0
+
+
+def backoff_gaps(m, start, until):
+    t = start
+    gaps = []
+    while (nxt := m.next_deadline()) is not None and nxt < until:
+        gaps.append(nxt - t)
+        t = nxt
+        m.on_timer(t)
+        m.take_outgoing()
+    return gaps
 
 
 def test_initial_rto_and_cap():
     m = Messenger(now=0.0)
     m.send(["b"], KIND_ROOM, b"x", 0.0)
     assert m.next_deadline() == pytest.approx(reliable.RTO_INITIAL)
-    t = 0.0
-    gaps = []
-    while (nxt := m.next_deadline()) is not None and nxt < 9.9:
-        gaps.append(nxt - t)
-        t = nxt
-        m.on_timer(t)
-        m.take_outgoing()
-    assert max(gaps) == pytest.approx(reliable.RTO_MAX)
+    gaps = backoff_gaps(m, 0.0, 9.9)
+    # no RTT sample yet: the cap is CAP_FACTOR x the initial RTO
+    assert max(gaps) == pytest.approx(reliable.CAP_FACTOR * reliable.RTO_INITIAL)
     m.on_timer(10.0)
     assert [type(e) for e in m.take_events()] == [Undelivered]
+
+
+@pytest.mark.parametrize("rtt, cap", [(0.0005, reliable.CAP_FLOOR), (0.08, None),
+                                      (0.3, None), (0.6, reliable.RTO_MAX)])
+def test_backoff_cap_follows_the_path(rtt, cap):
+    """A LAN backs off to CAP_FLOOR at most, an Internet path to CAP_FACTOR x its RTO, a slow
+    one to RTO_MAX."""
+    a, b = Messenger(now=0.0), Messenger(now=0.0)
+    for i in range(30):
+        rtt_exchange(a, b, float(i), rtt)
+    stream = a._send["b"]
+    expect = cap if cap is not None else reliable.CAP_FACTOR * stream.rto
+    assert reliable.CAP_FLOOR < expect < reliable.RTO_MAX or cap is not None
+    a.send(["b"], KIND_ROOM, b"lost", 100.0)
+    a.take_outgoing()
+    gaps = backoff_gaps(a, 100.0, 109.0)
+    assert max(gaps) == pytest.approx(expect)
+    assert gaps[0] == pytest.approx(stream.rto)
+
+
+def test_path_slower_than_the_cap_is_learnt():
+    """An RTT that jumps from 1 ms to 600 ms, above the LAN cap: every ACK acknowledges a
+    retransmitted frame (no sample, Karn) until the ambiguous ACKs raise the RTO enough for a
+    clean sample; then the path's RTT is known and frames are no longer sent twice."""
+    net = Net(["a", "b"], delay=(0.0005, 0.0005))
+    for _ in range(5):
+        net.send("a", ["b"], b"fast")
+        net.run()
+    stream = net.nodes["a"]._send["b"]
+    assert stream.rto == reliable.RTO_MIN
+    net.delay = (0.3, 0.3)
+    sent = []
+    for i in range(60):
+        sent.append(f"slow {i}".encode())
+        net.send("a", ["b"], sent[-1])
+        net.run(until=lambda: len(net.of("a", Acked)) == 5 + len(sent))
+    check_exactly_once_in_order(net, "a", "b", [b"fast"] * 5 + sent)
+    assert stream.srtt > 0.1 and stream.rto > 0.6 and stream.cap == reliable.RTO_MAX
+    before = net.nodes["a"].counters["retransmits"]
+    net.send("a", ["b"], b"settled")
+    net.run()
+    assert net.nodes["a"].counters["retransmits"] == before
+
+
+def test_room_of_200_over_loss_reaches_everyone_within_a_second():
+    """Issue 3's loss target in simulated time: a room of 200 on a LAN-like path (0.2-2 ms),
+    20% loss both ways, one message at a time (each waits for all its ACKs, as the benchmark
+    does): every message reaches every peer exactly once, in order, p99 time-to-all < 1 s."""
+    peers = [f"p{i}" for i in range(200)]
+    net = Net(["a", *peers], seed=2)
+    net.send("a", peers, b"warm-up")  # RTTs known, as after the first messages of a session
+    net.run()
+    net.loss = 0.2
+    sent: dict[bytes, float] = {}
+    for i in range(30):
+        payload = f"room {i}".encode()
+        sent[payload] = net.now
+        start = len(net.events["a"])
+        msg_id = net.send("a", peers, payload)
+        net.run(until=lambda m=msg_id, s=start: sum(
+            type(e) is Acked and e.msg_id == m for _, e in net.events["a"][s:]) == 200)
+    net.run()
+    to_all: dict[bytes, float] = {}
+    for p in peers:
+        check_exactly_once_in_order(net, "a", p, [b"warm-up", *sent])
+        for t, e in net.events[p]:
+            if isinstance(e, Delivered) and e.payload in sent:
+                to_all[e.payload] = max(to_all.get(e.payload, 0.0), t - sent[e.payload])
+    times = sorted(to_all.values())
+    assert len(times) == 30
+    p99 = times[int(0.99 * (len(times) - 1))]
+    assert p99 < 1.0, f"p99 time to all 200 peers {p99:.3f} s"
+    assert not net.of("a", Undelivered)
 
 
 @settings(max_examples=200, deadline=None)
