@@ -21,3 +21,10 @@ def test_bench_peer_smoke():
     # 5 one-to-one + 3 room messages to 4 peers under loss, in each mode
     assert rows["20% loss both ways: delivered / sent, duplicates, out of order"] == [
         "17 / 17, 0, 0", "17 / 17, 0, 0"]
+    # kernel arrival timestamps (Linux): a figure, not n/a, next to the processed one
+    if sys.platform == "linux":
+        for label in ("one-to-one, arrived at the peer's socket (kernel) p50 / p99 ms",
+                      "room to 4, arrived at all 4 peers' sockets (kernel) p50 / p99 ms",
+                      "20% loss both ways: room, arrived at all (kernel) p50 / p99 ms"):
+            assert all(cell != "n/a" and float(cell.split(" / ")[1]) >= 0
+                       for cell in rows[label]), (label, rows[label])
