@@ -64,15 +64,10 @@ def plug_in_files(engine: Any, downloads: Path) -> bool:
     if getattr(engine, "files", False) is not None:
         return False
     try:
-        from client.files import FileTransfers
-        files = FileTransfers(downloads=downloads, send_control=engine.send_control,
-                              emit=engine.events.put, key_for=engine.session_key_for,
-                              address_of=engine.address_of, listen_port=engine.address[1])
-        files.start()
+        engine.attach_files(downloads)
     except Exception as exc:   # chat works without files; say so once
         log.warning("file transfer unavailable: %r", exc)
         return False
-    engine.files = files
     return True
 
 
