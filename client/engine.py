@@ -471,24 +471,38 @@ class Engine:
         return min(max(0.0, min(deadlines) - now), 1.0)
 
     def _drain(self, now: float) -> None:
-        for _ in range(DRAIN_BATCH):
-            try:
-                data, addr = self._sock.recvfrom(MAX_UDP)
-            except (BlockingIOError, InterruptedError):
-                return
-            except (ConnectionResetError, ConnectionRefusedError):
-                continue  # ICMP port unreachable from a peer that went away
-            except OSError as exc:
-                if self._closing:
+        # The ACK hot path of a room message: up to DRAIN_BATCH datagrams, then the layers
+        # process them together (``_pump``). A peer datagram from a listed address goes straight
+        # to the transport here; everything else through ``_dispatch``.
+        recvfrom = self._sock.recvfrom
+        nickname_at = self._roster.nickname_at
+        unwrap = self._transport.unwrap
+        received = 0
+        try:
+            for _ in range(DRAIN_BATCH):
+                try:
+                    data, addr = recvfrom(MAX_UDP)
+                except (BlockingIOError, InterruptedError):
                     return
-                log.warning("recvfrom failed: %s", exc)
-                return
-            try:
-                self._dispatch(data, addr, now)  # AF_INET: addr is an (ip, port) tuple
-            except Exception:  # our bug; one datagram must not take the engine down
-                self.stats["internal_errors"] = self.stats.get("internal_errors", 0) + 1
-                if self.stats["internal_errors"] <= 10:
-                    log.exception("internal error handling a datagram from %s", addr)
+                except (ConnectionResetError, ConnectionRefusedError):
+                    continue  # ICMP port unreachable from a peer that went away
+                except OSError as exc:
+                    if self._closing:
+                        return
+                    log.warning("recvfrom failed: %s", exc)
+                    return
+                try:
+                    if data and data[0] == MAGIC and (peer := nickname_at(addr)) is not None:
+                        received += 1
+                        unwrap(peer, data, now)
+                    else:
+                        self._dispatch(data, addr, now)  # AF_INET: addr is an (ip, port) tuple
+                except Exception:  # our bug; one datagram must not take the engine down
+                    self.stats["internal_errors"] = self.stats.get("internal_errors", 0) + 1
+                    if self.stats["internal_errors"] <= 10:
+                        log.exception("internal error handling a datagram from %s", addr)
+        finally:
+            self.stats["received"] += received
 
     def _dispatch(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         if addr == self._wake_addr and data == WAKE:
@@ -742,6 +756,8 @@ class Engine:
     def _pump(self, now: float) -> None:
         """Move frames and datagrams between the layers until nothing is left to move."""
         messenger, transport = self._messenger, self._transport
+        receive, wrap = messenger.receive, transport.wrap
+        on_acked = self.on_acked
         for _ in range(64):
             moved = False
             # transport events first: a restarted session resets the Messenger's state for
@@ -749,18 +765,28 @@ class Engine:
             for event in transport.take_events():
                 self._on_transport_event(event, now)
                 moved = True
-            for peer, frame in transport.take_frames():
-                messenger.receive(peer, frame, now)
+            frames = transport.take_frames()
+            if frames:
                 moved = True
-            for peer, frame in messenger.take_outgoing():
-                transport.wrap(peer, frame, now)
+                for peer, frame in frames:
+                    receive(peer, frame, now)
+            outgoing = messenger.take_outgoing()
+            if outgoing:
                 moved = True
+                for peer, frame in outgoing:
+                    wrap(peer, frame, now)
             out = transport.take_outgoing()
             if out:
                 self._send_datagrams(out)
-            for event in messenger.take_events():
-                self._on_messenger_event(event, now)
+            events = messenger.take_events()
+            if events:
                 moved = True
+                for event in events:
+                    if type(event) is Acked:  # one per recipient of a room message: cheap
+                        if on_acked is not None:
+                            on_acked(event.peer, event.msg_id)
+                    else:
+                        self._on_messenger_event(event, now)
             if not moved:
                 return
 

@@ -30,9 +30,14 @@ from dataclasses import dataclass
 
 from models import frames
 from models.errors import ProtocolError
-from models.frames import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, KINDS, MAX_CHUNK
+from models.frames import ACK, DATA, KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, KINDS, MAX_CHUNK
 
 log = logging.getLogger(__name__)
+
+# bound once: the per-recipient hot paths (fan-out, ACKs) use them for every frame
+_DATA_HEAD_PACK = frames.DATA_HEAD.pack
+_ACK_HEAD_UNPACK = frames.ACK_HEAD.unpack
+_ACK_HEAD_SIZE = frames.ACK_HEAD.size
 
 __all__ = [
     "KIND_CONTROL", "KIND_PRIVATE", "KIND_ROOM", "MAX_MESSAGE", "Acked", "Delivered",
@@ -137,14 +142,15 @@ class _Part:
 class _OutFrame:
     __slots__ = ("seq", "tail", "part", "tx", "sent", "timeout", "due")
 
-    def __init__(self, seq: int, tail: bytes, part: _Part) -> None:
+    def __init__(self, seq: int, tail: bytes, part: _Part, tx: int = 0, sent: float = 0.0,
+                 timeout: float = 0.0, due: float = 0.0) -> None:
         self.seq = seq
         self.tail = tail
         self.part = part
-        self.tx = 0
-        self.sent = 0.0
-        self.timeout = 0.0
-        self.due = 0.0
+        self.tx = tx  # transmissions so far (0: still queued)
+        self.sent = sent
+        self.timeout = timeout
+        self.due = due
 
 
 class _SendStream:
@@ -211,7 +217,11 @@ class Messenger:
         self._recv: dict[str, _RecvStream] = {}
         self._msgs: dict[int, _OutMsg] = {}
         self._deadlines: list[tuple[float, int]] = []  # (deadline, msg_id), lazily cleaned
-        self._timers: list[tuple[float, int, _SendStream]] = []  # (due, tiebreak, stream)
+        # retransmission timers: a heap of (due, tiebreak, bucket), one bucket (list of streams)
+        # per distinct due time, so a room message to N peers arms one heap entry, not N;
+        # an entry is stale for a stream whose timer_due has changed since (checked when due)
+        self._timers: list[tuple[float, int, list[_SendStream]]] = []
+        self._buckets: dict[float, list[_SendStream]] = {}  # due -> its bucket in the heap
         self._tiebreak = itertools.count()
         self._acks: dict[str, None] = {}  # peers owed an ACK, in arrival order
         self._out: list[tuple[str, bytes]] = []
@@ -234,15 +244,42 @@ class Messenger:
         tails = _tails(kind, msg_id, payload)
         count = len(tails)
         msg = _OutMsg(msg_id, kind, payload, now + self._deadline)
+        parts = msg.parts
+        streams = self._send
+        out = self._out
+        pack = _DATA_HEAD_PACK
+        buckets = self._buckets
+        tail = tails[0]
         for peer in dict.fromkeys(peers):
-            stream = self._send.get(peer) or self._new_stream(peer)
+            stream = streams.get(peer) or self._new_stream(peer)
             if stream is None or len(stream.queue) + count > MAX_QUEUED_FRAMES:
                 log.info("not sending message %d to %s: too much pending", msg_id, peer)
                 self.counters["refused_pending"] += 1
                 self._events.append(Undelivered(peer, msg_id, kind, payload))
                 continue
-            msg.parts[peer] = self._enqueue(stream, msg, tails)
-            self._pump(stream, now)
+            inflight = stream.inflight
+            seq = stream.next_seq
+            if count > 1 or stream.queue or (inflight and seq >= stream.base + SEND_WINDOW):
+                parts[peer] = self._enqueue(stream, msg, tails)
+                self._pump(stream, now)
+                continue
+            # the fan-out fast path (one fragment, window open): what _enqueue + _pump do
+            if not inflight:
+                stream.base = seq
+            part = parts[peer] = _Part(msg, seq, 1)
+            rto = stream.rto
+            due = now + rto
+            inflight[seq] = _OutFrame(seq, tail, part, 1, now, rto, due)
+            stream.next_seq = seq + 1
+            out.append((peer, pack(DATA, stream.epoch, seq, seq - stream.base) + tail))
+            timer_due = stream.timer_due
+            if timer_due is None or due < timer_due:
+                stream.timer_due = due
+                bucket = buckets.get(due)
+                if bucket is None:
+                    bucket = buckets[due] = []
+                    heapq.heappush(self._timers, (due, next(self._tiebreak), bucket))
+                bucket.append(stream)
         if msg.parts:
             self._msgs[msg_id] = msg
             heapq.heappush(self._deadlines, (msg.deadline, msg_id))
@@ -251,6 +288,17 @@ class Messenger:
     def receive(self, peer: str, frame: bytes, now: float) -> None:
         """Handle one frame from an authenticated peer. Never raises."""
         self._now = now
+        if len(frame) == _ACK_HEAD_SIZE and frame[0] == ACK:
+            # the common ACK (no ranges), parsed here without an Ack object; the same checks
+            # as frames.decode: a fixed-size header whose range count must be 0
+            _, epoch, cum, n = _ACK_HEAD_UNPACK(frame)
+            if n == 0:
+                try:
+                    self._on_ack(peer, epoch, cum, (), now)
+                except Exception:  # our own bug: see below
+                    self.counters["internal_error"] += 1
+                    log.exception("internal error handling a frame from %s", peer)
+                return
         try:
             decoded = frames.decode(frame)
         except ProtocolError as exc:
@@ -259,7 +307,7 @@ class Messenger:
             return
         try:
             if type(decoded) is frames.Ack:
-                self._on_ack(peer, decoded, now)
+                self._on_ack(peer, decoded.epoch, decoded.cum, decoded.ranges, now)
             elif type(decoded) is frames.Data:
                 self._on_data(peer, decoded)
             else:
@@ -280,16 +328,28 @@ class Messenger:
                 self._expire(msg, now)
         timers = self._timers
         while timers and timers[0][0] <= now:
-            due, _, stream = heapq.heappop(timers)
-            if stream.live and stream.timer_due == due:
-                stream.timer_due = None
-                self._retransmit(stream, now)
+            due, _, bucket = heapq.heappop(timers)
+            if self._buckets.get(due) is bucket:
+                del self._buckets[due]
+            for stream in bucket:
+                if stream.live and stream.timer_due == due:
+                    stream.timer_due = None
+                    self._retransmit(stream, now)
 
     def next_deadline(self) -> float | None:
         """The earliest time ``on_timer`` has work to do, or None."""
         timers = self._timers
-        while timers and not (timers[0][2].live and timers[0][2].timer_due == timers[0][0]):
+        while timers:
+            due, _, bucket = timers[0]
+            if bucket and bucket[0].timer_due == due and bucket[0].live:
+                break
+            # drop the streams no longer armed at this time; the rest keep the entry valid
+            bucket[:] = [st for st in bucket if st.live and st.timer_due == due]
+            if bucket:
+                break
             heapq.heappop(timers)
+            if self._buckets.get(due) is bucket:
+                del self._buckets[due]
         deadlines = self._deadlines
         while deadlines and deadlines[0][1] not in self._msgs:
             heapq.heappop(deadlines)
@@ -392,13 +452,17 @@ class Messenger:
             f.sent = now
             f.timeout = rto
             f.due = due
-            out.append((peer, pack(frames.DATA, epoch, f.seq, f.seq - base) + f.tail))
+            out.append((peer, pack(DATA, epoch, f.seq, f.seq - base) + f.tail))
         if stream.timer_due is None or due < stream.timer_due:
             self._arm(stream, due)
 
     def _arm(self, stream: _SendStream, due: float) -> None:
         stream.timer_due = due
-        heapq.heappush(self._timers, (due, next(self._tiebreak), stream))
+        bucket = self._buckets.get(due)
+        if bucket is None:
+            bucket = self._buckets[due] = []
+            heapq.heappush(self._timers, (due, next(self._tiebreak), bucket))
+        bucket.append(stream)
 
     def _retransmit(self, stream: _SendStream, now: float) -> None:
         """The stream's timer fired: resend every due frame (and an unacked SKIP), re-arm."""
@@ -416,7 +480,7 @@ class Messenger:
                 # Karn: new frames keep some backoff until a clean RTT sample (up to ``carry``)
                 if timeout > stream.rto:
                     stream.rto = timeout if timeout < stream.carry else stream.carry
-                self._out.append((stream.peer, pack(frames.DATA, stream.epoch, f.seq,
+                self._out.append((stream.peer, pack(DATA, stream.epoch, f.seq,
                                                     f.seq - base) + f.tail))
                 self.counters["retransmits"] += 1
             if nxt is None or f.due < nxt:
@@ -435,26 +499,34 @@ class Messenger:
         if nxt is not None:
             self._arm(stream, nxt)
 
-    def _on_ack(self, peer: str, ack: frames.Ack, now: float) -> None:
+    def _on_ack(self, peer: str, epoch: int, cum: int, ranges: tuple[tuple[int, int], ...],
+                now: float) -> None:
         stream = self._send.get(peer)
-        if stream is None or ack.epoch != stream.epoch:
+        if stream is None or epoch != stream.epoch:
             self.counters["stale_ack"] += 1
             return
         queue = stream.queue
         sent_limit = queue[0].seq if queue else stream.next_seq
-        cum = ack.cum if ack.cum < sent_limit else sent_limit
+        if cum > sent_limit:
+            cum = sent_limit
         inflight = stream.inflight
-        newest = -1.0  # send time of the newest cleanly (tx == 1) acknowledged frame
-        retransmitted = False  # an acknowledged frame had been sent more than once
         if inflight:
             pop = inflight.pop
-            acked = [pop(seq, None) for seq in range(stream.base, cum)]
-            for start, end in ack.ranges:
-                if start >= sent_limit:
-                    break
-                acked.extend(pop(seq, None) for seq in range(max(start, cum),
-                                                             min(end, sent_limit)))
+            base = stream.base
+            if ranges:
+                acked = [pop(seq, None) for seq in range(base, cum)]
+                for start, end in ranges:
+                    if start >= sent_limit:
+                        break
+                    acked.extend(pop(seq, None) for seq in range(max(start, cum),
+                                                                 min(end, sent_limit)))
+            elif cum == base + 1:  # the usual ACK: one more frame
+                acked = (pop(base, None),)
+            else:
+                acked = [pop(seq, None) for seq in range(base, cum)]
+            newest = -1.0  # send time of the newest cleanly (tx == 1) acknowledged frame
             highest = -1
+            retransmitted = False  # an acknowledged frame had been sent more than once
             for f in acked:
                 if f is None:
                     continue
@@ -465,8 +537,13 @@ class Messenger:
                     highest = f.seq if f.seq > highest else highest
                 part = f.part
                 part.unacked -= 1
-                if part.unacked == 0:
-                    self._part_acked(peer, part)
+                if part.unacked == 0:  # the whole message is acknowledged by this peer
+                    msg = part.msg
+                    parts = msg.parts
+                    if parts.pop(peer, None) is not None:
+                        if not parts:
+                            self._msgs.pop(msg.msg_id, None)
+                        self._events.append(Acked(peer, msg.msg_id))
             if newest >= 0.0:
                 stream.ambiguous = 0
                 self._rtt_sample(stream, now - newest)
@@ -476,8 +553,12 @@ class Messenger:
                 self._ambiguous_ack(stream)
         if stream.skip_to is not None and cum >= stream.skip_to:
             stream.skip_to = None
-        if not inflight and stream.skip_to is None:
-            stream.timer_due = None  # nothing left to time: the heap entry goes stale
+        if not inflight:
+            if stream.skip_to is None:
+                stream.timer_due = None  # nothing left to time: the heap entry goes stale
+            if not queue:
+                stream.base = stream.next_seq
+                return
         self._advance_base(stream)
         if queue:
             self._pump(stream, now)
@@ -496,28 +577,24 @@ class Messenger:
                 f.tx += 1
                 f.sent = now
                 f.due = now + f.timeout
-                self._out.append((stream.peer, pack(frames.DATA, stream.epoch, seq, seq - base)
+                self._out.append((stream.peer, pack(DATA, stream.epoch, seq, seq - base)
                                   + f.tail))
                 self.counters["fast_retransmits"] += 1
-
-    def _part_acked(self, peer: str, part: _Part) -> None:
-        msg = part.msg
-        if msg.parts.pop(peer, None) is None:
-            return
-        if not msg.parts:
-            self._msgs.pop(msg.msg_id, None)
-        self._events.append(Acked(peer, msg.msg_id))
 
     @staticmethod
     def _rtt_sample(stream: _SendStream, rtt: float) -> None:
         """RFC 6298 section 2."""
-        if stream.srtt is None:
-            stream.srtt = rtt
-            stream.rttvar = rtt / 2
+        srtt = stream.srtt
+        if srtt is None:
+            srtt = rtt
+            rttvar = rtt / 2
         else:
-            stream.rttvar = 0.75 * stream.rttvar + 0.25 * abs(stream.srtt - rtt)
-            stream.srtt = 0.875 * stream.srtt + 0.125 * rtt
-        rto = stream.srtt + max(CLOCK_GRANULARITY, 4 * stream.rttvar)
+            rttvar = 0.75 * stream.rttvar + 0.25 * abs(srtt - rtt)
+            srtt = 0.875 * srtt + 0.125 * rtt
+        stream.srtt = srtt
+        stream.rttvar = rttvar
+        var = 4 * rttvar
+        rto = srtt + (var if var > CLOCK_GRANULARITY else CLOCK_GRANULARITY)
         rto = RTO_MIN if rto < RTO_MIN else RTO_MAX if rto > RTO_MAX else rto
         stream.rto = rto
         if rto != stream.base_rto:

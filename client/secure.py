@@ -261,6 +261,7 @@ class SecureTransport:
         self.stats: Counter[str] = Counter()
         self._pins_due: float | None = None  # when to save new pins (coalesced, see _install)
         self._aead = _Aead()
+        self._seal_raw = self._aead.seal
 
     # ---- Transport interface -------------------------------------------------------------
 
@@ -268,6 +269,16 @@ class SecureTransport:
         """Seal ``frame`` for ``peer``, or queue it (bounded) until the handshake is done."""
         if not 0 < len(frame) <= MAX_FRAME:
             raise ValueError(f"frame of {len(frame)} bytes; must be 1..{MAX_FRAME}")
+        st = self._peers.get(peer)
+        s = st.session if st is not None else None
+        if s is not None and s.send_ctr <= _MAX_COUNTER:
+            # the fan-out hot path: ``_seal`` inlined (one call per recipient of a room message)
+            counter = _PACK_COUNTER(s.send_ctr)
+            s.send_ctr += 1
+            header = s.prefix + counter
+            self._out.append((peer, header + self._seal_raw(frame, header, _NONCE_PAD + counter,
+                                                            s.send_key)))
+            return
         st = self._peer(peer, now)
         if st is None:
             self._drop("too many peers", peer)
@@ -299,7 +310,7 @@ class SecureTransport:
                 self._drop("bad envelope", peer)
                 return
             kind = datagram[2]
-            if kind == SEALED:
+            if kind == SEALED:  # first: all traffic after the handshake
                 self._on_sealed(peer, datagram, now)
             elif kind == HS_INIT:
                 self._on_init(peer, datagram, now)
