@@ -160,6 +160,7 @@ class Engine:
         self._transport: Any = None
         self._pending_events = False
         self._next_files_tick = 0.0
+        self._due = 0.0  # the earliest deadline, as of the last _timeout()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -438,7 +439,10 @@ class Engine:
                     self._drain(now)
                 self._run_commands()
                 now = time.monotonic()
-                self._on_timers(now)
+                # woken by datagrams before anything is due (the ACKs of a room message): no
+                # timer work; deadlines made since _timeout() are all later than now
+                if now >= self._due:
+                    self._on_timers(now)
                 self._pump(now)
                 self._flush_events()
         except Exception as exc:  # our own bug: be loud, tell the UI
@@ -468,7 +472,8 @@ class Engine:
             deadlines.append(self._last_pong + LOST_AFTER * self._ping_interval)
         if self.files is not None:
             deadlines.append(self._next_files_tick)
-        return min(max(0.0, min(deadlines) - now), 1.0)
+        self._due = min(deadlines)
+        return min(max(0.0, self._due - now), 1.0)
 
     def _drain(self, now: float) -> None:
         # The ACK hot path of a room message: up to DRAIN_BATCH datagrams, then the layers
@@ -540,6 +545,8 @@ class Engine:
                      self.stats[key])
 
     def _run_commands(self) -> None:
+        if self._commands.empty():  # the usual case on a datagram wake-up; no exception
+            return
         for _ in range(MAX_COMMANDS_PER_TURN):
             try:
                 call = self._commands.get_nowait()

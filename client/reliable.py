@@ -188,6 +188,18 @@ def _set_base(stream: _SendStream, base_rto: float) -> None:
     stream.carry = min(stream.cap, CARRY_FACTOR * base_rto)
 
 
+class _Bucket:
+    """The streams armed at one due time. Entries go stale when a stream's ``timer_due``
+    changes (acknowledged, re-armed); ``pos`` skips the stale ones at the front, so checking
+    the heap's head costs O(1) amortised however the streams' ACKs arrive."""
+
+    __slots__ = ("streams", "pos")
+
+    def __init__(self) -> None:
+        self.streams: list[_SendStream] = []
+        self.pos = 0
+
+
 class _RecvStream:
     __slots__ = ("epoch", "expected", "buffer", "old", "asm", "asm_kind", "asm_msg",
                  "asm_count", "asm_bytes")
@@ -220,8 +232,8 @@ class Messenger:
         # retransmission timers: a heap of (due, tiebreak, bucket), one bucket (list of streams)
         # per distinct due time, so a room message to N peers arms one heap entry, not N;
         # an entry is stale for a stream whose timer_due has changed since (checked when due)
-        self._timers: list[tuple[float, int, list[_SendStream]]] = []
-        self._buckets: dict[float, list[_SendStream]] = {}  # due -> its bucket in the heap
+        self._timers: list[tuple[float, int, _Bucket]] = []
+        self._buckets: dict[float, _Bucket] = {}  # due -> its bucket in the heap
         self._tiebreak = itertools.count()
         self._acks: dict[str, None] = {}  # peers owed an ACK, in arrival order
         self._out: list[tuple[str, bytes]] = []
@@ -277,9 +289,9 @@ class Messenger:
                 stream.timer_due = due
                 bucket = buckets.get(due)
                 if bucket is None:
-                    bucket = buckets[due] = []
+                    bucket = buckets[due] = _Bucket()
                     heapq.heappush(self._timers, (due, next(self._tiebreak), bucket))
-                bucket.append(stream)
+                bucket.streams.append(stream)
         if msg.parts:
             self._msgs[msg_id] = msg
             heapq.heappush(self._deadlines, (msg.deadline, msg_id))
@@ -331,7 +343,7 @@ class Messenger:
             due, _, bucket = heapq.heappop(timers)
             if self._buckets.get(due) is bucket:
                 del self._buckets[due]
-            for stream in bucket:
+            for stream in bucket.streams[bucket.pos:]:
                 if stream.live and stream.timer_due == due:
                     stream.timer_due = None
                     self._retransmit(stream, now)
@@ -341,12 +353,13 @@ class Messenger:
         timers = self._timers
         while timers:
             due, _, bucket = timers[0]
-            if bucket and bucket[0].timer_due == due and bucket[0].live:
-                break
-            # drop the streams no longer armed at this time; the rest keep the entry valid
-            bucket[:] = [st for st in bucket if st.live and st.timer_due == due]
-            if bucket:
-                break
+            streams, pos = bucket.streams, bucket.pos
+            end = len(streams)
+            while pos < end and not (streams[pos].timer_due == due and streams[pos].live):
+                pos += 1
+            bucket.pos = pos
+            if pos < end:
+                break  # a stream is still armed at this time
             heapq.heappop(timers)
             if self._buckets.get(due) is bucket:
                 del self._buckets[due]
@@ -460,9 +473,9 @@ class Messenger:
         stream.timer_due = due
         bucket = self._buckets.get(due)
         if bucket is None:
-            bucket = self._buckets[due] = []
+            bucket = self._buckets[due] = _Bucket()
             heapq.heappush(self._timers, (due, next(self._tiebreak), bucket))
-        bucket.append(stream)
+        bucket.streams.append(stream)
 
     def _retransmit(self, stream: _SendStream, now: float) -> None:
         """The stream's timer fired: resend every due frame (and an unacked SKIP), re-arm."""
