@@ -360,7 +360,10 @@ class Worker:
                 target = start + i / rate
                 while (now := time.monotonic()) < target:
                     send_quits(now)
-                    time.sleep(min(0.0005, target - now))
+                    # sleep until the next thing due, not in short steps: 32 threads polling
+                    # every 0.5 ms would take a share of the CPUs the server needs
+                    due = min(target, quits[0][0]) if quits else target
+                    time.sleep(max(0.0, due - now))
                 nick = nicks[i]
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sock.bind(("127.0.0.1", 0))
@@ -386,6 +389,11 @@ class Worker:
         for t in pool:
             t.join()
         return results
+
+
+    def cpu(self) -> float:
+        """CPU seconds this load process has used (to tell whether it is the bottleneck)."""
+        return time.process_time()
 
 
 def worker_main(conn, addr: tuple[str, int]) -> None:  # type: ignore[no-untyped-def]
@@ -421,6 +429,10 @@ class Workers:
             raise SystemExit(f"worker {i}: {value}")
         return value
 
+    def ask(self, i: int, cmd: str, *args):  # type: ignore[no-untyped-def]
+        self.send(i, cmd, *args)
+        return self.result(i)
+
     def all(self, cmd: str, per_worker_args: list[tuple]) -> list:  # type: ignore[type-arg]
         for i, args in enumerate(per_worker_args):
             self.send(i, cmd, *args)
@@ -442,6 +454,16 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def bottleneck(server_cpu: float, generator_cpu: float) -> str:
+    """A warning when the figures may say more about the machine than about the server: the
+    load generator shares the CPUs with it."""
+    cpus = os.cpu_count() or 1
+    if generator_cpu >= 0.9 * max(1, cpus - 1) or server_cpu + generator_cpu >= 0.9 * cpus:
+        return (f" (WARNING: server + load generator use {server_cpu + generator_cpu:.0%} of "
+                f"{cpus} CPUs: the load generator may be the bottleneck here)")
+    return ""
 
 
 def split(items: list, n: int) -> list[list]:  # type: ignore[type-arg]
@@ -494,14 +516,19 @@ def main(argv: list[str] | None = None) -> int:
             online = [f"c{i:06d}" for i in range(args.clients)]
             joiners = [f"j{i:06d}" for i in range(joins_total)]
             per = max(1, args.concurrency // nprocs)
+            gen0 = sum(workers.all("cpu", [()] * nprocs))
+            cpu0 = server.cpu_seconds()
             t0 = time.perf_counter()
             lats = workers.all("register", [(chunk, per) for chunk in split(online, nprocs)])
             wall = time.perf_counter() - t0
+            reg_cpu = (server.cpu_seconds() - cpu0) / wall
+            gen_cpu = (sum(workers.all("cpu", [()] * nprocs)) - gen0) / wall
             lat = [x for part in lats for x in part]
             rows.append((f"registrations/s, {args.concurrency} concurrent",
                          f"{len(lat) / wall:,.0f}",
                          f"p50 {pct(lat, 50) * 1e3:.2f} ms, p99 {pct(lat, 99) * 1e3:.2f} ms "
-                         f"({len(lat)} registrations)"))
+                         f"({len(lat)} registrations); server CPU {reg_cpu:.0%}, load "
+                         f"generator CPU {gen_cpu:.0%}{bottleneck(reg_cpu, gen_cpu)}"))
             workers.all("bind", [()] * nprocs)
 
             # 2. online clients join, then PINGs at a paced rate -------------------------
@@ -551,14 +578,20 @@ def main(argv: list[str] | None = None) -> int:
                 workers.send(i, "listen", listen_for, "j", args.stamped)
             time.sleep(0.2)
             server.counters()  # starts the server's own push-latency record afresh
+            joiner_cpu = lambda: sum(workers.ask(nprocs + k, "cpu") for k in (0, 1))  # noqa: E731
+            gen0 = joiner_cpu()
             cpu0 = server.cpu_seconds()
+            t0 = time.perf_counter()
             for k in (0, 1):  # two joiner processes, each half the joins at half the rate
                 workers.send(nprocs + k, "join", joiners[k::2], args.join_rate / 2,
                              args.join_linger)
             sent_at = dict(workers.result(nprocs) + workers.result(nprocs + 1))
+            cpu1 = server.cpu_seconds()
+            wall = time.perf_counter() - t0
             times = sorted(sent_at.values())
             join_wall = times[-1] - times[0] if len(times) > 1 else float("nan")
-            join_cpu = (server.cpu_seconds() - cpu0) / join_wall
+            join_cpu = (cpu1 - cpu0) / wall
+            gen_cpu = (joiner_cpu() - gen0) / wall  # the listeners sleep meanwhile (stamped)
             heard = [workers.result(i) for i in range(nprocs)]
             server.counters()
             push = PUSH.search(server.last_stats)
@@ -573,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"offered {args.join_rate:,.0f}/s for {args.join_seconds:g} s with "
                          f"{args.clients:,} online, each joiner QUITting {args.join_linger:g} s "
                          f"later; {complete}/{len(sent_at)} reached everyone; "
-                         f"server CPU {join_cpu:.0%}"))
+                         f"server CPU {join_cpu:.0%}, load generator CPU {gen_cpu:.0%}"
+                         f"{bottleneck(join_cpu, gen_cpu)}"))
             rows.append(("REF_ADD to all online clients",
                          f"p99 {pct(latencies, 99) * 1e3:.1f} ms",
                          f"p50 {pct(latencies, 50) * 1e3:.1f} ms, max "
