@@ -195,8 +195,10 @@ class SimPeer:
 
 
 def worker_main(conn, server: tuple[str, int], names: list[str], encrypted: bool,
-                seed: int) -> None:
+                seed: int, nice: int = 0) -> None:
     logging.basicConfig(level=logging.WARNING)
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)  # the load tool yields the CPUs to the sender it measures
     rng = random.Random(seed)
     now = time.perf_counter()
     peers = [SimPeer(n, server, encrypted, now) for n in names]
@@ -321,7 +323,8 @@ class Bench:
         for w in range(args.workers):
             parent, child = ctx.Pipe()
             p = ctx.Process(target=worker_main, daemon=True,
-                            args=(child, self.server, names[w::args.workers], encrypted, w))
+                            args=(child, self.server, names[w::args.workers], encrypted, w,
+                                  args.peer_nice))
             p.start()
             self.conns.append(parent)
             self.procs.append(p)
@@ -568,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peers", type=int, default=200, help="simulated peers (%(default)s)")
     p.add_argument("--workers", type=int, default=4,
                    help="processes hosting the simulated peers (%(default)s)")
+    p.add_argument("--peer-nice", type=int, default=0,
+                   help="nice increment of the simulated peers' processes, so they disturb the "
+                        "sender less on a small machine (%(default)s)")
     p.add_argument("--mode", choices=("both", "plain", "secure"), default="both",
                    help="transport(s) to measure (%(default)s)")
     p.add_argument("--one", type=int, default=300,
