@@ -70,6 +70,8 @@ _MAX_COUNTER = 2**64 - 1
 _PACK_COUNTER = struct.Struct(">Q").pack
 _SESSION_ID_SLICE = slice(3, 11)
 _COUNTER_SLICE = slice(11, SEALED_HEADER_LEN)
+_MIN_SEALED_LEN = sw.MIN_SEALED_LEN
+_MAX_SEALED_LEN = sw.MAX_DATAGRAM
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,8 @@ class SecureTransport:
         self.stats: Counter[str] = Counter()
         self._pins_due: float | None = None  # when to save new pins (coalesced, see _install)
         self._aead = _Aead()
-        self._seal_raw = self._aead.seal
+        self._seal_raw = self._aead.seal  # bound once: called per datagram
+        self._open_raw = self._aead.open
 
     # ---- Transport interface -------------------------------------------------------------
 
@@ -617,10 +620,10 @@ class SecureTransport:
         counter = _PACK_COUNTER(s.send_ctr)
         s.send_ctr += 1
         header = s.prefix + counter
-        return header + self._aead.seal(frame, header, _NONCE_PAD + counter, s.send_key)
+        return header + self._seal_raw(frame, header, _NONCE_PAD + counter, s.send_key)
 
     def _on_sealed(self, peer: str, datagram: bytes, now: float) -> None:
-        if not sw.MIN_SEALED_LEN <= len(datagram) <= sw.MAX_DATAGRAM:
+        if not _MIN_SEALED_LEN <= len(datagram) <= _MAX_SEALED_LEN:
             self._drop("bad SEALED length", peer)
             return
         st = self._peers.get(peer)
@@ -638,7 +641,7 @@ class SecureTransport:
             if (s.recv_bits >> offset) & 1:
                 self._drop("replayed", peer)
                 return
-        frame = self._aead.open(datagram[SEALED_HEADER_LEN:], datagram[:SEALED_HEADER_LEN],
+        frame = self._open_raw(datagram[SEALED_HEADER_LEN:], datagram[:SEALED_HEADER_LEN],
                                 _NONCE_PAD + counter_bytes, s.recv_key)
         if frame is None:
             self._drop("authentication failed", peer)
