@@ -2,6 +2,7 @@
 
     python tools/bench_peer.py [--peers 200] [--workers 4] [--mode both|plain|secure]
                                [--loss 0.2] [--room 100] [--one 300] [--burst 2000]
+                               [--peer-nice 0]
 
 What runs: a real ``server.py`` (temporary database) for the directory; the *sender* is a real
 ``client.engine.Engine`` in this process; the N simulated peers live in ``--workers`` processes,
