@@ -17,13 +17,14 @@ import errno
 import logging
 import logging.handlers
 import math
+import os
 import queue
 import signal
 import socket
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gevent
@@ -43,12 +44,13 @@ log = logging.getLogger("openlchat.server")
 # ERROR codes after which the server closes the TCP connection (others leave it open).
 CLOSING_ERRORS = frozenset({"LINE_TOO_LONG", "TOO_MANY_CONNECTIONS", "THROTTLED", "TIMEOUT"})
 MAX_ERRORS_PER_CONNECTION = 8
-SEND_YIELD_EVERY = 100
+SEND_YIELD_EVERY = 500  # datagrams sent (~2 ms) between chances for others to run
 # UDP receive buffer asked for (the kernel caps it at net.core.rmem_max unless we may force
 # it): 32 MiB holds ~0.4 s of PINGs at 100,000/s while the process is descheduled; kernel
 # memory, used only while a backlog exists
 RCVBUF = 32 << 20
 MAX_COALESCE = 0.010  # seconds a push may be held back, under load only
+DEL_HOLD = 0.1  # seconds a REF_DEL may wait while REF_ADDs go out (one datagram, not two)
 MIN_COALESCE = 0.003  # changes within this long after a push travel together in the next
 
 
@@ -172,6 +174,7 @@ class DirectoryServer:
             ping_interval=args.ping_interval,
             unknown_rate=args.unknown_rate,
             unknown_burst=max(args.unknown_rate, 1.0),
+            del_hold=DEL_HOLD,
         )
         self.limiter = KeyedRateLimiter(args.register_rate, args.register_burst)
         self.pool = ThreadPool(1)  # the one thread that touches SQLite: writes stay in order
@@ -183,7 +186,9 @@ class DirectoryServer:
         self.conns: Counter[str] = Counter()
         self.tcp_stats: Counter[str] = Counter()
         self.storage_failures = 0
-        self.fanout: deque[float] = deque(maxlen=100_000)  # push latencies since last stats
+        # push latencies since the last stats line: additions, removals
+        self.fanout: deque[float] = deque(maxlen=100_000)
+        self.fanout_del: deque[float] = deque(maxlen=100_000)
         self.send_errors = 0
         self._last_storage_log = -math.inf
         self.tcp_server: StreamServer | None = None
@@ -208,7 +213,9 @@ class DirectoryServer:
         self.udp_server = _UdpServer(udp, self._handle_udp, spawn=None)
         self.tcp_server.start()
         self.udp_server.start()
-        self._raw_udp = self.udp_server._socket
+        # the plain non-blocking socket under gevent's wrapper: the wrapper's sendto would wait
+        # in the hub when the send buffer is full; this one raises BlockingIOError instead
+        self._raw_udp = getattr(udp, "_sock", udp)
         self._greenlets = [gevent.spawn(self._flush_loop), gevent.spawn(self._tick_loop),
                            gevent.spawn(self._write_loop)]
         if self.args.stats_interval > 0:
@@ -252,7 +259,7 @@ class DirectoryServer:
         while True:
             self.wake.wait()
             # Coalesce under load: after a push that took D seconds, the next starts no sooner
-            # than D (at least MIN_, at most MAX_COALESCE) after it ended; changes arriving
+            # than D/2 (at least MIN_, at most MAX_COALESCE) after it ended; changes arriving
             # meanwhile travel together. After a quiet spell a lone join goes out at once.
             rest = next_push - time.monotonic()
             if rest > 0:
@@ -260,38 +267,48 @@ class DirectoryServer:
             self.wake.clear()
             started = time.monotonic()
             ops = d.take_store_ops()
-            if ops:
+            d.batch_times, d.batch_del_times = [], []
+            outgoing = d.iter_outgoing(self.now())
+            sent = self._push(outgoing)
+            d.stats.sent += sent
+            if ops:  # after the push: the database thread competes for the GIL
                 self._ops.extend(ops)
                 self.write_wake.set()
-            sent = 0
-            d.batch_times = []
-            sendto = self._raw_udp.sendto  # type: ignore[union-attr]
-            for addr, data in d.iter_outgoing():
-                try:
-                    sendto(data, addr)  # the hot loop: no method call unless it fails
-                except OSError:
-                    self._send(data, addr)
-                sent += 1
-                if sent % SEND_YIELD_EVERY == 0:
-                    d.stats.sent += SEND_YIELD_EVERY
-                    gevent.sleep(0)  # let PINGs in; new changes wait for the next round
-            d.stats.sent += sent % SEND_YIELD_EVERY
             ended = time.monotonic()
-            next_push = ended + min(max(ended - started, MIN_COALESCE), MAX_COALESCE)
-            if d.batch_times:  # from each change to its last datagram handed to the kernel
-                self.fanout.extend(ended - t for t in d.batch_times)
+            next_push = ended + min(max((ended - started) / 2, MIN_COALESCE), MAX_COALESCE)
+            if d.has_work():  # removals held back, or work that came meanwhile: next round
+                self.wake.set()
+            # from each change to the last datagram of its push handed to the kernel (for an
+            # addition an upper bound: the REF_ADDs go out before the REF_DELs)
+            self.fanout.extend(ended - t for t in d.batch_times)
+            self.fanout_del.extend(ended - t for t in d.batch_del_times)
+
+    def _push(self, outgoing: Iterator[tuple[tuple, bytes]]) -> int:
+        """One ``sendto`` a datagram, here in the loop; yields to others now and then."""
+        sent = 0
+        sendto = self._raw_udp.sendto  # type: ignore[union-attr]
+        for addr, data in outgoing:
+            try:
+                sendto(data, addr)  # the hot loop: no method call unless it fails
+            except OSError:
+                self._send(data, addr)
+            sent += 1
+            if sent % SEND_YIELD_EVERY == 0:
+                gevent.sleep(0)  # let PINGs in; new changes wait for the next round
+        return sent
 
     def _send(self, data: bytes, addr: tuple) -> None:
         raw = self._raw_udp
+        assert raw is not None
         try:
-            raw.sendto(data, addr)  # type: ignore[union-attr]
+            raw.sendto(data, addr)
         except BlockingIOError:
             try:  # send buffer full: wait for room (only this greenlet waits)
-                gsocket.wait_write(raw.fileno(), timeout=0.5)  # type: ignore[union-attr]
-                raw.sendto(data, addr)  # type: ignore[union-attr]
+                gsocket.wait_write(raw.fileno(), timeout=0.5)
+                raw.sendto(data, addr)
             except (OSError, gevent.Timeout):
                 self.send_errors += 1
-        except OSError:
+        except (OSError, ValueError, TypeError):
             self.send_errors += 1
 
     def _tick_loop(self) -> None:
@@ -485,15 +502,20 @@ class DirectoryServer:
         )
 
     def _fanout_summary(self) -> str:
-        """Push latency percentiles since the last stats line (then forgotten)."""
-        if not self.fanout:
-            return ""
-        values = sorted(self.fanout)
-        self.fanout.clear()
-        p50 = values[len(values) // 2]
-        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-        return (f" pushes={len(values)} push_p50_ms={p50 * 1e3:.1f} "
-                f"push_p99_ms={p99 * 1e3:.1f} push_max_ms={values[-1] * 1e3:.1f}")
+        """Push latency percentiles since the last stats line (then forgotten): additions
+        (``pushes``, ``push_*``) and removals (``del_*``, held back a little under churn)."""
+        out = ""
+        for count, name, record in (("pushes", "push", self.fanout),
+                                    ("dels", "del", self.fanout_del)):
+            if not record:
+                continue
+            values = sorted(record)
+            record.clear()
+            p50 = values[len(values) // 2]
+            p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+            out += (f" {count}={len(values)} {name}_p50_ms={p50 * 1e3:.1f} "
+                    f"{name}_p99_ms={p99 * 1e3:.1f} {name}_max_ms={values[-1] * 1e3:.1f}")
+        return out
 
     def _stats_loop(self) -> None:
         while True:
@@ -504,9 +526,21 @@ class DirectoryServer:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     listener = setup_logging(args.log_level)
+    # OPENLCHAT_PROFILE=file: cProfile the whole run and write its stats there (pstats
+    # format); "{pid}" in the name becomes the process id (a benchmark starts several servers)
+    profile_to = os.environ.get("OPENLCHAT_PROFILE", "").replace("{pid}", str(os.getpid()))
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         return run(args)
     finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
         listener.stop()  # writes out what is still queued
 
 
@@ -514,6 +548,12 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
     """Never blocks: when the writer thread is behind (stderr is a full pipe), drop."""
 
     dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # the base class formats the message and copies the record here, in the serving
+        # thread; the writer thread's formatter does that anyway (our arguments are plain
+        # strings and numbers, safe to format later)
+        return record
 
     def enqueue(self, record: logging.LogRecord) -> None:
         try:

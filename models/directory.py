@@ -170,6 +170,7 @@ class Directory:
     pack_limit: int = DEFAULT_PACK_LIMIT
     unknown_rate: float = 50.0  # UNKNOWN replies per second, whole server
     unknown_burst: float = 50.0
+    del_hold: float = 0.0  # seconds a REF_DEL may wait while REF_ADDs go (``iter_outgoing``)
     make_keyword: Callable[[], str] = new_keyword
     stats: Stats = field(default_factory=Stats)
 
@@ -184,7 +185,9 @@ class Directory:
         self._log: deque[tuple[int, str, _Change]] = deque(maxlen=self.log_size)
         self._digest = 0
         self._ref_cache: tuple[int, bytes] | None = None
-        self.batch_times: list[float] = []  # when the changes of the last broadcast happened
+        # when the additions / removals of the last broadcast happened (push latency stats)
+        self.batch_times: list[float] = []
+        self.batch_del_times: list[float] = []
         self._pending: dict[str, _Change] = {}
         # catch-ups: the address is looked up when sent, in case the client moved meanwhile
         self._outgoing: list[tuple[Registration, bytes]] = []
@@ -525,15 +528,27 @@ class Directory:
         buffered since the last call, packed per recipient (each in its own keyword)."""
         return list(self.iter_outgoing())
 
-    def iter_outgoing(self) -> Iterator[tuple[Address, bytes]]:
+    def iter_outgoing(self, now: float | None = None) -> Iterator[tuple[Address, bytes]]:
         """``take_outgoing`` built lazily: the work is taken now (later changes go to the next
         call) but each recipient's frames are made as they are consumed, so a broadcast to
-        10,000 clients never sits in memory at once."""
+        10,000 clients never sits in memory at once.
+
+        With ``now`` and ``del_hold`` > 0, removals younger than ``del_hold`` stay buffered
+        while there are additions to send: under churn a push then costs each recipient one
+        REF_ADD datagram instead of a REF_ADD and a REF_DEL, and the removals travel together
+        a little later (a departed peer is harmless to list for a moment; a new one is news).
+        Removals alone, or old enough, go at once."""
         direct, self._outgoing = self._outgoing, []
         if not self._pending:
             return self._broadcast(direct, [], [], {}, [], 0)
         changes, self._pending = self._pending, {}
-        self.batch_times = [c.at for c in changes.values()]
+        if now is not None and self.del_hold > 0:
+            dels = [c.at for c in changes.values() if c.entry is None]
+            if dels and len(dels) < len(changes) and now - min(dels) < self.del_hold:
+                self._pending = {k: c for k, c in changes.items() if c.entry is None}
+                changes = {k: c for k, c in changes.items() if c.entry is not None}
+        self.batch_times = [c.at for c in changes.values() if c.entry is not None]
+        self.batch_del_times = [c.at for c in changes.values() if c.entry is None]
         add_keys = [k for k, c in changes.items() if c.entry is not None]
         add_items = [changes[k].text for k in add_keys]
         del_items = [c.nickname.encode() for c in changes.values() if c.entry is None]
@@ -562,20 +577,19 @@ class Directory:
         for reg, data in direct:
             if reg.addr is not None and self.by_key.get(reg.key) is reg:
                 yield reg.addr, data
-        for reg in recipients:
-            addr = reg.addr
-            if addr is None:
-                continue
-            own = chunk_of.get(reg.key)
-            if own is None:
-                prefix = reg.kw_prefix
-                for tail in tails:
-                    yield addr, prefix + tail
-                continue
-            for i, tail in enumerate(tails):
-                if i != own:
-                    yield addr, reg.kw_prefix + tail
+        # REF_ADDs to everyone first, then REF_DELs: a push to thousands takes milliseconds and
+        # a new client is the news that matters (peers can talk to it). A batch holds at most
+        # one change per nickname, so this order never reorders a nickname's own changes.
+        for i in [*range(n_del, len(tails)), *range(n_del)]:
+            tail = tails[i]
+            for reg in recipients:
+                addr = reg.addr
+                if addr is None:
                     continue
-                rest = [item for key, item in chunks[own - n_del] if key != reg.key]
-                for body in pack_bodies(b"REF_ADD", rest, self.pack_limit):
-                    yield addr, self._frame(reg, body)
+                if reg.key in chunk_of and chunk_of[reg.key] == i:
+                    # its own row is in this chunk: the rest of the chunk, repacked
+                    rest = [item for key, item in chunks[i - n_del] if key != reg.key]
+                    for body in pack_bodies(b"REF_ADD", rest, self.pack_limit):
+                        yield addr, self._frame(reg, body)
+                    continue
+                yield addr, reg.kw_prefix + tail

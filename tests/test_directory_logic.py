@@ -300,20 +300,22 @@ ops_st = st.lists(
 
 
 @settings(max_examples=150, deadline=None)
-@given(ops_st, st.integers(2, 64))
+@given(ops_st, st.integers(2, 64), st.booleans())
 # found by hypothesis: a client moving right after its first PING still gets its catch-up
 @example(ops=[("register", 0), ("register", 1), ("ping", 0), ("wait", 0), ("ping", 1),
-              ("move", 1)], log_size=12)
-def test_every_client_ends_with_the_servers_roster(ops, log_size) -> None:
+              ("move", 1)], log_size=12, hold=False)
+def test_every_client_ends_with_the_servers_roster(ops, log_size, hold) -> None:
     """Whatever happens, a client that applies what it is sent (REFERENCE, then REF_ADD /
-    REF_DEL) holds exactly the roster the server lists for it, and PONG digests agree."""
-    d = make(log_size=log_size)
+    REF_DEL) holds exactly the roster the server lists for it, and PONG digests agree.
+    ``hold``: pushes made as the server makes them, removals held back while additions go
+    (the last delivery, as after a quiet spell, sends everything)."""
+    d = make(log_size=log_size, del_hold=10.0 if hold else 0.0)
     now = 0.0
     sims: dict[str, dict] = {}  # nickname -> {"reg", "roster", "addr"}
     port = iter(range(1000, 100000))
 
-    def deliver() -> None:
-        for addr, data in d.take_outgoing():
+    def deliver(final: bool = False) -> None:
+        for addr, data in d.take_outgoing() if final else d.iter_outgoing(now):
             msg = w.decode_datagram(data)
             for sim in sims.values():
                 if sim["addr"] == addr and sim["reg"].keyword == msg.keyword:
@@ -352,7 +354,7 @@ def test_every_client_ends_with_the_servers_roster(ops, log_size) -> None:
             d.expire(now)
         if op == "flush" or op == "wait":
             deliver()
-    deliver()
+    deliver(final=True)
     log_covers_all = log_size >= 2 * len(ops)
     for sim in sims.values():
         reg = sim["reg"]
@@ -400,3 +402,80 @@ def test_pong_bytes_are_the_codec_s() -> None:
         join(d, f"x{i}", ("10.3.0.1", 4000 + i))
     reply = ping(d, a, A, 1, digest=w.EMPTY_DIGEST)
     assert reply == w.encode_datagram(w.Pong(a.keyword, d.digest_for(a)))
+
+
+def quit_(d: Directory, reg, addr, now: float) -> None:
+    d.on_datagram(w.encode_datagram(w.Quit(reg.keyword, reg.nickname)), addr, now)
+
+
+def test_push_sends_every_ref_add_before_any_ref_del() -> None:
+    d = make()
+    regs = [join(d, f"u{i}", ("10.3.0.1", 4000 + i)) for i in range(4)]
+    d.take_outgoing()
+    quit_(d, regs[0], ("10.3.0.1", 4000), 1)
+    join(d, "new", C, 1)
+    kinds = [type(m) for _, m in decoded(d.take_outgoing())]
+    # the three who stay get one of each; "new" gets only the REF_DEL (its own row is its only
+    # REF_ADD row); all REF_ADDs first
+    assert kinds.count(w.RefAdd) == 3 and kinds.count(w.RefDel) == 4
+    assert kinds == sorted(kinds, key=lambda k: k is w.RefDel)
+
+
+def test_removals_wait_while_additions_go_then_travel_together() -> None:
+    d = make(del_hold=0.1)
+    a = join(d, "a", A)
+    b = join(d, "b", B)
+    d.take_outgoing()
+    quit_(d, b, B, 1.0)
+    c = join(d, "c", C, 1.0)
+    out = decoded(d.iter_outgoing(1.0))
+    assert out == [(A, w.RefAdd(a.keyword, (w.Entry("c", *C),)))]  # the REF_DEL waits
+    assert d.has_work()  # ... and is still to send
+    assert d.batch_times == [1.0] and d.batch_del_times == []
+    d.take_store_ops()
+    join(d, "e", ("10.0.0.5", 1005), 1.05)
+    out = decoded(d.iter_outgoing(1.05))  # still young, with an addition going: waits again
+    assert all(isinstance(m, w.RefAdd) for _, m in out)
+    join(d, "f", ("10.0.0.6", 1006), 1.1)
+    out = decoded(d.iter_outgoing(1.1))  # 0.1 s old: goes, with the addition
+    assert (A, w.RefDel(a.keyword, ("b",))) in out
+    assert (C, w.RefDel(c.keyword, ("b",))) in out
+    assert d.batch_del_times == [1.0]
+    d.take_store_ops()
+    assert not d.has_work()
+
+
+def test_removals_alone_are_not_held() -> None:
+    d = make(del_hold=0.1)
+    a = join(d, "a", A)
+    b = join(d, "b", B)
+    d.take_outgoing()
+    quit_(d, b, B, 1.0)
+    assert decoded(d.iter_outgoing(1.0)) == [(A, w.RefDel(a.keyword, ("b",)))]
+
+
+def test_held_removal_then_rejoin_is_one_ref_add() -> None:
+    d = make(del_hold=0.1)
+    a = join(d, "a", A)
+    b = join(d, "b", B)
+    d.take_outgoing()
+    quit_(d, b, B, 1.0)
+    join(d, "c", C, 1.0)
+    d.iter_outgoing(1.0)  # c's REF_ADD goes, b's REF_DEL is held
+    join(d, "b", ("10.0.0.9", 1009), 1.02)  # b is back before its removal went out
+    out = decoded(d.iter_outgoing(1.02))
+    assert (A, w.RefAdd(a.keyword, (w.Entry("b", "10.0.0.9", 1009),))) in out
+    assert not any(isinstance(m, w.RefDel) for _, m in out)
+    d.take_store_ops()
+    assert not d.has_work()
+
+
+def test_iter_outgoing_without_now_sends_everything() -> None:
+    d = make(del_hold=0.1)
+    join(d, "a", A)
+    b = join(d, "b", B)
+    d.take_outgoing()
+    quit_(d, b, B, 1.0)
+    join(d, "c", C, 1.0)
+    kinds = {type(m) for _, m in decoded(d.take_outgoing())}
+    assert kinds == {w.RefAdd, w.RefDel}

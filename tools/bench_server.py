@@ -40,6 +40,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux values where Pyt
 SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", SO_TIMESTAMPNS)
 LISTENING = re.compile(r"listening on \S+:(\d+) \(tcp\+udp\)")
 STATS = re.compile(r"stats: .*?datagrams=(\d+) pings=(\d+)")
+DELS = re.compile(r"dels=(\d+) del_p50_ms=([\d.]+) del_p99_ms=([\d.]+) del_max_ms=([\d.]+)")
 PUSH = re.compile(r"pushes=(\d+) push_p50_ms=([\d.]+) push_p99_ms=([\d.]+) push_max_ms=([\d.]+)")
 
 
@@ -617,8 +618,14 @@ def main(argv: list[str] | None = None) -> int:
             if push:
                 rows.append(("REF_ADD to all, server side", f"p99 {push.group(3)} ms",
                              f"p50 {push.group(2)} ms, max {push.group(4)} ms over "
-                             f"{push.group(1)} changes: from the PING's arrival to the last "
-                             f"recipient's datagram in its socket"))
+                             f"{push.group(1)} joins: from the PING's arrival to the end of "
+                             f"the push that carried it (its REF_ADDs go first)"))
+            dels = DELS.search(server.last_stats)
+            if dels:
+                rows.append(("REF_DEL to all, server side", f"p99 {dels.group(3)} ms",
+                             f"p50 {dels.group(2)} ms, max {dels.group(4)} ms over "
+                             f"{dels.group(1)} QUITs: held back (up to 100 ms) while "
+                             f"REF_ADDs go, so each push costs a recipient one datagram"))
         finally:
             workers.close()
             server.close()
