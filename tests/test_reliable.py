@@ -346,6 +346,43 @@ def test_acked_only_when_every_fragment_is_acknowledged():
     assert m.next_deadline() is None
 
 
+def test_room_send_arms_one_timer_and_acks_clean_it_up():
+    """The fan-out hot path: a room message to 200 fresh peers is one heap entry (all due at
+    the same time), and once every peer has acknowledged nothing is left armed."""
+    peers = [f"p{i}" for i in range(200)]
+    net = Net(["a", *peers], delay=(0.001, 0.001))
+    a = net.nodes["a"]
+    a.send(peers, KIND_ROOM, b"hello", 0.0)
+    assert len(a._timers) == 1 and len(a._buckets) == 1
+    assert a.next_deadline() == pytest.approx(reliable.RTO_INITIAL)
+    net.flush()
+    net.run()
+    assert len(net.of("a", Acked)) == 200
+    assert a.next_deadline() is None and not a._timers and not a._buckets
+
+
+def test_plain_ack_fast_path_matches_the_codec():
+    """An ACK without ranges is parsed without ``frames.decode``; it must do what the codec
+    path does, and a header-sized ACK that claims ranges is still malformed."""
+    a, b = Messenger(now=0.0), Messenger(now=0.0)
+    msg_id = a.send(["b"], KIND_ROOM, b"x", 0.0)
+    (_, data), = a.take_outgoing()
+    b.receive("a", data, 0.001)
+    (_, ack), = b.take_outgoing()
+    assert len(ack) == frames.ACK_HEAD.size
+    epoch = a._send["b"].epoch
+    bad = frames.ACK_HEAD.pack(frames.ACK, epoch, 1, 1)  # one range announced, none there
+    a.receive("b", bad, 0.002)
+    assert a.counters["malformed"] == 1 and not a.take_events()
+    a.receive("b", frames.ACK_HEAD.pack(frames.ACK, epoch ^ 1, 1, 0), 0.002)  # other epoch
+    assert a.counters["stale_ack"] == 1 and not a.take_events()
+    a.receive("b", ack, 0.002)
+    assert a.take_events() == [Acked("b", msg_id)]
+    assert a._send["b"].srtt == pytest.approx(0.002)
+    a.receive("b", ack, 0.003)  # a duplicate changes nothing
+    assert not a.take_events() and a.next_deadline() is None
+
+
 def test_window_limits_frames_in_flight():
     m = Messenger(now=0.0)
     for _ in range(300):
