@@ -77,6 +77,9 @@ FILES_TICK = 1.0  # seconds between FileTransfers.tick calls (offer expiry)
 MAX_COMMANDS_PER_TURN = 1000
 
 
+_NO_CALLS: list[_Call] = []  # never appended to
+
+
 class UnknownPeer(ValueError):
     """No such nickname online."""
 
@@ -437,13 +440,20 @@ class Engine:
                 now = time.monotonic()
                 if readable:
                     self._drain(now)
-                self._run_commands()
-                now = time.monotonic()
-                # woken by datagrams before anything is due (the ACKs of a room message): no
-                # timer work; deadlines made since _timeout() are all later than now
-                if now >= self._due:
-                    self._on_timers(now)
-                self._pump(now)
+                answered = self._run_commands()
+                try:
+                    now = time.monotonic()
+                    # woken by datagrams before anything is due (the ACKs of a room message):
+                    # no timer work; deadlines made since _timeout() are all later than now
+                    if now >= self._due:
+                        self._on_timers(now)
+                    self._pump(now)
+                finally:
+                    # callers learn their result only now that what their command queued
+                    # (a message's datagrams) is sent: woken earlier, a caller takes the GIL
+                    # from this thread before the sendto calls (tens of us per message)
+                    for call in answered:
+                        call.done.set()
                 self._flush_events()
         except Exception as exc:  # our own bug: be loud, tell the UI
             log.exception("engine thread crashed")
@@ -544,19 +554,22 @@ class Engine:
             log.info("dropped datagram from %s:%d: %s (%d so far)", addr[0], addr[1], why,
                      self.stats[key])
 
-    def _run_commands(self) -> None:
+    def _run_commands(self) -> list[_Call]:
+        """Run queued commands; the caller sets their ``done`` (see ``_run``)."""
         if self._commands.empty():  # the usual case on a datagram wake-up; no exception
-            return
+            return _NO_CALLS
+        answered = []
         for _ in range(MAX_COMMANDS_PER_TURN):
             try:
                 call = self._commands.get_nowait()
             except queue.Empty:
-                return
+                break
+            answered.append(call)
             try:
                 call.result = call.fn(time.monotonic())
             except Exception as exc:
                 call.error = exc
-            call.done.set()
+        return answered
 
     def _on_timers(self, now: float) -> None:
         self._messenger.on_timer(now)
