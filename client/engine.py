@@ -1,7 +1,7 @@
 """The client engine: one UDP socket, one thread, all the sans-IO parts wired together.
 
 What the UIs (``client/terminal.py``, ``client/gui.py``) drive; see docs/ARCHITECTURE.md
-("Engine", "Threads") for the contract and docs/protocol-client.md for the behaviour.
+("Engine", "Threads") for the contract and docs/PROTOCOL.md section 5 for the behaviour.
 
 - ``start()`` registers over TCP (``client.registration``), then starts the engine thread.
 - The engine thread owns the UDP socket, the roster, the Messenger and the transport. It loops

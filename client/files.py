@@ -38,7 +38,7 @@ decline and expiry). Ids are local to this manager.
 Who connects: the receiver, after accepting, connects to the sender's listener (host from the
 roster, port from the offer). If that fails, it sends REVERSE with its own listener port and
 the sender connects to it. The stream and the control messages: ``client/files_wire.py`` and
-``docs/protocol-files.md``. Files arrive as ``NAME.part`` plus a ``NAME.part.json`` sidecar
+``docs/PROTOCOL.md section 8``. Files arrive as ``NAME.part`` plus a ``NAME.part.json`` sidecar
 (peer, name, size, mtime); an interrupted transfer keeps them, and a later offer of the same
 file from the same peer resumes from the ``.part`` length (after the sender has checked the
 prefix hash). A cancel from either side deletes them. Verified files get a fresh name

@@ -3,7 +3,7 @@
 Control messages travel inside the peers' encrypted, reliable, ordered channel
 (``send_control(peer, payload)`` / ``on_control``); every one starts with ``b"F"``. The 16-byte
 ``token`` is the sender's random name for one offered file; every message about that file
-carries it. All integers are big-endian. Full reference: ``docs/protocol-files.md``.
+carries it. All integers are big-endian. Full reference: ``docs/PROTOCOL.md section 8``.
 
 ====== ==== ============ ==================================================================
 byte 1 name direction    rest of the payload, after ``"F" type token(16)``

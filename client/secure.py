@@ -2,7 +2,7 @@
 
 The Transport of docs/ARCHITECTURE.md. Frames from the Messenger go in with ``wrap``; SEALED
 datagrams come out of ``take_outgoing``. The first frame for a peer starts a 3-message handshake
-(SIGMA-I style, layouts in ``models.secure_wire``, byte-exact in docs/protocol-crypto.md)::
+(SIGMA-I style, layouts in ``models.secure_wire``, byte-exact in docs/PROTOCOL.md section 7)::
 
     i -> r  HS_INIT    hs_id, e_i                       (padded: no amplification)
     r -> i  HS_RESP    hs_id, e_r, AEAD_k_resp(pk_r, Sig_r(th, pk_r))

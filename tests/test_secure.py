@@ -684,7 +684,7 @@ def scripted(*chunks: bytes) -> Callable[[int], bytes]:
 
 
 def test_protocol_doc_example() -> None:
-    """The worked example of docs/protocol-crypto.md, and its formulas redone with hashlib."""
+    """The worked example of docs/PROTOCOL.md section 7, and its formulas redone with hashlib."""
     import hashlib
     import re
 
@@ -694,7 +694,7 @@ def test_protocol_doc_example() -> None:
         crypto_scalarmult_base,
     )
 
-    doc = (Path(__file__).parent.parent / "docs" / "protocol-crypto.md").read_text("utf-8")
+    doc = (Path(__file__).parent.parent / "docs" / "PROTOCOL.md").read_text("utf-8")
     compact = re.sub(r"\s+", "", doc)
     ka, kb = nacl.signing.SigningKey(b"\x01" * 32), nacl.signing.SigningKey(b"\x02" * 32)
     alice = SecureTransport(ka, "alice", PinStore(), rng=scripted(b"\x11" * 8, b"\x21" * 32))
