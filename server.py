@@ -44,13 +44,15 @@ log = logging.getLogger("openlchat.server")
 # ERROR codes after which the server closes the TCP connection (others leave it open).
 CLOSING_ERRORS = frozenset({"LINE_TOO_LONG", "TOO_MANY_CONNECTIONS", "THROTTLED", "TIMEOUT"})
 MAX_ERRORS_PER_CONNECTION = 8
-SEND_YIELD_EVERY = 500  # datagrams sent (~2 ms) between chances for others to run
+SEND_YIELD_EVERY = 250  # datagrams sent (~1 ms) between chances for others to run
 # UDP receive buffer asked for (the kernel caps it at net.core.rmem_max unless we may force
 # it): 32 MiB holds ~0.4 s of PINGs at 100,000/s while the process is descheduled; kernel
 # memory, used only while a backlog exists
 RCVBUF = 32 << 20
 MAX_COALESCE = 0.010  # seconds a push may be held back, under load only
-DEL_HOLD = 0.1  # seconds a REF_DEL may wait while REF_ADDs go out (one datagram, not two)
+# under churn a batch of REF_DELs reaches 1/DEL_SPREAD of the clients per push, after the
+# REF_ADDs: a push costs each about one datagram, never two (models.directory.iter_outgoing)
+DEL_SPREAD = 8
 MIN_COALESCE = 0.003  # changes within this long after a push travel together in the next
 
 
@@ -174,7 +176,7 @@ class DirectoryServer:
             ping_interval=args.ping_interval,
             unknown_rate=args.unknown_rate,
             unknown_burst=max(args.unknown_rate, 1.0),
-            del_hold=DEL_HOLD,
+            del_spread=DEL_SPREAD,
         )
         self.limiter = KeyedRateLimiter(args.register_rate, args.register_burst)
         self.pool = ThreadPool(1)  # the one thread that touches SQLite: writes stay in order
@@ -503,7 +505,8 @@ class DirectoryServer:
 
     def _fanout_summary(self) -> str:
         """Push latency percentiles since the last stats line (then forgotten): additions
-        (``pushes``, ``push_*``) and removals (``del_*``, held back a little under churn)."""
+        (``pushes``, ``push_*``) and removals (``dels``, ``del_*``: spread over pushes under
+        churn, see DEL_SPREAD)."""
         out = ""
         for count, name, record in (("pushes", "push", self.fanout),
                                     ("dels", "del", self.fanout_del)):

@@ -162,6 +162,15 @@ class _Change:
 
 
 @dataclass
+class _DelBatch:
+    """Removals going out to ``recipients[:done]`` so far, a slice per push."""
+
+    changes: dict[str, _Change]
+    recipients: list[Registration]
+    done: int = 0
+
+
+@dataclass
 class Directory:
     ping_interval: float
     liveness_factor: float = 1.5
@@ -170,7 +179,7 @@ class Directory:
     pack_limit: int = DEFAULT_PACK_LIMIT
     unknown_rate: float = 50.0  # UNKNOWN replies per second, whole server
     unknown_burst: float = 50.0
-    del_hold: float = 0.0  # seconds a REF_DEL may wait while REF_ADDs go (``iter_outgoing``)
+    del_spread: int = 0  # pushes a batch of removals is spread over, under churn (0: off)
     make_keyword: Callable[[], str] = new_keyword
     stats: Stats = field(default_factory=Stats)
 
@@ -189,6 +198,7 @@ class Directory:
         self.batch_times: list[float] = []
         self.batch_del_times: list[float] = []
         self._pending: dict[str, _Change] = {}
+        self._del_batch: _DelBatch | None = None  # removals going out a slice per push
         # catch-ups: the address is looked up when sent, in case the client moved meanwhile
         self._outgoing: list[tuple[Registration, bytes]] = []
         self._store_ops: list[StoreOp] = []
@@ -234,7 +244,7 @@ class Directory:
 
     def has_work(self) -> bool:
         """Something to send (``take_outgoing``) or to write (``take_store_ops``)."""
-        return bool(self._pending or self._outgoing or self._store_ops)
+        return bool(self._pending or self._outgoing or self._store_ops or self._del_batch)
 
     # ------------------------------------------------------------ start-up
 
@@ -487,6 +497,10 @@ class Directory:
         self._log.append((self.version, key, change))
         self._pending.pop(key, None)  # keep buffer order = order of last change
         self._pending[key] = change
+        if self._del_batch is not None:
+            # back (or changed) before its removal reached everyone: the rest are not told
+            # of the removal, only of this change (those told already get this one after it)
+            self._del_batch.changes.pop(key, None)
 
     def _catch_up(self, reg: Registration) -> None:
         """Send ``reg`` what changed since the roster it fetched (or everything, if too old)."""
@@ -533,22 +547,45 @@ class Directory:
         call) but each recipient's frames are made as they are consumed, so a broadcast to
         10,000 clients never sits in memory at once.
 
-        With ``now`` and ``del_hold`` > 0, removals younger than ``del_hold`` stay buffered
-        while there are additions to send: under churn a push then costs each recipient one
-        REF_ADD datagram instead of a REF_ADD and a REF_DEL, and the removals travel together
-        a little later (a departed peer is harmless to list for a moment; a new one is news).
-        Removals alone, or old enough, go at once."""
+        With ``now`` and ``del_spread`` = N > 0, removals travel apart from additions while
+        additions are going: a batch of removals reaches 1/N of the recipients per push, after
+        the REF_ADDs, so a push under churn costs each recipient about one datagram and never
+        twice as much as the one before (a departed peer is harmless to list for a moment; a
+        new one is news). Removals that come meanwhile wait for the next batch. Without
+        additions to send, the rest of a batch goes at once; so does a lone removal."""
         direct, self._outgoing = self._outgoing, []
-        if not self._pending:
-            return self._broadcast(direct, [], [], {}, [], 0)
         changes, self._pending = self._pending, {}
-        if now is not None and self.del_hold > 0:
-            dels = [c.at for c in changes.values() if c.entry is None]
-            if dels and len(dels) < len(changes) and now - min(dels) < self.del_hold:
-                self._pending = {k: c for k, c in changes.items() if c.entry is None}
+        batch = self._del_batch
+        if now is not None and self.del_spread > 0:
+            dels = {k: c for k, c in changes.items() if c.entry is None}
+            if dels:
                 changes = {k: c for k, c in changes.items() if c.entry is not None}
+                if batch is None:
+                    batch = self._del_batch = _DelBatch(dels, list(self._live.values()))
+                else:
+                    self._pending.update(dels)  # the next batch
+            if batch is not None:
+                left = len(batch.recipients) - batch.done
+                step = -(-len(batch.recipients) // self.del_spread) if changes else left
+                batch.done += step
+        elif batch is not None:  # everything now: the rest of the batch goes to everyone
+            for k, c in batch.changes.items():
+                changes.setdefault(k, c)
+            batch = self._del_batch = None
+        del_targets: list[Registration] = []
+        del_tails: list[bytes] = []
+        if batch is not None:
+            del_targets = batch.recipients[batch.done - step:batch.done]
+            items = [c.nickname.encode() for c in batch.changes.values()]
+            del_tails = [b" %d %s" % (len(b), b) for b in pack_bodies(b"REF_DEL", items,
+                                                                       self.pack_limit)]
+            if batch.done >= len(batch.recipients) or not batch.changes:
+                self.batch_del_times += [c.at for c in batch.changes.values()]
+                self._del_batch = None
+        if not changes:
+            return self._broadcast(direct, [], [], {}, [], 0, del_targets, del_tails)
         self.batch_times = [c.at for c in changes.values() if c.entry is not None]
-        self.batch_del_times = [c.at for c in changes.values() if c.entry is None]
+        self.batch_del_times += [c.at for c in changes.values() if c.entry is None]
         add_keys = [k for k, c in changes.items() if c.entry is not None]
         add_items = [changes[k].text for k in add_keys]
         del_items = [c.nickname.encode() for c in changes.values() if c.entry is None]
@@ -568,12 +605,14 @@ class Directory:
             start += n
         tails = [b" %d %s" % (len(b), b) for b in del_bodies + add_bodies]
         recipients = list(self._live.values())  # snapshot: a new client gets its catch-up
-        return self._broadcast(direct, recipients, tails, chunk_of, chunks, len(del_bodies))
+        return self._broadcast(direct, recipients, tails, chunk_of, chunks, len(del_bodies),
+                               del_targets, del_tails)
 
     def _broadcast(self, direct: list[tuple[Registration, bytes]], recipients: list[Registration],
                    tails: list[bytes], chunk_of: dict[str, int],
                    chunks: list[list[tuple[str, bytes]]],
-                   n_del: int) -> Iterator[tuple[Address, bytes]]:
+                   n_del: int, del_targets: list[Registration] = [],  # noqa: B006
+                   del_tails: list[bytes] = []) -> Iterator[tuple[Address, bytes]]:  # noqa: B006
         for reg, data in direct:
             if reg.addr is not None and self.by_key.get(reg.key) is reg:
                 yield reg.addr, data
@@ -593,3 +632,8 @@ class Directory:
                         yield addr, self._frame(reg, body)
                     continue
                 yield addr, reg.kw_prefix + tail
+        # this push's share of a batch of removals (``del_spread``), after the rest
+        for reg in del_targets:
+            if reg.addr is not None and self.by_key.get(reg.key) is reg:
+                for tail in del_tails:
+                    yield reg.addr, reg.kw_prefix + tail

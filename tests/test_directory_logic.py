@@ -307,9 +307,9 @@ ops_st = st.lists(
 def test_every_client_ends_with_the_servers_roster(ops, log_size, hold) -> None:
     """Whatever happens, a client that applies what it is sent (REFERENCE, then REF_ADD /
     REF_DEL) holds exactly the roster the server lists for it, and PONG digests agree.
-    ``hold``: pushes made as the server makes them, removals held back while additions go
-    (the last delivery, as after a quiet spell, sends everything)."""
-    d = make(log_size=log_size, del_hold=10.0 if hold else 0.0)
+    ``hold``: pushes made as the server makes them, removals spread over pushes while
+    additions go (the last delivery sends everything)."""
+    d = make(log_size=log_size, del_spread=2 if hold else 0)
     now = 0.0
     sims: dict[str, dict] = {}  # nickname -> {"reg", "roster", "addr"}
     port = iter(range(1000, 100000))
@@ -421,61 +421,69 @@ def test_push_sends_every_ref_add_before_any_ref_del() -> None:
     assert kinds == sorted(kinds, key=lambda k: k is w.RefDel)
 
 
-def test_removals_wait_while_additions_go_then_travel_together() -> None:
-    d = make(del_hold=0.1)
-    a = join(d, "a", A)
-    b = join(d, "b", B)
+def test_removals_are_spread_over_pushes_while_additions_go() -> None:
+    d = make(del_spread=3)
+    stay = [join(d, f"u{i}", ("10.4.0.1", 5000 + i)) for i in range(6)]
+    gone = join(d, "gone", B)
     d.take_outgoing()
-    quit_(d, b, B, 1.0)
-    c = join(d, "c", C, 1.0)
-    out = decoded(d.iter_outgoing(1.0))
-    assert out == [(A, w.RefAdd(a.keyword, (w.Entry("c", *C),)))]  # the REF_DEL waits
-    assert d.has_work()  # ... and is still to send
-    assert d.batch_times == [1.0] and d.batch_del_times == []
-    d.take_store_ops()
-    join(d, "e", ("10.0.0.5", 1005), 1.05)
-    out = decoded(d.iter_outgoing(1.05))  # still young, with an addition going: waits again
-    assert all(isinstance(m, w.RefAdd) for _, m in out)
-    join(d, "f", ("10.0.0.6", 1006), 1.1)
-    out = decoded(d.iter_outgoing(1.1))  # 0.1 s old: goes, with the addition
-    assert (A, w.RefDel(a.keyword, ("b",))) in out
-    assert (C, w.RefDel(c.keyword, ("b",))) in out
-    assert d.batch_del_times == [1.0]
+    quit_(d, gone, B, 1.0)
+    told: list[tuple] = []
+    for k in range(3):  # a join every push: the REF_DEL reaches a third of them each time
+        new = join(d, f"n{k}", ("10.5.0.1", 6000 + k), 1.0 + k / 100)
+        out = decoded(d.iter_outgoing(1.0 + k / 100))
+        adds = [a for a, m in out
+                if isinstance(m, w.RefAdd) and m.entries[0].nickname == new.nickname]
+        dels = [(a, m) for a, m in out if isinstance(m, w.RefDel)]
+        assert len(adds) == 6 + k  # everyone listed hears of the new one at once
+        # the batch is for the 7 listed when it started (n0 too): 3, 3, then 1
+        assert len(dels) == [3, 3, 1][k] and all(m.nicknames == ("gone",) for _, m in dels)
+        assert out[len(out) - len(dels):] == dels  # after the REF_ADDs
+        told += [a for a, _ in dels]
+    assert sorted(told) == sorted([r.addr for r in stay] + [("10.5.0.1", 6000)])
+    assert d.batch_del_times == [1.0]  # the batch is complete
     d.take_store_ops()
     assert not d.has_work()
 
 
-def test_removals_alone_are_not_held() -> None:
-    d = make(del_hold=0.1)
+def test_removals_alone_go_at_once() -> None:
+    d = make(del_spread=8)
     a = join(d, "a", A)
     b = join(d, "b", B)
     d.take_outgoing()
     quit_(d, b, B, 1.0)
     assert decoded(d.iter_outgoing(1.0)) == [(A, w.RefDel(a.keyword, ("b",)))]
+    assert d.batch_del_times == [1.0]
 
 
-def test_held_removal_then_rejoin_is_one_ref_add() -> None:
-    d = make(del_hold=0.1)
-    a = join(d, "a", A)
+def test_removal_overtaken_by_a_rejoin_is_not_sent_to_the_rest() -> None:
+    d = make(del_spread=2)
+    others = [join(d, f"u{i}", ("10.4.0.1", 5000 + i)) for i in range(4)]
     b = join(d, "b", B)
     d.take_outgoing()
     quit_(d, b, B, 1.0)
     join(d, "c", C, 1.0)
-    d.iter_outgoing(1.0)  # c's REF_ADD goes, b's REF_DEL is held
-    join(d, "b", ("10.0.0.9", 1009), 1.02)  # b is back before its removal went out
-    out = decoded(d.iter_outgoing(1.02))
-    assert (A, w.RefAdd(a.keyword, (w.Entry("b", "10.0.0.9", 1009),))) in out
-    assert not any(isinstance(m, w.RefDel) for _, m in out)
+    first = decoded(d.iter_outgoing(1.0))  # REF_ADD c to all; REF_DEL b to 3 of the 5
+    told = {a for a, m in first if isinstance(m, w.RefDel)}
+    assert len(told) == 3
+    join(d, "b", ("10.0.0.9", 1009), 1.02)  # b is back before its removal reached everyone
+    second = decoded(d.iter_outgoing(1.02))
+    assert not any(isinstance(m, w.RefDel) for _, m in second)
+    for r in others:
+        assert (r.addr, w.RefAdd(r.keyword, (w.Entry("b", "10.0.0.9", 1009),))) in second
     d.take_store_ops()
     assert not d.has_work()
 
 
 def test_iter_outgoing_without_now_sends_everything() -> None:
-    d = make(del_hold=0.1)
-    join(d, "a", A)
+    d = make(del_spread=4)
+    others = [join(d, f"u{i}", ("10.4.0.1", 5000 + i)) for i in range(4)]
     b = join(d, "b", B)
     d.take_outgoing()
     quit_(d, b, B, 1.0)
     join(d, "c", C, 1.0)
-    kinds = {type(m) for _, m in decoded(d.take_outgoing())}
-    assert kinds == {w.RefAdd, w.RefDel}
+    d.iter_outgoing(1.0)  # a batch of removals under way
+    out = decoded(d.take_outgoing())  # then everything at once, the rest of it too
+    told = {a for a, m in out if isinstance(m, w.RefDel)}
+    assert told == {r.addr for r in others} | {C}
+    d.take_store_ops()
+    assert not d.has_work()

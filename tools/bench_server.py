@@ -624,8 +624,8 @@ def main(argv: list[str] | None = None) -> int:
             if dels:
                 rows.append(("REF_DEL to all, server side", f"p99 {dels.group(3)} ms",
                              f"p50 {dels.group(2)} ms, max {dels.group(4)} ms over "
-                             f"{dels.group(1)} QUITs: held back (up to 100 ms) while "
-                             f"REF_ADDs go, so each push costs a recipient one datagram"))
+                             f"{dels.group(1)} QUITs: under churn spread over 8 pushes, "
+                             f"after their REF_ADDs, so a push costs a recipient ~1 datagram"))
         finally:
             workers.close()
             server.close()
