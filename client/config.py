@@ -1,7 +1,8 @@
 """Where the client keeps its files: settings, identity key, pinned keys, session.
 
 Everything lives in the user's per-OS config directory (``platformdirs``): on Windows
-``%APPDATA%\\OpenLChat``, on Linux ``$XDG_CONFIG_HOME/openlchat`` (``~/.config/openlchat``).
+``%APPDATA%\\OpenLChat`` (the roaming profile, so keys follow the user), on Linux
+``$XDG_CONFIG_HOME/OpenLChat`` (``~/.config/OpenLChat``).
 ``OPENLCHAT_CONFIG_DIR`` overrides it, which tests use to keep each client apart.
 """
 
@@ -28,7 +29,7 @@ def config_dir(override: Path | None = None) -> Path:
     elif os.environ.get("OPENLCHAT_CONFIG_DIR"):
         path = Path(os.environ["OPENLCHAT_CONFIG_DIR"])
     else:
-        path = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+        path = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False, roaming=True))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
