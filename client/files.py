@@ -105,18 +105,29 @@ class _Transfer:
     rate: float = 0.0
 
 
+@dataclass(eq=False)
+class _Pending:
+    """An accepted connection whose preamble is not complete yet."""
+    conn: socket.socket
+    addr: tuple
+    since: float
+    buf: bytearray = field(default_factory=bytearray)
+
+
 class FileTransfers:
     """Offers, accepts and runs file transfers, each in its own thread(s)."""
 
     io_timeout = 30.0               # a peer silent this long mid-transfer has gone
     connect_timeout = 5.0
     reverse_timeout = 30.0          # how long the receiver waits for the sender to connect back
-    handshake_timeout = 10.0        # for the preamble on an accepted connection
+    handshake_timeout = 3.0         # for the preamble on an accepted connection
     progress_interval = 0.25
+    retry_pause = 0.2               # before another try on a connection dropped before the stream
     reason_grace = 0.5
     max_transfers = 256
     max_offers_per_peer = 32
-    max_pending_connections = 32
+    max_pending_connections = 32    # accepted, preamble not yet complete: in all ...
+    max_pending_per_host = 4        # ... and from one source host
     free_space_margin = 16 << 20
     chunk = fs.CHUNK
 
@@ -142,7 +153,10 @@ class FileTransfers:
         self._listener: socket.socket | None = None
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self._closed = threading.Event()
-        self._pending = threading.BoundedSemaphore(self.max_pending_connections)
+        self._hosts: set[str] = set()
+        self._hosts_at = -1e9
+        self._refused = 0
+        self._refused_logged = -1e9
         self._threads: set[threading.Thread] = set()
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -421,37 +435,98 @@ class FileTransfers:
     # --- sockets --------------------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
+        """Accept connections and read their preambles, all on this one thread: a connection
+        that has not sent its 22 bytes costs a table entry and no thread. The table is bounded
+        per source host and in all; when it is full the oldest entry makes room, so idle
+        connections cannot lock a real peer out (issue 6)."""
         lsock, wake = self._listener, self._wake
         assert lsock is not None and wake is not None
+        pending: list[_Pending] = []        # oldest first
         try:
             while not self._closed.is_set():
+                now = time.monotonic()
+                for p in [p for p in pending if now - p.since >= self.handshake_timeout]:
+                    pending.remove(p)
+                    self._refuse(p.conn, p.addr, "no preamble in time", now)
+                timeout = (max(0.0, pending[0].since + self.handshake_timeout - now)
+                           if pending else None)
                 try:
-                    ready, _, _ = select.select([lsock, wake[0]], [], [])
-                    if lsock not in ready:
-                        continue
-                    conn, addr = lsock.accept()
+                    ready, _, _ = select.select([lsock, wake[0], *(p.conn for p in pending)],
+                                                [], [], timeout)
                 except OSError:
-                    time.sleep(0.05)     # e.g. EMFILE: do not spin
+                    time.sleep(0.05)
                     continue
-                if not self._pending.acquire(blocking=False):
-                    log.warning("too many pending file connections; dropping %s", addr)
-                    conn.close()
-                    continue
-                self._spawn(self._handle_incoming, conn, addr, name="files-conn")
+                if wake[0] in ready:
+                    continue                # close() woke us: the loop condition ends it
+                for p in [p for p in pending if p.conn in ready]:
+                    if self._read_preamble(p):
+                        pending.remove(p)
+                if lsock in ready:
+                    try:
+                        conn, addr = lsock.accept()
+                    except OSError:
+                        time.sleep(0.05)     # e.g. EMFILE: do not spin
+                        continue
+                    self._admit(pending, conn, addr, time.monotonic())
         finally:
+            for p in pending:
+                p.conn.close()
             for s in (lsock, *wake):
                 s.close()
 
-    def _handle_incoming(self, conn: socket.socket, addr: tuple) -> None:
+    def _admit(self, pending: list[_Pending], conn: socket.socket, addr: tuple,
+               now: float) -> None:
+        """Put a new connection in the pending table, evicting to make room if needed."""
+        if not self._awaits_connection():
+            self._refuse(conn, addr, "no transfer waiting for a connection", now)
+            return
+        host = addr[0]
+        same = [p for p in pending if p.addr[0] == host]
+        victim = None
+        if len(same) >= self.max_pending_per_host:
+            victim = same[0]
+        elif len(pending) >= self.max_pending_connections:
+            hosts = self._peer_hosts(now)
+            victim = next((p for p in pending if p.addr[0] not in hosts), pending[0])
+        if victim is not None:
+            pending.remove(victim)
+            self._refuse(victim.conn, victim.addr, "evicted by a newer connection", now)
+        p = _Pending(conn, addr, now)
         try:
-            conn.settimeout(self.handshake_timeout)
-            role, token = wire.decode_preamble(_recv_exact(conn, wire.PREAMBLE_LEN))
-        except (OSError, ProtocolError, fs.StreamError) as exc:
-            log.warning("bad file connection from %s: %s", addr, exc)
+            conn.setblocking(False)
+        except OSError:
             conn.close()
             return
-        finally:
-            self._pending.release()
+        if not self._read_preamble(p):      # it may have arrived with the connection
+            pending.append(p)
+
+    def _read_preamble(self, p: _Pending) -> bool:
+        """Read what ``p`` has sent so far; True when it is finished with (handed on or
+        closed), False while its preamble is still incomplete."""
+        try:
+            data = p.conn.recv(wire.PREAMBLE_LEN - len(p.buf))
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self._refuse(p.conn, p.addr, str(exc), time.monotonic())
+            return True
+        if not data:
+            self._refuse(p.conn, p.addr, "closed before its preamble", time.monotonic())
+            return True
+        p.buf += data
+        if len(p.buf) < wire.PREAMBLE_LEN:
+            return False
+        try:
+            role, token = wire.decode_preamble(bytes(p.buf))
+            p.conn.setblocking(True)
+        except (OSError, ProtocolError) as exc:
+            self._refuse(p.conn, p.addr, f"bad preamble: {exc}", time.monotonic())
+            return True
+        self._dispatch(p.conn, p.addr, role, token)
+        return True
+
+    def _dispatch(self, conn: socket.socket, addr: tuple, role: bytes, token: bytes) -> None:
+        """A complete preamble: hand the connection to its transfer (never blocks)."""
         with self._lock:
             t = next((x for x in self._by_id.values() if x.token == token
                       and x.outgoing == (role == wire.ROLE_RECEIVER)), None)
@@ -467,32 +542,78 @@ class FileTransfers:
             else:
                 t = None
         if t is None:
-            log.warning("file connection from %s for no transfer waiting for one", addr)
-            conn.close()
+            self._refuse(conn, addr, "for no transfer waiting for one", time.monotonic())
             return
-        self._run_sender(t, conn)
+        self._spawn(lambda: self._run_sender(t, conn, rewait=True), name=f"files-send-{t.tid}")
+
+    def _awaits_connection(self) -> bool:
+        """Is any transfer waiting for an incoming connection? If not, nobody can use one."""
+        with self._lock:
+            return any(t.state in (OFFERED, ACCEPTED) if t.outgoing
+                       else t.state == ACCEPTED and t.reverse_sock is None
+                       for t in self._by_id.values())
+
+    def _peer_hosts(self, now: float) -> set[str]:
+        """Roster hosts of the peers we have transfers with (cached for a second): when the
+        table is full, a connection from any other host is evicted first. Only a preference,
+        not a filter, as a peer behind some NATs may connect from another address."""
+        if now - self._hosts_at < 1.0:
+            return self._hosts
+        with self._lock:
+            peers = {t.peer for t in self._by_id.values()}
+        hosts = set()
+        for peer in peers:          # outside our lock: address_of may wait on the engine
+            try:
+                addr = self._address_of(peer)
+            except Exception as exc:    # the engine is closing
+                log.debug("address_of(%s) failed: %s", peer, exc)
+                continue
+            if addr is not None:
+                hosts.add(addr[0])
+        self._hosts, self._hosts_at = hosts, now
+        return hosts
+
+    def _refuse(self, conn: socket.socket, addr: tuple, why: str, now: float) -> None:
+        """Close a connection that never became a transfer; logged at most every few seconds
+        (a flood must not flood the log too)."""
+        conn.close()
+        self._refused += 1
+        if now - self._refused_logged >= 5.0:
+            log.warning("dropped %d file connection(s) without a preamble; latest from %s: %s",
+                        self._refused, addr, why)
+            self._refused, self._refused_logged = 0, now
 
     def _connect_back(self, t: _Transfer, port: int) -> None:
-        addr = self._address_of(t.peer)
-        if addr is None:
-            self._fail(t, f"{t.peer} is not online")
-            return
-        try:
-            conn = socket.create_connection((addr[0], port), timeout=self.connect_timeout)
-            conn.sendall(wire.encode_preamble(wire.ROLE_SENDER, t.token))
-        except OSError as exc:
-            self._fail(t, f"cannot connect to {t.peer} either way: {exc}")
-            return
-        self._run_sender(t, conn)
+        """REVERSE: connect to the receiver's listener; once more if that connection is
+        dropped before the stream starts (its listener may be flooded)."""
+        for again in (True, False):
+            addr = self._address_of(t.peer)
+            if addr is None:
+                self._fail(t, f"{t.peer} is not online")
+                return
+            try:
+                conn = socket.create_connection((addr[0], port), timeout=self.connect_timeout)
+                conn.sendall(wire.encode_preamble(wire.ROLE_SENDER, t.token))
+            except OSError as exc:
+                self._fail(t, f"cannot connect to {t.peer} either way: {exc}")
+                return
+            if self._run_sender(t, conn, again=again) or t.stop.wait(self.retry_pause):
+                return
+            log.info("%s's file listener dropped our connection; trying once more", t.peer)
 
-    def _run_sender(self, t: _Transfer, conn: socket.socket) -> None:
+    def _run_sender(self, t: _Transfer, conn: socket.socket, *, again: bool = False,
+                    rewait: bool = False) -> bool:
+        """Stream ``t`` over ``conn``. If the connection breaks before the receiver's stream
+        header (nothing happened on it) and ``again``, return False so the caller tries another
+        connection; with ``rewait``, go back to waiting for the receiver to connect (it retries,
+        or asks for REVERSE). True when ``t`` is finished with, either way."""
         assert t.path is not None
         with self._lock:
             t.sock = conn
             stopped = t.stop.is_set()
         if stopped:
             _break(conn)
-            return
+            return True
         key = self._key_for(t.peer, KEY_LABEL + t.token)
         try:
             if key is None:
@@ -504,6 +625,12 @@ class FileTransfers:
             fs.send_stream(conn, key=key, path=t.path, size=t.size,
                            progress=lambda done: self._progress(t, done),
                            stop=t.stop.is_set, chunk=self.chunk)
+        except fs.NotConnected as exc:
+            if again and not t.stop.is_set():
+                return False
+            if rewait and self._rewait(t):
+                return True
+            self._fail(t, _reason(exc), lost=True)
         except (OSError, fs.StreamError) as exc:
             self._fail(t, _reason(exc), lost=_lost(exc))
         except Exception:
@@ -515,6 +642,17 @@ class FileTransfers:
                 self._emit(FileDone(t.tid, t.peer, t.name, t.path, outgoing=True))
         finally:
             _break(conn)
+        return True
+
+    def _rewait(self, t: _Transfer) -> bool:
+        """The receiver's connection broke before its stream began: wait for another one."""
+        with self._lock:
+            if t.stop.is_set() or self._by_id.get(t.tid) is not t:
+                return False
+            t.state, t.since, t.sock = ACCEPTED, None, None
+        log.info("connection from %s for #%d dropped before the stream; waiting for another",
+                 t.peer, t.tid)
+        return True
 
     # --- the receiving side -------------------------------------------------------------------
 
@@ -552,18 +690,38 @@ class FileTransfers:
         prefix = fs.prefix_hash(t.part, offset, t.stop.is_set) if offset else fs.ZERO_HASH
         if prefix is None:      # the .part shrank under us: start over
             offset, prefix = 0, fs.ZERO_HASH
-        conn = self._connect_or_wait(t)
-        if conn is None:
-            return
-        key = self._key_for(t.peer, KEY_LABEL + t.token)
-        if key is None:
-            raise fs.StreamError(f"no encrypted session with {t.peer}")
-        conn.settimeout(self.io_timeout)
+        # Two tries at the sender's listener, then REVERSE: a connection dropped before the
+        # sender's stream header (a flooded listener evicts unidentified connections) is "could
+        # not reach", not a failure. Nothing is written to the .part before that header.
+        direct_left = 2 if t.port else 0
         out = t.out
-        fs.receive_stream(conn, key=key, out=out, offset=offset, prefix=prefix, size=t.size,
-                          progress=lambda done: self._progress(t, done),
-                          stop=t.stop.is_set,
-                          finish=lambda: final.append(self._finish_part(t, out)))
+        while True:
+            conn, reversed_ = self._connect_or_wait(t, direct=direct_left > 0)
+            if conn is None:
+                return
+            direct_left = 0 if reversed_ else direct_left - 1
+            key = self._key_for(t.peer, KEY_LABEL + t.token)
+            if key is None:
+                raise fs.StreamError(f"no encrypted session with {t.peer}")
+            conn.settimeout(self.io_timeout)
+            try:
+                fs.receive_stream(conn, key=key, out=out, offset=offset, prefix=prefix,
+                                  size=t.size, progress=lambda done: self._progress(t, done),
+                                  stop=t.stop.is_set,
+                                  finish=lambda: final.append(self._finish_part(t, out)))
+                return
+            except fs.NotConnected:
+                if reversed_ or t.stop.is_set():
+                    raise
+            with self._lock:
+                t.sock = None
+                if not t.stop.is_set():
+                    t.state = ACCEPTED
+            _break(conn)
+            log.info("%s's file listener dropped our connection before the stream; %s", t.peer,
+                     "trying again" if direct_left else "asking it to connect")
+            if t.stop.wait(self.retry_pause):
+                return
 
     def _release_part(self, t: _Transfer) -> None:
         """The worker is done with the .part: close it, drop it if cancelled or empty."""
@@ -578,13 +736,15 @@ class FileTransfers:
         if drop:
             self._drop_part(t)
 
-    def _connect_or_wait(self, t: _Transfer) -> socket.socket | None:
-        """The receiver connects to the sender; failing that, it asks the sender to connect."""
+    def _connect_or_wait(self, t: _Transfer, *, direct: bool
+                         ) -> tuple[socket.socket | None, bool]:
+        """The receiver connects to the sender (if ``direct``); failing that, it asks the
+        sender to connect. Returns (connection or None if stopped, whether it was REVERSE)."""
         addr = self._address_of(t.peer)
         if addr is None:
             raise fs.StreamError(f"{t.peer} is not online")
         conn = None
-        if t.port:
+        if direct:
             try:
                 conn = socket.create_connection((addr[0], t.port), timeout=self.connect_timeout)
                 conn.sendall(wire.encode_preamble(wire.ROLE_RECEIVER, t.token))
@@ -599,7 +759,7 @@ class FileTransfers:
             conn = t.reverse_sock
             if conn is None:
                 if t.stop.is_set():
-                    return None
+                    return None, True
                 raise fs.StreamError(f"{t.peer} could not connect either")
         with self._lock:
             t.sock = conn
@@ -607,8 +767,8 @@ class FileTransfers:
             stopped = t.stop.is_set()
         if stopped:
             _break(conn)
-            return None
-        return conn
+            return None, True
+        return conn, not direct or t.reverse_sock is conn
 
     def _open_part(self, t: _Transfer) -> tuple[BinaryIO, int]:
         """Open the ``.part`` to write: the matching one of an interrupted transfer (resume)

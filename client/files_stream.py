@@ -49,6 +49,18 @@ class ConnectionLost(StreamError):
     """The other side went away; it may be about to tell us why."""
 
 
+class NotConnected(ConnectionLost):
+    """The connection broke before the other side's stream header arrived: nothing of the
+    transfer happened on it (e.g. a flooded listener dropped it), so another try is safe."""
+
+
+def _recv_header(sock: socket.socket) -> bytes:
+    try:
+        return recv_exact(sock, SS_HEADER)
+    except (ConnectionLost, ConnectionError) as exc:
+        raise NotConnected("connection closed before the stream started") from exc
+
+
 def direction_keys(key: bytes) -> tuple[bytes, bytes]:
     """(sender->receiver key, receiver->sender key) from the per-transfer key."""
     if len(key) != 32:
@@ -187,7 +199,7 @@ def send_stream(sock: socket.socket, *, key: bytes, path: Path, size: int,
     """Sender side: read the receiver's hello, stream ``path`` from the agreed offset, wait for
     the receiver's DONE. Raises StreamError (or OSError from the socket) on any failure."""
     s2r_key, r2s_key = direction_keys(key)
-    puller = _Puller(recv_exact(sock, SS_HEADER), r2s_key)
+    puller = _Puller(_recv_header(sock), r2s_key)
     data, tag = puller.pull(recv_exact(sock, wire.HELLO_LEN + ABYTES))
     if tag != TAG_MESSAGE:
         raise StreamError("bad hello")
@@ -246,8 +258,11 @@ def receive_stream(sock: socket.socket, *, key: bytes, out: BinaryIO, offset: in
     challenge = os.urandom(wire.CHALLENGE_LEN)
     pusher = _Pusher(r2s_key)
     hello = wire.encode_hello(wire.Hello(challenge, offset, prefix if offset else ZERO_HASH))
-    sock.sendall(pusher.header + pusher.push(hello))
-    puller = _Puller(recv_exact(sock, SS_HEADER), s2r_key)
+    try:
+        sock.sendall(pusher.header + pusher.push(hello))
+    except ConnectionError as exc:
+        raise NotConnected("connection closed before the stream started") from exc
+    puller = _Puller(_recv_header(sock), s2r_key)
     cipher, plain = bytearray(MAX_FRAME), bytearray(CHUNK)
     n, tag = puller.pull_into(cipher, _recv_frame_into(sock, cipher), plain)
     try:
