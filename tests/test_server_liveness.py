@@ -175,3 +175,26 @@ def test_unregistered_datagram_sources_get_nothing(server, udp_socket) -> None:
     udp_socket.settimeout(0.3)
     with pytest.raises((TimeoutError, socket.timeout)):
         udp_socket.recvfrom(100)
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": 5.0,
+                                     "extra_args": ("--register-rate", "0")}], indirect=True)
+def test_churn_leaves_every_roster_right(server, joined, dir_client) -> None:
+    """Leaves mixed with joins (removals then travel a slice of the recipients per push, after
+    the additions): every client still ends with exactly the server's roster."""
+    listeners = [joined(server, f"stay{i}") for i in range(4)]
+    first = [joined(server, f"old{i:02d}") for i in range(20)]
+    late = []
+    for i in range(20):  # each wave: one leaves, one joins, first PINGs right away
+        c = dir_client(server, f"new{i:02d}")
+        assert isinstance(c.register(), wire.Keyword)
+        first[i].quit()
+        c.ping()
+        late.append(c)
+    want = {c.nickname for c in listeners + late}
+    for who in listeners + late:
+        assert wait_until(lambda who=who: (who.recv(0.05), set(who.roster) | {who.nickname})[1]
+                          == want, timeout=5), (who.nickname, sorted(set(who.roster) ^ want))
+        who.ping(who.digest())
+        pong = who.recv_until(lambda m: isinstance(m, wire.Pong))
+        assert pong is not None and pong.digest == who.digest()
