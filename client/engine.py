@@ -75,6 +75,7 @@ REFETCH_GRACE = 1.0
 CALL_TIMEOUT = 5.0
 FILES_TICK = 1.0  # seconds between FileTransfers.tick calls (offer expiry)
 MAX_COMMANDS_PER_TURN = 1000
+MAX_IDENTITY_WAITERS = 64  # fetch_identity callers waiting on a handshake (a UI, not a flood)
 
 
 _NO_CALLS: list[_Call] = []  # never appended to
@@ -164,6 +165,11 @@ class Engine:
         self._pending_events = False
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
+        # fetch_identity callers waiting for a handshake: (deadline, peer, callback)
+        self._identity_waiters: list[tuple[float, str, Callable[[ev.Whois | None], None]]] = []
+        # nicknames online whose key the user verified (now or in an earlier run); written by
+        # the engine thread only, read by UIs (``is_verified``) without a round trip
+        self._verified: set[str] = set()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -193,6 +199,8 @@ class Engine:
         self.server_online = True
         self._last_pong = now
         self._next_ping = now
+        for nick in self._roster_view:
+            self._update_verified(nick, now)
         self._emit(ev.Registered(self.nickname, self._roster_view))
         self._thread = threading.Thread(target=self._run, name=f"engine-{self.nickname}",
                                         daemon=True)
@@ -269,6 +277,50 @@ class Engine:
     def mark_verified(self, nickname: str) -> bool:
         """Remember that the user checked ``nickname``'s fingerprint. False if there is none."""
         return self._call(lambda now: self._mark_verified(nickname))
+
+    def fetch_identity(self, nickname: str, on_result: Callable[[ev.Whois | None], None],
+                       timeout: float = 1.5) -> None:
+        """Non-blocking ``whois`` that first makes sure the peer's key is known: with no
+        session yet, a handshake starts (no message needed) and ``on_result`` gets the answer
+        once it completes, fails, or ``timeout`` passes (then with what is known, maybe no
+        fingerprint). ``on_result`` runs on the engine thread (or at once, if the engine is
+        not running, with None): it must only hand the result over, e.g. to a queue."""
+        def go(now: float) -> None:
+            peer = self._roster.resolve(nickname)
+            ensure = getattr(self._transport, "ensure_session", None)
+            if peer is None or ensure is None or ensure(peer, now) or \
+                    len(self._identity_waiters) >= MAX_IDENTITY_WAITERS:
+                self._answer(on_result, self._whois(nickname))
+            else:
+                self._identity_waiters.append((now + max(0.0, timeout), peer, on_result))
+
+        if self._thread is None or self._closed or not self._thread.is_alive():
+            self._answer(on_result, None)
+            return
+        if threading.current_thread() is self._thread:
+            go(time.monotonic())
+            return
+        self._commands.put(_Call(go))
+        self._wake()
+
+    def whois_fetched(self, nickname: str, timeout: float = 1.5) -> ev.Whois | None:
+        """Blocking ``fetch_identity`` (for the terminal): waits up to ``timeout`` for the key."""
+        box: list[ev.Whois | None] = []
+        done = threading.Event()
+
+        def got(info: ev.Whois | None) -> None:
+            box.append(info)
+            done.set()
+
+        self.fetch_identity(nickname, got, timeout)
+        if not done.wait(timeout + CALL_TIMEOUT):
+            raise RuntimeError("engine did not answer")
+        return box[0]
+
+    def is_verified(self, nickname: str) -> bool:
+        """Whether ``nickname`` (as the roster shows it) is online with a key the user verified,
+        in this run or an earlier one (pins file). Thread-safe, never waits on the engine."""
+        return nickname in self._verified
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every message sent so far is acknowledged or given up (and no handshake
@@ -461,6 +513,9 @@ class Engine:
             self._flush_events()
         finally:
             self._closing = True
+            waiters, self._identity_waiters = self._identity_waiters, []
+            for _deadline, _peer, on_result in waiters:
+                self._answer(on_result, None)
             while True:  # never leave a caller waiting
                 try:
                     call = self._commands.get_nowait()
@@ -482,6 +537,8 @@ class Engine:
             deadlines.append(self._last_pong + LOST_AFTER * self._ping_interval)
         if self.files is not None:
             deadlines.append(self._next_files_tick)
+        if self._identity_waiters:
+            deadlines.append(min(w[0] for w in self._identity_waiters))
         self._due = min(deadlines)
         return min(max(0.0, self._due - now), 1.0)
 
@@ -596,6 +653,8 @@ class Engine:
             self._next_files_tick = now + FILES_TICK
             if hasattr(self.files, "tick"):
                 self._safe_files("tick", now)
+        if self._identity_waiters:
+            self._answer_waiters(now, lambda deadline, peer: now >= deadline)
 
     # ------------------------------------------------------------------ server channel
     def _ping_retry_due(self) -> float | None:
@@ -766,10 +825,12 @@ class Engine:
         for nick in changes.left:
             self._messenger.forget_peer(nick, now)
             self._transport.forget_peer(nick)
+            self._verified.discard(nick)
             if self.files is not None and hasattr(self.files, "on_peer_left"):
                 self._safe_files("on_peer_left", nick)
             self._emit(ev.Left(nick))
         for nick in changes.joined:
+            self._update_verified(nick, now)  # before the UI hears of the join
             self._emit(ev.Joined(nick))
         self._roster_view = tuple(self._roster.nicknames())
 
@@ -838,10 +899,17 @@ class Engine:
 
     def _on_transport_event(self, event: object, now: float) -> None:
         if type(event).__name__ == "SessionStarted":
+            peer = event.peer  # type: ignore[attr-defined]
             if getattr(event, "restarted", False):
-                self._messenger.reset_peer(event.peer)  # type: ignore[attr-defined]
+                self._messenger.reset_peer(peer)
+            self._update_verified(peer)  # the live key may differ from the verified pin
+            if self._identity_waiters:
+                self._answer_waiters(now, lambda deadline, p: p == peer)
         elif isinstance(event, ev.KeyChanged | ev.PeerUnreachable):
+            self._update_verified(event.nickname)
             self._emit(event)
+            if self._identity_waiters:
+                self._answer_waiters(now, lambda deadline, p: p == event.nickname)
 
     def _safe_files(self, method: str, *args: Any) -> None:
         try:
@@ -864,7 +932,38 @@ class Engine:
     def _mark_verified(self, nickname: str) -> bool:
         peer = self._roster.resolve(nickname) or nickname
         t = self._transport
-        return bool(t.mark_verified(peer)) if hasattr(t, "mark_verified") else False
+        ok = bool(t.mark_verified(peer)) if hasattr(t, "mark_verified") else False
+        self._update_verified(peer)
+        return ok
+
+    def _update_verified(self, peer: str, now: float | None = None) -> None:
+        """Refresh ``is_verified(peer)``. With ``now`` (peer just seen online), a verified peer
+        without a session gets a handshake at once: its pin is only what the key *was*, and an
+        impostor under that nickname must turn into a KeyChanged warning, not keep the mark."""
+        t = self._transport
+        fn = getattr(t, "is_verified", None)
+        if fn is not None and fn(peer) and self._roster.address_of(peer) is not None:
+            self._verified.add(peer)
+            if now is not None and hasattr(t, "ensure_session"):
+                t.ensure_session(peer, now)
+        else:
+            self._verified.discard(peer)
+
+    def _answer_waiters(self, now: float, due: Callable[[float, str], bool]) -> None:
+        keep = []
+        for deadline, peer, on_result in self._identity_waiters:
+            if due(deadline, peer):
+                self._answer(on_result, self._whois(peer))
+            else:
+                keep.append((deadline, peer, on_result))
+        self._identity_waiters = keep
+
+    @staticmethod
+    def _answer(on_result: Callable[[ev.Whois | None], None], info: ev.Whois | None) -> None:
+        try:
+            on_result(info)
+        except Exception:  # a UI's bug must not stop the engine
+            log.exception("fetch_identity callback failed")
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: ev.Event) -> None:

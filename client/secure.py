@@ -423,6 +423,20 @@ class SecureTransport:
             return True
         return self.pins.mark_verified(peer)
 
+    def ensure_session(self, peer: str, now: float) -> bool:
+        """True if a session with ``peer`` is up; else start a handshake without a frame
+        (unless one is under way or the peer just failed one) so its key becomes known, e.g.
+        for ``/whois`` before any message was exchanged."""
+        st = self._peers.get(peer)
+        if st is not None and st.session is not None:
+            return True
+        st = self._peer(peer, now)
+        if st is None or now < st.holdoff_until:
+            return False
+        if st.initiator is None and st.half_open is None:
+            self._start_handshake(peer, st, now)
+        return False
+
     def session_key_for(self, peer: str, label: bytes) -> bytes | None:
         """32 bytes both ends derive from the live session for ``label`` (e.g. file transfer)."""
         st = self._peers.get(peer)

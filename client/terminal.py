@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 INDENT = "  "
 LEAVE_GRACE = 2.0  # seconds to let the last messages be acknowledged before QUIT
+WHOIS_WAIT = 1.5  # seconds /whois waits for a handshake to bring a peer's key
 HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /send NICK PATH, "
         "/accept ID, /decline ID, /cancel ID, /quit; type \\n for a line break")
 
@@ -241,8 +242,8 @@ class Terminal:
         if not nick:
             self.write("-!- usage: /whois NICK")
             return
-        try:
-            info = self.engine.whois(nick)
+        try:  # with no session yet, a handshake fetches the key (no message needed)
+            info = self.engine.whois_fetched(nick, WHOIS_WAIT)
         except RuntimeError as exc:
             self.write(f"-!- whois failed: {exc}")
             return
@@ -261,14 +262,18 @@ class Terminal:
             self.write("-!- usage: /verify NICK")
             return
         try:
-            ok = self.engine.mark_verified(nick)
+            peer = self.engine.resolve(nick)
+            ok = peer is not None and self.engine.mark_verified(peer)
         except RuntimeError as exc:
             self.write(f"-!- verify failed: {exc}")
             return
-        if ok:
-            self.write(f"-!- {nick}'s key is now marked as verified")
+        if peer is None:
+            self.write(f"-!- no such nickname online: {nick}")
+        elif ok:
+            self.write(f"-!- {peer}'s key is now marked as verified")
         else:
-            self.write(f"-!- no key known for {nick} yet")
+            self.write(f"-!- no key known for {peer} yet; compare fingerprints with "
+                       f"/whois {peer} first")
 
     def _print_events(self) -> None:
         import queue

@@ -371,3 +371,44 @@ def test_arbitrary_datagrams_never_raise_nor_change_the_roster(server, make_engi
     assert eng.stats.get("internal_errors", 0) == 0
     a.engine.send_room("still talking")
     b.wait_for(ev.RoomMessage, text="still talking")
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_fetch_identity_handshakes_without_a_message(server, make_engine):
+    a = make_engine(server, "alice", encrypted=True)
+    b = make_engine(server, "bob", encrypted=True)
+    wait_roster(a, ["bob"])
+    assert a.engine.whois("bob").fingerprint is None  # nothing exchanged, nothing pinned
+    answers: queue.Queue = queue.Queue()
+    a.engine.fetch_identity("BOB", answers.put, timeout=3.0)
+    info = answers.get(timeout=5)
+    assert info.nickname == "bob" and info.fingerprint == b.engine.own_fingerprint()
+    a.engine.fetch_identity("nobody", answers.put)  # not online, never seen: None at once
+    assert answers.get(timeout=5) is None
+    assert not a.of(ev.RoomMessage) and not b.of(ev.RoomMessage)
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_verified_in_an_earlier_run_is_known_at_start_and_on_join(server, make_engine):
+    a = make_engine(server, "alice", encrypted=True)
+    b = make_engine(server, "bob", encrypted=True)
+    wait_roster(a, ["bob"])
+    assert a.engine.whois_fetched("bob").fingerprint == b.engine.own_fingerprint()
+    assert not a.engine.is_verified("bob")
+    assert a.engine.mark_verified("bob") and a.engine.is_verified("bob")
+    a.engine.close()  # the pin is saved as verified
+    # a new run with the same config: bob is verified from the start, no handshake needed
+    a2 = make_engine(server, "alice", encrypted=True, config="alice")
+    assert a2.engine.is_verified("bob")
+    b.engine.close()
+    a2.wait_for(ev.Left, nickname="bob")
+    assert not a2.engine.is_verified("bob")
+    b2 = make_engine(server, "bob", encrypted=True, config="bob")  # same key
+    a2.wait_for(ev.Joined, nickname="bob")
+    assert a2.engine.is_verified("bob")  # set before the Joined event was queued
+    b2.engine.close()
+    a2.wait_for(ev.Left, nickname="bob")
+    make_engine(server, "bob", encrypted=True, config="impostor")  # another key
+    # a verified peer's key is checked at once (a handshake on join): the impostor is flagged
+    a2.wait_for(ev.KeyChanged, nickname="bob")
+    assert not a2.engine.is_verified("bob")

@@ -934,3 +934,30 @@ def test_over_real_udp_through_a_sniffing_proxy() -> None:
     finally:
         for s in socks.values():
             s.close()
+
+
+def test_ensure_session_opens_a_session_without_a_frame() -> None:
+    net = Net("alice", "bob")
+    assert net.t["alice"].fingerprint("bob") is None
+    assert not net.t["alice"].ensure_session("bob", net.now)
+    assert not net.t["alice"].ensure_session("bob", net.now)  # one handshake, not two
+    assert len(net.t["alice"].take_outgoing()) == 1  # that HS_INIT is lost
+    net.run(until=0.5)  # retransmitted
+    assert net.t["alice"].ensure_session("bob", net.now)
+    assert net.t["alice"].fingerprint("bob") == fingerprint(bytes(key_of("bob").verify_key))
+    assert net.t["bob"].fingerprint("alice") == fingerprint(bytes(key_of("alice").verify_key))
+    assert net.frames["alice"] == [] and net.frames["bob"] == []
+    net.run(until=2.0)  # confirmed: no handshake timers left running
+    assert net.t["alice"].next_deadline() is None and net.t["bob"].next_deadline() is None
+
+
+def test_ensure_session_respects_the_holdoff_after_a_failure() -> None:
+    net = Net("alice", "bob")
+    net.filter = lambda src, dst, dg: False
+    net.t["alice"].ensure_session("bob", net.now)
+    net.run(until=10.5)
+    assert net.events["alice"] == [PeerUnreachable("bob", "no answer to the secure handshake")]
+    sent = len(net.sniffed)
+    assert not net.t["alice"].ensure_session("bob", net.now)
+    net.flush()
+    assert len(net.sniffed) == sent  # during the holdoff: nothing sent

@@ -192,3 +192,31 @@ def test_damaged_identity_key_is_a_one_line_error(server, tmp_path):
     from client.registration import register
 
     assert register(server.address, "alice", timeout=3).keyword  # the nickname was never taken
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
+def test_whois_fetches_the_key_without_any_message(server, tmp_path):
+    bob = Engine(server.address, "bob", config_dir=tmp_path / "b")
+    bob.start()
+    alice = Engine(server.address, "alice", config_dir=tmp_path / "a")
+    stdin, stdout = Pipe(), Out()
+    alice.start()
+    term = Terminal(alice, stdin, stdout)
+    runner = threading.Thread(target=lambda: setattr(term, "code", term.run()))
+    runner.start()
+    try:
+        stdin.put("/verify nobody")
+        stdout.wait_line(lambda x: x == "-!- no such nickname online: nobody")
+        stdin.put("/whois BOB")  # fresh: no message ever exchanged, nothing pinned
+        line = stdout.wait_line(lambda x: x.startswith("-!- bob at 127.0.0.1:"))
+        assert line.endswith(f": fingerprint {bob.own_fingerprint()} (not verified)"), line
+        stdin.put("/verify bob")
+        stdout.wait_line(lambda x: x == "-!- bob's key is now marked as verified")
+        assert alice.is_verified("bob")
+        # and the other way round too: bob learnt alice's key from that handshake
+        assert bob.whois("alice").fingerprint == alice.own_fingerprint()
+    finally:
+        stdin.close_input()
+        runner.join(5)
+        bob.close()
+    assert term.code == 0
