@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import tkinter as tk
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from tkinter import filedialog, ttk
 from typing import Any
@@ -38,6 +38,7 @@ from client.gui_theme import apply_theme, font, normalise_theme
 log = logging.getLogger(__name__)
 
 POLL_MS = 40                  # how often the queues are drained
+WHOIS_FETCH_S = 3.0           # "Who is this?" waits this long for a handshake to bring the key
 MAX_EVENTS_PER_TICK = 200     # so a flood of events never freezes the window
 CLOSE_JOIN = 1.5              # seconds the window waits for QUIT to go out
 _GEOMETRY = re.compile(r"^(\d{3,5})x(\d{3,5})([+-]-?\d{1,5})([+-]-?\d{1,5})$")
@@ -258,6 +259,7 @@ class App:
         except Exception:
             others = []
         self.roster.set_all(self.nickname or "", others)
+        self._show_verified(others)
         self.room.view.add_system(f"You are chatting as {self.nickname} on {label}.")
         self._update_status()
         self._update_title()
@@ -474,6 +476,7 @@ class App:
     def _on_registered(self, e: ev.Registered) -> None:
         self.nickname = e.nickname
         self.roster.set_all(e.nickname, e.roster)
+        self._show_verified(e.roster)
         self._update_status()
         self._update_title()
 
@@ -493,6 +496,7 @@ class App:
 
     def _on_joined(self, e: ev.Joined) -> None:
         self.roster.add(e.nickname)
+        self._show_verified([e.nickname])
         self.room.view.add_system(f"{e.nickname} joined")
         if e.nickname in self.tabs:
             self.tabs[e.nickname].view.add_system(f"{e.nickname} joined")
@@ -549,6 +553,22 @@ class App:
             self.roster.set_marker(e.nickname, "✗")
         self._peer_view(e.nickname).view.add_system(
             f"{e.nickname} cannot be reached: {e.reason}", error=True)
+
+    def _show_verified(self, nicks: Iterable[str]) -> None:
+        """✔ for people whose key was verified, in this run or an earlier one (the pins file):
+        the engine keeps that answer ready, so asking does not wait on the engine thread."""
+        check = getattr(self.engine, "is_verified", None)
+        if check is None:
+            return
+        changes: dict[str, str | None] = {}
+        for nick in nicks:
+            current = self.roster.markers.get(nick)
+            if current is not None and current != "✔":
+                continue  # ⚠ (key changed) and ✗ (unreachable) say more
+            want = "✔" if _quietly(lambda n=nick: check(n)) else None
+            if want != current:
+                changes[nick] = want
+        self.roster.set_markers(changes)
 
     def _clear_unreachable(self, nick: str) -> None:
         if self.roster.markers.get(nick) == "✗":
@@ -762,6 +782,10 @@ class WhoisDialog:
 
     def __init__(self, app: App, nick: str) -> None:
         self.app, self.nick = app, nick
+        # the engine's answers (fetch_identity calls back on the engine thread), polled here
+        self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._poll_id: str | None = None
+        self.fetching = False
         top = self.top = tk.Toplevel(app.root)
         top.title(f"Who is {nick}?")
         top.transient(app.root)
@@ -802,6 +826,9 @@ class WhoisDialog:
     def _destroyed(self, event: tk.Event) -> None:
         # pending after() callbacks of a destroyed window would fire into deleted commands
         if event.widget is self.top:
+            if self._poll_id is not None:
+                self._afters.append(self._poll_id)
+                self._poll_id = None
             for after_id in self._afters:
                 with contextlib.suppress(tk.TclError):
                     self.top.after_cancel(after_id)
@@ -814,10 +841,47 @@ class WhoisDialog:
                 self.verify_button.focus_set()
 
     def refresh(self) -> None:
-        getter = getattr(self.app.engine, "whois", None)
-        whois = _quietly(lambda: getter(self.nick)) if getter is not None else None
+        """Ask the engine again. With no session yet it starts a handshake to learn the key;
+        the answer comes back through ``_answers`` (the Tk thread never waits on the engine)."""
+        engine = self.app.engine
+        fetch = getattr(engine, "fetch_identity", None)
+        if fetch is None:  # an engine without it (tests' stand-ins): ask directly
+            getter = getattr(engine, "whois", None)
+            self.show(_quietly(lambda: getter(self.nick)) if getter is not None else None)
+            return
+        if not self.fp_var.get():
+            self.fp_var.set("(fetching…)")
+            self.state_var.set(f"Fetching {self.nick}’s key: a secure session with them is "
+                               "starting…")
+            self.verify_button.configure(state="disabled")
+        self.fetching = True
+        _quietly(lambda: fetch(self.nick, self._answers.put, WHOIS_FETCH_S))
+        if self._poll_id is None:
+            self._poll_id = self.top.after(POLL_MS, self._poll_answer)
+
+    def _poll_answer(self) -> None:
+        self._poll_id = None
+        try:
+            if not self.top.winfo_exists():
+                return
+            try:
+                whois = self._answers.get_nowait()
+            except queue.Empty:
+                self._poll_id = self.top.after(POLL_MS, self._poll_answer)
+                return
+            self.fetching = False
+            self.show(whois)
+        except tk.TclError:
+            pass
+
+    def show(self, whois: ev.Whois | None) -> None:
         fingerprint = getattr(whois, "fingerprint", None)
-        self.fp_var.set(fingerprint or "(unknown yet: no encrypted session with them so far)")
+        if fingerprint:
+            self.fp_var.set(fingerprint)
+        elif whois is None:
+            self.fp_var.set(f"(unknown: {self.nick} is not online)")
+        else:
+            self.fp_var.set("(unknown: no answer to the secure handshake so far)")
         if whois is not None and whois.key_changed:
             self.state_var.set("⚠ This person’s key CHANGED since you first saw them. It may be "
                                "an impostor. Compare the fingerprint aloud before trusting.")

@@ -359,6 +359,16 @@ class Roster(ttk.Frame):
             self.markers.pop(nick, None)
         self._refresh()
 
+    def set_markers(self, changes: dict[str, str | None]) -> None:
+        """Several ``set_marker`` calls with one redraw (a whole roster at connect)."""
+        for nick, marker in changes.items():
+            if marker:
+                self.markers[nick] = marker
+            else:
+                self.markers.pop(nick, None)
+        if changes:
+            self._refresh()
+
     def _refresh(self) -> None:
         # drop markers of people long gone so the dict never outgrows the roster much
         if len(self.markers) > 4 * len(self.nicks) + 64:

@@ -6,6 +6,7 @@ in polling loops with deadlines (tests/test_gui_support.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -22,8 +23,17 @@ from tkinter import ttk
 
 import pytest
 
+from client import identity
 from client.gui import App, WhoisDialog
-from tests.test_gui_support import TkThreadRecorder, press, pump, shown_root, type_text
+from client.identity import fingerprint
+from tests.test_gui_support import (
+    TkThreadRecorder,
+    new_root,
+    press,
+    pump,
+    shown_root,
+    type_text,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -195,6 +205,7 @@ def test_private_tab_opens_receives_and_counts_unread(root: tk.Tk, tmp_path: Pat
     bob.wait_line(root, "*alice* sure, only you")
     # "Who is this?": bob's fingerprint from the real engine, and "Mark as verified"
     dialog = WhoisDialog(app, "bob")
+    pump(root, lambda: not dialog.fetching, WAIT, what="the whois answer")
     fingerprint = dialog.fp_var.get()
     assert fingerprint and not fingerprint.startswith("(unknown"), fingerprint
     assert "Not verified" in dialog.state_var.get()
@@ -344,7 +355,7 @@ def test_impostor_with_another_key_is_flagged(root: tk.Tk, tmp_path: Path, serve
         assert flagged and "bob  [" in flagged[0], flagged   # the message carries its warning
         assert app.room.view.text.tag_ranges("error")
         whois = WhoisDialog(app, "bob")
-        assert "CHANGED" in whois.state_var.get()
+        pump(root, lambda: "CHANGED" in whois.state_var.get(), WAIT, what="the whois answer")
         whois.top.destroy()
     finally:
         impostor.close()
@@ -458,3 +469,38 @@ def _next_event(engine: object, kind: type) -> object | None:
             return None
         if isinstance(event, kind):
             return event
+
+
+def test_whois_fetches_the_key_and_verified_shows_in_the_next_run(root: tk.Tk, tmp_path: Path,
+                                                                  server, terminal) -> None:
+    bob = terminal(server.address, "bob")
+    bob.wait_registered(root)
+    bob_fingerprint = fingerprint(bytes(identity.load_or_create(tmp_path / "term-bob")
+                                        .verify_key))
+    app = open_app(root, tmp_path, server.address, "alice")
+    pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
+    assert app.roster.text_of("bob") == "bob"
+    # no message exchanged: the dialog opens at once, the key comes with a handshake
+    dialog = WhoisDialog(app, "bob")
+    assert dialog.fetching and dialog.fp_var.get() == "(fetching…)"
+    pump(root, lambda: not dialog.fetching, WAIT, what="the whois answer")
+    assert dialog.fp_var.get() == bob_fingerprint
+    dialog.verify_button.invoke()
+    pump(root, lambda: app.roster.text_of("bob") == "✔ bob", WAIT)
+    dialog.top.destroy()
+    app.close()
+    # the next run (same config directory): ✔ as soon as the roster shows, nothing said
+    root2 = new_root()
+    try:
+        app2 = open_app(root2, tmp_path, server.address, "alice")
+        assert app2.roster.text_of("bob") == "✔ bob"
+        bob.close()
+        pump(root2, lambda: "bob" not in app2.roster.nicks, WAIT, what="bob gone")
+        bob2 = terminal(server.address, "bob")  # the same config dir: the same key
+        bob2.wait_registered(root2)
+        pump(root2, lambda: "bob" in app2.roster.nicks, WAIT, what="bob back")
+        assert app2.roster.text_of("bob") == "✔ bob"  # on join too
+        app2.close()
+    finally:
+        with contextlib.suppress(tk.TclError):
+            root2.destroy()

@@ -433,3 +433,46 @@ def test_roster_enter_and_context_menu(root: tk.Tk, tmp_path: Path) -> None:
     assert not dialogs[0].winfo_exists()
     tree.selection_set("me")                  # yourself: no menu action does anything
     assert app.roster.selected() is None
+
+
+class Fetching(StandIn):
+    """An engine whose keys arrive later, from another thread, like a handshake's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: list[Any] = []
+        self.verified = {"carol"}  # verified in an earlier run
+
+    def fetch_identity(self, nick: str, on_result: Any, timeout: float = 1.5) -> None:
+        self.pending.append((nick, on_result))
+
+    def is_verified(self, nick: str) -> bool:
+        return nick in self.verified
+
+
+def test_whois_dialog_waits_for_the_key_without_blocking(root: tk.Tk, tmp_path: Path) -> None:
+    from client.gui import WhoisDialog
+    app = App(root, config_dir=tmp_path, engine_factory=Fetching)
+    app.connect("127.0.0.1:7799", "alice")
+    pump(root, lambda: app.main_frame is not None, what="the main window")
+    assert app.roster.text_of("carol") == "✔ carol" and app.roster.text_of("bob") == "bob"
+    app.handle(ev.Joined("dave"))
+    assert app.roster.text_of("dave") == "dave"
+    app.engine.verified.add("erin")
+    app.handle(ev.Joined("erin"))
+    assert app.roster.text_of("erin") == "✔ erin"
+    dialog = WhoisDialog(app, "bob")   # returns at once; the answer comes later
+    assert dialog.fetching and dialog.fp_var.get() == "(fetching…)"
+    assert str(dialog.verify_button.cget("state")) == "disabled"
+    nick, on_result = app.engine.pending.pop()
+    assert nick == "bob"
+    threading.Thread(target=on_result, args=(ev.Whois("bob", "QQ11 RR22"),)).start()
+    pump(root, lambda: not dialog.fetching, what="the answer")
+    assert dialog.fp_var.get() == "QQ11 RR22"
+    assert str(dialog.verify_button.cget("state")) == "normal"
+    dialog.top.destroy()
+    gone = WhoisDialog(app, "zed")
+    app.engine.pending.pop()[1](None)  # not online
+    pump(root, lambda: not gone.fetching, what="the answer")
+    assert gone.fp_var.get() == "(unknown: zed is not online)"
+    gone.top.destroy()
