@@ -20,8 +20,10 @@ def parse_server(text: str) -> tuple[str, int]:
     """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
     text = text.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError(f"bad address {text!r}; IPv6 as [ADDR]:PORT")
+        port = rest[1:]
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     else:

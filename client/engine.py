@@ -20,6 +20,7 @@ What the UIs (``client/terminal.py``, ``client/gui.py``) drive; see docs/ARCHITE
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import pathlib
 import queue
@@ -104,6 +105,23 @@ def _same_nick(a: str, b: str) -> bool:
         return a == b
 
 
+def _literal_family(host: str) -> int | None:
+    """AF_INET6 / AF_INET for an IP literal, None for a host name (resolved later)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+def _bind_for(bind: tuple[str, int], family: int | None) -> tuple[str, int]:
+    """The default wildcard bind, in the server's family (an explicit address stays)."""
+    host, port = bind
+    if host in ("", "0.0.0.0", "::") and family is not None:
+        host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    return host, int(port)
+
+
 def _quiet_windows_resets(sock: socket.socket) -> None:
     # On Windows an ICMP port-unreachable makes the *next* recvfrom fail with WSAECONNRESET;
     # SIO_UDP_CONNRESET turns that off. Elsewhere there is no such ioctl (we also catch it).
@@ -130,16 +148,10 @@ class Engine:
         self._encrypted = encrypted
         self._notify = notify
         self._deadline = deadline
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self._sock.bind(bind)
-            self._sock.setblocking(False)
-        except OSError:
-            self._sock.close()
-            raise
-        _quiet_windows_resets(self._sock)
-        host = bind[0] if bind[0] not in ("", "0.0.0.0") else "127.0.0.1"
-        self._wake_addr = (host, self._sock.getsockname()[1])
+        # the socket's family follows the server's address: an IPv6 server needs an AF_INET6
+        # socket (a host name is resolved in start(), which may re-open the socket then)
+        self._bind = _bind_for(bind, _literal_family(self.server[0]))
+        self._open_socket(self._bind)
         self._commands: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -174,8 +186,8 @@ class Engine:
     # ------------------------------------------------------------------ public API
     @property
     def address(self) -> tuple[str, int]:
-        """Our UDP socket's local address."""
-        return self._sock.getsockname()
+        """Our UDP socket's local address (host, port), IPv4 or IPv6."""
+        return self._sock.getsockname()[:2]
 
     def start(self, timeout: float = 5.0) -> None:
         """Register over TCP (blocking), then run the engine thread.
@@ -188,7 +200,9 @@ class Engine:
         self._server_addr = self._resolve(timeout)
         keys = self._load_keys()  # before registering: a damaged key file fails fast
         saved = self._load_session()
-        reg = register(self.server, self.nickname, keyword=saved, timeout=timeout)
+        # TCP to the address the UDP side uses: for a name with IPv4 and IPv6 addresses, the
+        # server must see both channels come from the same family
+        reg = register(self._server_addr, self.nickname, keyword=saved, timeout=timeout)
         now = time.monotonic()
         self._adopt(reg, now)
         self._roster = Roster(self.nickname)
@@ -421,13 +435,45 @@ class Engine:
             self._sock.sendto(WAKE, self._wake_addr)
 
     # ------------------------------------------------------------------ set-up
+    def _open_socket(self, bind: tuple[str, int]) -> None:
+        family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind(bind)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        _quiet_windows_resets(sock)
+        wildcard = bind[0] in ("", "0.0.0.0", "::")
+        host = bind[0] if not wildcard else ("::1" if family == socket.AF_INET6 else "127.0.0.1")
+        self._sock = sock
+        self._v6 = family == socket.AF_INET6
+        self._wake_addr = (host, sock.getsockname()[1])
+
     def _resolve(self, timeout: float) -> tuple[str, int]:
+        """The server's address in our socket's family; with a wildcard bind, the socket is
+        re-opened in the other family when the server has only addresses of that one."""
         host, port = self.server
         try:
-            infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)
         except OSError as exc:
             raise ServerUnreachable(f"cannot resolve {host}: {exc}") from None
-        return infos[0][4][0], infos[0][4][1]
+        mine = socket.AF_INET6 if self._v6 else socket.AF_INET
+        usable = [i for i in infos if i[0] == mine]
+        if not usable:
+            other = [i for i in infos if i[0] in (socket.AF_INET, socket.AF_INET6)]
+            if not other or self._bind[0] not in ("", "0.0.0.0", "::"):
+                raise ServerUnreachable(
+                    f"{host} has no address of the family of our UDP socket "
+                    f"({self._bind[0] or '*'})")
+            wildcard = "::" if other[0][0] == socket.AF_INET6 else "0.0.0.0"
+            self._sock.close()
+            self._bind = (wildcard, self._bind[1])
+            self._open_socket(self._bind)
+            usable = other
+        addr = usable[0][4]
+        return addr[0], addr[1]
 
     def _session_path(self) -> pathlib.Path:
         return config.config_dir(self._config_dir) / SESSION_FILE
@@ -549,11 +595,14 @@ class Engine:
         recvfrom = self._sock.recvfrom
         nickname_at = self._roster.nickname_at
         unwrap = self._transport.unwrap
+        v6 = self._v6
         received = 0
         try:
             for _ in range(DRAIN_BATCH):
                 try:
                     data, addr = recvfrom(MAX_UDP)
+                    if v6:
+                        addr = addr[:2]  # (host, port, flowinfo, scope_id) -> the roster's form
                 except (BlockingIOError, InterruptedError):
                     return
                 except (ConnectionResetError, ConnectionRefusedError):
@@ -568,7 +617,7 @@ class Engine:
                         received += 1
                         unwrap(peer, data, now)
                     else:
-                        self._dispatch(data, addr, now)  # AF_INET: addr is an (ip, port) tuple
+                        self._dispatch(data, addr, now)  # addr is an (ip, port) tuple
                 except Exception:  # our bug; one datagram must not take the engine down
                     self.stats["internal_errors"] = self.stats.get("internal_errors", 0) + 1
                     if self.stats["internal_errors"] <= 10:
@@ -755,8 +804,8 @@ class Engine:
 
         def work() -> None:
             try:
-                reg: Registration | Exception = register(self.server, nickname, keyword=keyword,
-                                                         timeout=timeout)
+                reg: Registration | Exception = register(self._server_addr, nickname,
+                                                         keyword=keyword, timeout=timeout)
             except (RegistrationError, ServerUnreachable) as exc:
                 reg = exc
             except Exception as exc:  # never let a worker die silently

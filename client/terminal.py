@@ -105,6 +105,12 @@ def format_event(event: object) -> str | None:
     return None
 
 
+def format_address(address: tuple[str, int]) -> str:
+    """``host:port``, IPv6 as ``[host]:port``."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def human_size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -254,7 +260,7 @@ class Terminal:
         state = "verified" if info.verified else "not verified"
         if info.key_changed:
             state += ", KEY CHANGED"
-        where = f" at {info.address[0]}:{info.address[1]}" if info.address else ""
+        where = f" at {format_address(info.address)}" if info.address else ""
         self.write(f"-!- {info.nickname}{where}: fingerprint {fp} ({state})")
 
     def _verify(self, nick: str) -> None:

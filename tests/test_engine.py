@@ -412,3 +412,44 @@ def test_verified_in_an_earlier_run_is_known_at_start_and_on_join(server, make_e
     # a verified peer's key is checked at once (a handshake on join): the impostor is flagged
     a2.wait_for(ev.KeyChanged, nickname="bob")
     assert not a2.engine.is_verified("bob")
+
+
+def test_engines_over_ipv6(server_factory, tmp_path):
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    srv = server_factory(ping_interval=PING, start=False)
+    srv.host = "::1"
+    srv.start()
+    made = []
+    try:
+        for nick in ("alice", "bob"):
+            eng = Engine(("::1", srv.port), nick, config_dir=tmp_path / nick)
+            made.append(eng)
+            eng.start(timeout=5)
+        a, b = Probe(made[0]), Probe(made[1])
+        assert a.engine.address[0] == "::" and len(a.engine.address) == 2
+        wait_roster(a, ["bob"])
+        assert a.engine.address_of("bob") == ("::1", b.engine.address[1])
+        a.engine.send_room("привет over v6 🚀")  # a command: the wake-up datagram works
+        b.wait_for(ev.RoomMessage, sender="alice", text="привет over v6 🚀")
+        b.engine.send_private("alice", "private v6")
+        a.wait_for(ev.PrivateMessage, sender="bob", text="private v6")
+        assert a.engine.whois("bob").fingerprint == b.engine.own_fingerprint()
+        # garbage and a forged peer datagram from another IPv6 socket change nothing
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as evil:
+            for junk in (b"\xc1\x01\x20" + bytes(40), b"PONG x y", b""):
+                evil.sendto(junk, ("::1", a.engine.address[1]))
+        deadline = time.monotonic() + 3
+        while a.engine.stats["peer_dropped"] + a.engine.stats["server_dropped"] < 2:
+            assert time.monotonic() < deadline, a.engine.stats
+            time.sleep(0.01)
+        a.engine.send_room("still fine")
+        b.wait_for(ev.RoomMessage, sender="alice", text="still fine")
+        time.sleep(3 * PING)  # PINGs and PONGs over IPv6: the server stays online
+        assert a.engine.server_online and not a.of(ev.ServerLost)
+    finally:
+        for eng in made:
+            eng.close()

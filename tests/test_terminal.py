@@ -57,6 +57,10 @@ def test_parse_server():
     assert parse_server("example.org") == ("example.org", 7700)
     assert parse_server("10.0.0.1:9000") == ("10.0.0.1", 9000)
     assert parse_server("[::1]:7000") == ("::1", 7000)
+    assert parse_server("[::1]") == ("::1", 7700)
+    for bad in ("[::1", "[::1]7000", "[::1]x:7000"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_server(bad)
     with pytest.raises(argparse.ArgumentTypeError):
         parse_server("host:99999")
 
@@ -220,3 +224,41 @@ def test_whois_fetches_the_key_without_any_message(server, tmp_path):
         runner.join(5)
         bob.close()
     assert term.code == 0
+
+
+def ipv6_server(server_factory):
+    """server.py listening on ::1, or a skip where this machine has no IPv6 loopback."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    srv = server_factory(ping_interval=0.5, start=False)
+    srv.host = "::1"
+    return srv.start()
+
+
+def test_headless_client_over_ipv6(server_factory, tmp_path):
+    srv = ipv6_server(server_factory)
+    bob = Engine(("::1", srv.port), "bob", config_dir=tmp_path / "b")
+    bob.start()
+    try:
+        assert bob.address[0] == "::"  # the default bind follows the server's family
+        out = io.StringIO()
+        code = main(["--headless", "--server", f"[::1]:{srv.port}", "--nick", "alice",
+                     "--config-dir", str(tmp_path / "a"), "--no-files"],
+                    stdin=io.StringIO("/whois bob\nhello over IPv6\n"), stdout=out,
+                    stderr=io.StringIO())
+        assert code == 0
+        assert f"-!- bob at [::1]:{bob.address[1]}: fingerprint {bob.own_fingerprint()} " \
+               "(not verified)" in out.getvalue().splitlines()
+        end = time.monotonic() + 5
+        texts = []
+        while "hello over IPv6" not in texts and time.monotonic() < end:
+            with contextlib.suppress(queue.Empty):
+                e = bob.events.get(timeout=0.1)
+                if isinstance(e, ev.RoomMessage):
+                    texts.append(e.text)
+        assert "hello over IPv6" in texts
+    finally:
+        bob.close()
