@@ -128,6 +128,7 @@ class FileTransfers:
     max_offers_per_peer = 32
     max_pending_connections = 32    # accepted, preamble not yet complete: in all ...
     max_pending_per_host = 4        # ... and from one source host
+    accept_batch = 64
     free_space_margin = 16 << 20
     chunk = fs.CHUNK
 
@@ -166,8 +167,9 @@ class FileTransfers:
         lsock = None
         for port in dict.fromkeys((self._listen_port, 0)):
             try:
-                lsock = socket.create_server((self._listen_host, port), backlog=16,
+                lsock = socket.create_server((self._listen_host, port), backlog=128,
                                              reuse_port=False)
+                lsock.setblocking(False)     # the accept loop takes a batch at a time
                 break
             except OSError as exc:
                 log.warning("file listener: cannot bind %s:%s (%s)", self._listen_host, port, exc)
@@ -462,17 +464,26 @@ class FileTransfers:
                     if self._read_preamble(p):
                         pending.remove(p)
                 if lsock in ready:
-                    try:
-                        conn, addr = lsock.accept()
-                    except OSError:
-                        time.sleep(0.05)     # e.g. EMFILE: do not spin
-                        continue
-                    self._admit(pending, conn, addr, time.monotonic())
+                    self._accept_some(lsock, pending)
         finally:
             for p in pending:
                 p.conn.close()
             for s in (lsock, *wake):
                 s.close()
+
+    def _accept_some(self, lsock: socket.socket, pending: list[_Pending]) -> None:
+        """Accept what is queued (a batch, so a flood does not fill the kernel's queue and
+        delay a real peer's SYN by a retransmission)."""
+        for _ in range(self.accept_batch):
+            try:
+                conn, addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("file listener: accept failed: %s", exc)
+                time.sleep(0.05)     # e.g. EMFILE: do not spin
+                return
+            self._admit(pending, conn, addr, time.monotonic())
 
     def _admit(self, pending: list[_Pending], conn: socket.socket, addr: tuple,
                now: float) -> None:
