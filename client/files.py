@@ -36,8 +36,10 @@ sides), and exactly one ``FileDone`` or ``FileFailed`` per transfer on each side
 decline and expiry). Ids are local to this manager.
 
 Who connects: the receiver, after accepting, connects to the sender's listener (host from the
-roster, port from the offer). If that fails, it sends REVERSE with its own listener port and
-the sender connects to it. The stream and the control messages: ``client/files_wire.py`` and
+roster, port from the offer). If that fails (or the connection is dropped before the stream
+starts, twice: a flooded listener evicts its oldest unidentified connections), it sends REVERSE
+with its own listener port and the sender connects to it. Listener limits: PROTOCOL.md section 8,
+"Limits (hostile peers)". The stream and the control messages: ``client/files_wire.py`` and
 ``docs/PROTOCOL.md section 8``. Files arrive as ``NAME.part`` plus a ``NAME.part.json`` sidecar
 (peer, name, size, mtime); an interrupted transfer keeps them, and a later offer of the same
 file from the same peer resumes from the ``.part`` length (after the sender has checked the
