@@ -462,11 +462,15 @@ class FileTransfers:
                     continue
                 if wake[0] in ready:
                     continue                # close() woke us: the loop condition ends it
-                for p in [p for p in pending if p.conn in ready]:
-                    if self._read_preamble(p):
-                        pending.remove(p)
-                if lsock in ready:
-                    self._accept_some(lsock, pending)
+                try:
+                    for p in [p for p in pending if p.conn in ready]:
+                        if self._read_preamble(p):
+                            pending.remove(p)
+                    if lsock in ready:
+                        self._accept_some(lsock, pending)
+                except Exception:   # e.g. no thread to spare: the listener itself must live on
+                    log.exception("file listener: unexpected error")
+                    time.sleep(0.05)
         finally:
             for p in pending:
                 p.conn.close()
@@ -481,9 +485,9 @@ class FileTransfers:
                 conn, addr = lsock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:
-                log.warning("file listener: accept failed: %s", exc)
-                time.sleep(0.05)     # e.g. EMFILE: do not spin
+            except OSError as exc:   # e.g. EMFILE: do not spin, do not flood the log
+                self._refuse(None, ("?",), f"accept failed: {exc}", time.monotonic())
+                time.sleep(0.05)
                 return
             self._admit(pending, conn, addr, time.monotonic())
 
@@ -586,10 +590,11 @@ class FileTransfers:
         self._hosts, self._hosts_at = hosts, now
         return hosts
 
-    def _refuse(self, conn: socket.socket, addr: tuple, why: str, now: float) -> None:
+    def _refuse(self, conn: socket.socket | None, addr: tuple, why: str, now: float) -> None:
         """Close a connection that never became a transfer; logged at most every few seconds
         (a flood must not flood the log too)."""
-        conn.close()
+        if conn is not None:
+            conn.close()
         self._refused += 1
         if now - self._refused_logged >= 5.0:
             log.warning("dropped %d file connection(s) without a preamble; latest from %s: %s",
