@@ -26,6 +26,7 @@ import pytest
 from client import identity
 from client.gui import App, WhoisDialog
 from client.identity import fingerprint
+from client.terminal import format_address
 from tests.test_gui_support import (
     TkThreadRecorder,
     new_root,
@@ -53,7 +54,7 @@ class TerminalClient:
         env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "client", "--headless", "--server",
-             f"{server[0]}:{server[1]}", "--nick", nick, "--config-dir", str(config_dir)],
+             format_address(server), "--nick", nick, "--config-dir", str(config_dir)],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, encoding="utf-8")
         self.lines: queue.Queue[str] = queue.Queue()
@@ -504,3 +505,29 @@ def test_whois_fetches_the_key_and_verified_shows_in_the_next_run(root: tk.Tk, t
     finally:
         with contextlib.suppress(tk.TclError):
             root2.destroy()
+
+
+def test_connect_screen_takes_an_ipv6_server(root: tk.Tk, tmp_path: Path, server_factory,
+                                             terminal) -> None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    srv = server_factory(ping_interval=1.0, start=False)
+    srv.host = "::1"
+    srv.start()
+    bob = terminal(srv.address, "bob")
+    bob.wait_registered(root)
+    app = App(root, config_dir=tmp_path / "gui")
+    form = app.connect_frame
+    form.server_var.set(f"[::1]:{srv.port}")
+    form.nick_var.set("alice")
+    press(form.nick_entry, "<Return>")
+    pump(root, lambda: app.main_frame is not None or form.error_var.get().startswith(
+        ("Cannot", "The", "Could")), WAIT, what="the connect outcome")
+    assert app.main_frame is not None, form.error_var.get()
+    assert f"on [::1]:{srv.port}." in app.room.view.content()
+    bob.say("hello from bob over IPv6")
+    pump(root, lambda: "hello from bob over IPv6" in app.room.view.content(), WAIT)
+    app.close()
