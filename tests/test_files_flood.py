@@ -283,3 +283,33 @@ def test_sender_connecting_back_retries_once(pair: Pair) -> None:
         assert front.accepted == 2
     finally:
         front.close()
+
+
+def _can_bind(host: str) -> bool:
+    try:
+        with socket.socket() as s:
+            s.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _can_bind("127.0.0.2"), reason="needs 127.0.0.2 (Linux loopback /8)")
+def test_a_full_table_evicts_strangers_before_peer_hosts(pair: Pair) -> None:
+    """bob's host is 127.0.0.1 (the roster address); a stranger floods from 127.0.0.2."""
+    alice = pair.alice.ft
+    alice.handshake_timeout = 30.0
+    alice.max_pending_per_host = 64            # so the total (32) is what fills up
+    src, _ = _src(pair, "p.bin", 10)
+    _offered(pair, src)
+    peer = socket.create_connection(("127.0.0.1", alice.port), timeout=5)   # oldest, silent
+    strangers = [socket.create_connection(("127.0.0.1", alice.port), timeout=5,
+                                          source_address=("127.0.0.2", 0)) for _ in range(40)]
+    try:
+        assert all(_wait_closed(c) for c in strangers[:9])      # 1 + 40 - 32 evicted
+        time.sleep(0.1)
+        assert not _is_closed(peer)
+        assert not any(_is_closed(c) for c in strangers[9:])
+    finally:
+        for c in (peer, *strangers):
+            c.close()
