@@ -457,7 +457,8 @@ class FileTransfers:
                 try:
                     ready, _, _ = select.select([lsock, wake[0], *(p.conn for p in pending)],
                                                 [], [], timeout)
-                except OSError:
+                except (OSError, ValueError):   # a closed socket in the table: forget it
+                    pending[:] = [p for p in pending if p.conn.fileno() != -1]
                     time.sleep(0.05)
                     continue
                 if wake[0] in ready:
