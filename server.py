@@ -45,7 +45,7 @@ log = logging.getLogger("openlchat.server")
 CLOSING_ERRORS = frozenset({"LINE_TOO_LONG", "TOO_MANY_CONNECTIONS", "THROTTLED", "TIMEOUT"})
 MAX_ERRORS_PER_CONNECTION = 8
 SEND_YIELD_EVERY = 250  # datagrams sent (~1 ms) between handling the PINGs waiting
-HUB_YIELD_EVERY = 4000  # datagrams sent (~20 ms) between chances for everything else to run
+HUB_YIELD_EVERY = 1000  # datagrams sent (~5 ms) between chances for everything else to run
 # UDP receive buffer asked for (the kernel caps it at net.core.rmem_max unless we may force
 # it): 32 MiB holds ~0.4 s of PINGs at 100,000/s while the process is descheduled; kernel
 # memory, used only while a backlog exists
@@ -289,7 +289,8 @@ class DirectoryServer:
     def _push(self, outgoing: Iterator[tuple[tuple, bytes]]) -> int:
         """One ``sendto`` a datagram, here in the loop. Every SEND_YIELD_EVERY datagrams the
         PINGs waiting are handled inline (none is lost, liveness stays exact); registrations
-        wait for the end of the push, unless it is a long one (HUB_YIELD_EVERY): a push is
+        run every HUB_YIELD_EVERY datagrams only (a joiner registering must not wait long
+        either; 1,000 is ~5 ms): a push is
         the latency everyone waits for, a registration only its own."""
         sent = 0
         sendto = self._raw_udp.sendto  # type: ignore[union-attr]
