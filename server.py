@@ -289,9 +289,8 @@ class DirectoryServer:
     def _push(self, outgoing: Iterator[tuple[tuple, bytes]]) -> int:
         """One ``sendto`` a datagram, here in the loop. Every SEND_YIELD_EVERY datagrams the
         PINGs waiting are handled inline (none is lost, liveness stays exact); registrations
-        run every HUB_YIELD_EVERY datagrams only (a joiner registering must not wait long
-        either; 1,000 is ~5 ms): a push is
-        the latency everyone waits for, a registration only its own."""
+        and the rest run every HUB_YIELD_EVERY datagrams only: a push is the latency everyone
+        waits for, a registration only its own (but a joiner must not wait long either)."""
         sent = 0
         sendto = self._raw_udp.sendto  # type: ignore[union-attr]
         for addr, data in outgoing:
