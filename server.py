@@ -599,6 +599,7 @@ def setup_logging(level: str) -> logging.handlers.QueueListener:
 def run(args: argparse.Namespace) -> int:
     store = Store(args.db, busy_timeout=args.db_timeout)
     try:
+        store.claim()
         rows = store.open()
     except StorageError as exc:
         print(f"server.py: cannot use database {args.db}: {exc}", file=sys.stderr)

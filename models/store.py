@@ -8,6 +8,7 @@ never half-way. ``Store`` methods block: the server calls them from one worker t
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,6 +51,18 @@ class StorageError(Exception):
     """The database cannot be used; ``str()`` is a one-line explanation."""
 
 
+def _lock_exclusively(fd: int) -> None:
+    """A non-blocking exclusive lock on an open file; OSError if another process holds it."""
+    if os.name == "nt":
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def _explain(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -58,6 +71,33 @@ class Store:
     def __init__(self, path: Path | str, busy_timeout: float = 1.0) -> None:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self._lock_file: int | None = None
+
+    def claim(self) -> None:
+        """Take the database for this process, for as long as it lives.
+
+        A second server on the same file would expire every client it never hears from and
+        delete their rows under the first one. SQLite's own locks are per transaction, so a
+        lock on ``<db>.lock`` guards the whole run; the OS drops it when the process dies
+        (even by SIGKILL), so a restart after a crash is never refused. Raises ``StorageError``.
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot open {lock_path}: {exc.strerror or exc}") from None
+        try:
+            _lock_exclusively(fd)
+        except OSError:
+            try:  # Windows forbids reading a locked range
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            except OSError:
+                holder = "?"
+            os.close(fd)
+            raise StorageError(f"in use by another server (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_file = fd
 
     def open(self) -> list[Row]:
         """Open (creating if missing), check the schema and that we can write; all rows.

@@ -176,3 +176,17 @@ def test_sigkill_during_registrations_leaves_whole_rows(server) -> None:
     assert set(answered) <= {nick for nick, _ in rows}
     server.start()  # and it starts again on it
     assert server.wait_for_log(r"loaded \d+ clients", since_start=True)
+
+
+def test_second_server_on_the_same_database_is_refused(server_factory, tmp_path):
+    """A second server on a database in use would expire everyone and empty the table."""
+    first = server_factory(ping_interval=1.0)
+    second = subprocess.run(
+        [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0",
+         "--db", str(first.db_path)],
+        capture_output=True, text=True, timeout=20)
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "in use by another server" in lines[0], second.stderr
+    assert f"pid {first.proc.pid}" in lines[0]
+    assert "Traceback" not in second.stderr
