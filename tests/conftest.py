@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from models import directory_wire as wire
+from tests.test_files_support import Pair
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "server.py"
@@ -337,3 +338,11 @@ def udp_socket() -> Iterator[socket.socket]:
     sock.close()
 
 
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    """Two file-transfer managers, alice and bob, wired directly together (tests/test_files_*)."""
+    p = Pair(tmp_path)
+    yield p
+    p.close()

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-
-import pytest
 
 from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered, FileProgress
 from tests.test_files_support import Pair, Proxy, reroute_offers
-
-
-@pytest.fixture
-def pair(tmp_path: Path):
-    p = Pair(tmp_path)
-    yield p
-    p.close()
-
-
-def _src(pair: Pair, name: str, size: int) -> tuple[Path, bytes]:
-    data = os.urandom(size)
-    path = pair.root / "src" / name
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(data)
-    return path, data
 
 
 def _offered(pair: Pair, src: Path) -> tuple[int, int]:
@@ -49,7 +31,7 @@ def _files(folder: Path) -> list[str]:
 
 
 def test_decline(pair: Pair) -> None:
-    src, _ = _src(pair, "a.txt", 10)
+    src, _ = pair.source("a.txt", 10)
     tid, rid = _offered(pair, src)
     pair.bob.ft.decline(rid)
     sent = _ended(pair.alice, tid)
@@ -63,7 +45,7 @@ def test_decline(pair: Pair) -> None:
 
 
 def test_offers_expire_on_both_sides(pair: Pair) -> None:
-    src, _ = _src(pair, "a.txt", 10)
+    src, _ = pair.source("a.txt", 10)
     pair.alice.link.drop = True                   # bob never hears of it: both expire alone
     (tid,) = pair.alice.ft.offer("bob", [src])
     pair.alice.link.drop = False
@@ -83,7 +65,7 @@ def test_offers_expire_on_both_sides(pair: Pair) -> None:
 
 
 def test_late_accept_of_an_expired_offer_is_refused(pair: Pair) -> None:
-    src, _ = _src(pair, "a.txt", 10)
+    src, _ = pair.source("a.txt", 10)
     tid, rid = _offered(pair, src)
     pair.alice.ft.tick(0.0)
     pair.alice.link.drop = True                   # bob does not learn of the expiry
@@ -96,7 +78,7 @@ def test_late_accept_of_an_expired_offer_is_refused(pair: Pair) -> None:
 
 
 def _stalled_transfer(pair: Pair, size: int = 8 << 20):
-    src, _ = _src(pair, "big.bin", size)
+    src, _ = pair.source("big.bin", size)
     proxy = Proxy(("127.0.0.1", pair.alice.ft.port), stall_after=3 << 20)
     reroute_offers(pair.alice.link, proxy.port)
     tid, rid = _offered(pair, src)
@@ -138,7 +120,7 @@ def _wait_empty(folder: Path) -> None:
 
 
 def test_flipped_byte_on_the_wire_is_detected(pair: Pair) -> None:
-    src, _ = _src(pair, "x.bin", 2 << 20)
+    src, _ = pair.source("x.bin", 2 << 20)
     proxy = Proxy(("127.0.0.1", pair.alice.ft.port), flip_at=1_000_000)
     reroute_offers(pair.alice.link, proxy.port)
     try:
@@ -154,7 +136,7 @@ def test_flipped_byte_on_the_wire_is_detected(pair: Pair) -> None:
 
 def test_resume_after_the_stream_is_cut(pair: Pair) -> None:
     size = 10 << 20
-    src, data = _src(pair, "movie.mkv", size)
+    src, data = pair.source("movie.mkv", size)
     proxy = Proxy(("127.0.0.1", pair.alice.ft.port), cut_after=4 << 20)
     reroute_offers(pair.alice.link, proxy.port)
     try:
@@ -184,7 +166,7 @@ def test_resume_after_the_stream_is_cut(pair: Pair) -> None:
 
 def test_resume_with_a_different_prefix_starts_over(pair: Pair) -> None:
     size = 6 << 20
-    src, data = _src(pair, "d.bin", size)
+    src, data = pair.source("d.bin", size)
     proxy = Proxy(("127.0.0.1", pair.alice.ft.port), cut_after=3 << 20)
     reroute_offers(pair.alice.link, proxy.port)
     try:
@@ -212,7 +194,7 @@ def _dead_port() -> int:
 
 
 def test_reverse_connection_when_the_sender_cannot_be_reached(pair: Pair) -> None:
-    src, data = _src(pair, "r.bin", 300_000)
+    src, data = pair.source("r.bin", 300_000)
     reroute_offers(pair.alice.link, _dead_port())
     tid, rid = _offered(pair, src)
     pair.bob.ft.accept(rid)
@@ -225,7 +207,7 @@ def test_reverse_connection_when_the_sender_cannot_be_reached(pair: Pair) -> Non
 
 def test_no_session_key_fails_cleanly(pair: Pair) -> None:
     pair.bob.key = None
-    src, _ = _src(pair, "k.bin", 1000)
+    src, _ = pair.source("k.bin", 1000)
     tid, rid = _offered(pair, src)
     pair.bob.ft.accept(rid)
     got = _ended(pair.bob, rid)
@@ -235,7 +217,7 @@ def test_no_session_key_fails_cleanly(pair: Pair) -> None:
 
 def test_wrong_key_is_rejected(pair: Pair) -> None:
     pair.bob.key = bytes(32)
-    src, _ = _src(pair, "k.bin", 1000)
+    src, _ = pair.source("k.bin", 1000)
     tid, rid = _offered(pair, src)
     pair.bob.ft.accept(rid)
     assert isinstance(_ended(pair.alice, tid), FileFailed)
@@ -244,7 +226,7 @@ def test_wrong_key_is_rejected(pair: Pair) -> None:
 
 
 def test_not_enough_space_is_refused(pair: Pair) -> None:
-    src, _ = _src(pair, "s.bin", 10)
+    src, _ = pair.source("s.bin", 10)
     pair.bob.ft.free_space_margin = 1 << 62          # pretend the disk is full
     tid, rid = _offered(pair, src)
     pair.bob.ft.accept(rid)
@@ -255,7 +237,7 @@ def test_not_enough_space_is_refused(pair: Pair) -> None:
 
 
 def test_a_file_changed_after_the_offer_is_not_sent(pair: Pair) -> None:
-    src, _ = _src(pair, "c.txt", 100)
+    src, _ = pair.source("c.txt", 100)
     tid, rid = _offered(pair, src)
     src.write_bytes(b"something else entirely")
     pair.bob.ft.accept(rid)
@@ -265,7 +247,7 @@ def test_a_file_changed_after_the_offer_is_not_sent(pair: Pair) -> None:
 
 
 def test_peer_left_ends_waiting_offers_on_both_sides(pair: Pair) -> None:
-    src, _ = _src(pair, "l.txt", 10)
+    src, _ = pair.source("l.txt", 10)
     tid, rid = _offered(pair, src)
     pair.alice.ft.on_peer_left("bob")
     pair.bob.ft.on_peer_left("alice")
@@ -274,7 +256,7 @@ def test_peer_left_ends_waiting_offers_on_both_sides(pair: Pair) -> None:
 
 
 def test_undelivered_offer_and_accept_end_the_transfer(pair: Pair) -> None:
-    src, _ = _src(pair, "u.txt", 10)
+    src, _ = pair.source("u.txt", 10)
     pair.alice.link.drop = True
     (tid,) = pair.alice.ft.offer("bob", [src])
     pair.alice.ft.on_undelivered("bob", pair.alice.link.sent[-1])

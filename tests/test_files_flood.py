@@ -7,7 +7,6 @@ eviction of the oldest pending connection and the receiver's retry / REVERSE fal
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -18,21 +17,6 @@ import pytest
 from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered
 from tests.test_files_support import Pair, reroute_offers
-
-
-@pytest.fixture
-def pair(tmp_path: Path):
-    p = Pair(tmp_path)
-    yield p
-    p.close()
-
-
-def _src(pair: Pair, name: str, size: int) -> tuple[Path, bytes]:
-    data = os.urandom(size)
-    path = pair.root / "src" / name
-    path.parent.mkdir(exist_ok=True)
-    path.write_bytes(data)
-    return path, data
 
 
 def _offered(pair: Pair, src: Path) -> tuple[int, int]:
@@ -121,7 +105,7 @@ def test_idle_connections_do_not_lock_a_peer_out(pair: Pair, per_host: int) -> N
     alice = pair.alice.ft
     alice.max_pending_per_host = per_host
     alice.handshake_timeout = 30.0          # so only eviction can have closed them
-    src, data = _src(pair, "f.bin", 1 << 20)
+    src, data = pair.source("f.bin", 1 << 20)
     tid, rid = _offered(pair, src)          # connections are kept only while a transfer waits
     idle = [socket.create_connection(("127.0.0.1", alice.port), timeout=5) for _ in range(40)]
     try:
@@ -144,7 +128,7 @@ def test_a_continuous_flood_does_not_stop_a_transfer(pair: Pair) -> None:
     """Connections keep coming while bob connects: even if his are evicted before their
     preamble is read, he retries and then asks alice to connect to him (REVERSE)."""
     alice = pair.alice.ft
-    src, data = _src(pair, "g.bin", 1 << 20)
+    src, data = pair.source("g.bin", 1 << 20)
     tid, rid = _offered(pair, src)
     stop = threading.Event()
     opened = [0]
@@ -188,7 +172,7 @@ def test_connections_are_dropped_at_once_when_no_transfer_waits(pair: Pair) -> N
 def test_per_host_cap_evicts_that_hosts_oldest(pair: Pair) -> None:
     alice = pair.alice.ft
     alice.handshake_timeout = 30.0
-    src, _ = _src(pair, "h.bin", 10)
+    src, _ = pair.source("h.bin", 10)
     _offered(pair, src)
     conns = [socket.create_connection(("127.0.0.1", alice.port), timeout=5) for _ in range(10)]
     try:
@@ -203,7 +187,7 @@ def test_per_host_cap_evicts_that_hosts_oldest(pair: Pair) -> None:
 def test_a_silent_connection_is_closed_after_the_preamble_timeout(pair: Pair) -> None:
     alice = pair.alice.ft
     alice.handshake_timeout = 0.3
-    src, _ = _src(pair, "t.bin", 10)
+    src, _ = pair.source("t.bin", 10)
     _offered(pair, src)
     with socket.create_connection(("127.0.0.1", alice.port), timeout=5) as c:
         t0 = time.monotonic()
@@ -214,7 +198,7 @@ def test_a_silent_connection_is_closed_after_the_preamble_timeout(pair: Pair) ->
 def test_a_split_preamble_then_a_drop_leaves_the_offer_waiting(pair: Pair) -> None:
     """A preamble may come in pieces; a receiver connection that breaks before its stream
     header puts the transfer back to waiting, and the real connection then works."""
-    src, data = _src(pair, "s.bin", 5000)
+    src, data = pair.source("s.bin", 5000)
     tid, rid = _offered(pair, src)
     token = wire.decode_control(pair.alice.link.sent[-1]).token
     preamble = wire.encode_preamble(wire.ROLE_RECEIVER, token)
@@ -245,7 +229,7 @@ def test_receiver_retries_then_falls_back_to_reverse(pair: Pair, drop: int,
     front = DropFirst(("127.0.0.1", pair.alice.ft.port), drop)
     reroute_offers(pair.alice.link, front.port)
     try:
-        src, data = _src(pair, "r.bin", 200_000)
+        src, data = pair.source("r.bin", 200_000)
         tid, rid = _offered(pair, src)
         pair.bob.ft.accept(rid)
         got = _ended(pair.bob, rid)
@@ -273,7 +257,7 @@ def test_sender_connecting_back_retries_once(pair: Pair) -> None:
         return payload
     pair.bob.link.transform = reverse_via_front
     try:
-        src, data = _src(pair, "b.bin", 200_000)
+        src, data = pair.source("b.bin", 200_000)
         tid, rid = _offered(pair, src)
         pair.bob.ft.accept(rid)
         got = _ended(pair.bob, rid)
@@ -300,7 +284,7 @@ def test_a_full_table_evicts_strangers_before_peer_hosts(pair: Pair) -> None:
     alice = pair.alice.ft
     alice.handshake_timeout = 30.0
     alice.max_pending_per_host = 64            # so the total (32) is what fills up
-    src, _ = _src(pair, "p.bin", 10)
+    src, _ = pair.source("p.bin", 10)
     _offered(pair, src)
     peer = socket.create_connection(("127.0.0.1", alice.port), timeout=5)   # oldest, silent
     strangers = [socket.create_connection(("127.0.0.1", alice.port), timeout=5,

@@ -5,20 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from pathlib import Path
 
 import pytest
 
 from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered
 from tests.test_files_support import Pair
-
-
-@pytest.fixture
-def pair(tmp_path: Path):
-    p = Pair(tmp_path)
-    yield p
-    p.close()
 
 
 def _rename_offers(pair: Pair, evil: str) -> None:

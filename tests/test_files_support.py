@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -100,6 +101,14 @@ class Pair:
         self.a_link.target = self.bob.ft
         self.b_link.target = self.alice.ft
         self.root = root
+
+    def source(self, name: str, size: int) -> tuple[Path, bytes]:
+        """A file of ``size`` random bytes for alice to offer, and its content."""
+        data = os.urandom(size)
+        path = self.root / "src" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        return path, data
 
     def close(self) -> None:
         self.alice.ft.close()

@@ -12,13 +12,6 @@ from client.events import FileDone, FileFailed, FileOffered, FileProgress
 from tests.test_files_support import Pair
 
 
-@pytest.fixture
-def pair(tmp_path: Path):
-    p = Pair(tmp_path)
-    yield p
-    p.close()
-
-
 def _make(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
