@@ -367,10 +367,18 @@ class FileTransfers:
         except Exception as exc:    # the engine may be closing; the transfer fails on its own
             log.warning("cannot send file control to %s: %s", peer, exc)
 
-    def _spawn(self, target: Callable[..., None], *args: object, name: str) -> None:
+    def _spawn(self, target: Callable[..., object], *args: object, name: str,
+               **kwargs: object) -> None:
         def run() -> None:
             try:
-                target(*args)
+                target(*args, **kwargs)
+            except Exception:   # last resort: a transfer must never stay "running" forever
+                log.exception("file thread %s died", name)
+                for t in args:
+                    if isinstance(t, _Transfer):
+                        self._fail(t, "internal error")
+                        if t.sock is not None:
+                            _break(t.sock)
             finally:
                 self._threads.discard(threading.current_thread())
         th = threading.Thread(target=run, name=name, daemon=True)
@@ -562,7 +570,7 @@ class FileTransfers:
         if t is None:
             self._refuse(conn, addr, "for no transfer waiting for one", time.monotonic())
             return
-        self._spawn(lambda: self._run_sender(t, conn, rewait=True), name=f"files-send-{t.tid}")
+        self._spawn(self._run_sender, t, conn, rewait=True, name=f"files-send-{t.tid}")
 
     def _awaits_connection(self) -> bool:
         """Is any transfer waiting for an incoming connection? If not, nobody can use one."""
@@ -605,6 +613,13 @@ class FileTransfers:
     def _connect_back(self, t: _Transfer, port: int) -> None:
         """REVERSE: connect to the receiver's listener; once more if that connection is
         dropped before the stream starts (its listener may be flooded)."""
+        try:
+            self._connect_back_tries(t, port)
+        except Exception:   # e.g. address_of timed out on a closing engine
+            log.exception("connecting back for #%d failed", t.tid)
+            self._fail(t, "internal error")
+
+    def _connect_back_tries(self, t: _Transfer, port: int) -> None:
         for again in (True, False):
             addr = self._address_of(t.peer)
             if addr is None:
@@ -633,8 +648,8 @@ class FileTransfers:
         if stopped:
             _break(conn)
             return True
-        key = self._key_for(t.peer, KEY_LABEL + t.token)
         try:
+            key = self._key_for(t.peer, KEY_LABEL + t.token)    # may raise: the engine is gone
             if key is None:
                 raise fs.StreamError(f"no encrypted session with {t.peer}")
             st = t.path.stat()

@@ -1,0 +1,77 @@
+"""Defects found in review: a dying transfer thread, a moved downloads folder, close() time,
+late progress events, a slow downloads folder, a leaked reverse socket."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from client import files_wire as wire
+from client.events import FileFailed
+from client.files import FileTransfers
+from tests.test_files_support import Inbox
+
+
+def _engine_gone(peer: str, label: bytes) -> bytes:
+    raise RuntimeError("engine did not answer")
+
+
+def _closed_by_peer(conn: socket.socket, timeout: float = 5.0) -> bool:
+    """True once the other end has closed (recv returns b"" or the connection resets)."""
+    conn.settimeout(timeout)
+    try:
+        while conn.recv(4096):
+            pass
+    except ConnectionError:
+        pass
+    return True
+
+
+def _manager(tmp_path: Path, inbox: Inbox, **kw) -> FileTransfers:
+    opts = {"key_for": lambda peer, label: bytes(32),
+            "address_of": lambda peer: ("127.0.0.1", 1)} | kw
+    ft = FileTransfers(downloads=tmp_path / "dl", send_control=lambda peer, payload: None,
+                       emit=inbox, listen_host="127.0.0.1", **opts)
+    ft.start()
+    return ft
+
+
+def test_key_for_raising_fails_the_send_and_closes_its_socket(tmp_path: Path) -> None:
+    inbox = Inbox()
+    ft = _manager(tmp_path, inbox, key_for=_engine_gone)
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x" * 1000)
+    try:
+        (tid,) = ft.offer("bob", [src])
+        token = ft._by_id[tid].token
+        with socket.create_connection(("127.0.0.1", ft.port), timeout=5) as conn:
+            conn.sendall(wire.encode_preamble(wire.ROLE_RECEIVER, token))
+            failed = inbox.wait_for(lambda e: isinstance(e, FileFailed), 5)
+            assert failed.transfer_id == tid and failed.reason == "internal error"
+            assert _closed_by_peer(conn)
+        assert tid not in ft._by_id
+    finally:
+        ft.close()
+
+
+def test_address_of_raising_fails_the_connect_back(tmp_path: Path) -> None:
+    inbox = Inbox()
+
+    def address_of(peer: str) -> tuple[str, int]:
+        raise RuntimeError("engine closed")
+
+    ft = _manager(tmp_path, inbox, address_of=address_of)
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x" * 1000)
+    try:
+        (tid,) = ft.offer("bob", [src])
+        token = ft._by_id[tid].token
+        ft.on_control("bob", wire.encode_control(wire.Accept(token)))
+        ft.on_control("bob", wire.encode_control(wire.Reverse(token, 1)))
+        failed = inbox.wait_for(lambda e: isinstance(e, FileFailed), 5)
+        assert failed.transfer_id == tid and failed.reason == "internal error"
+        time.sleep(0.05)
+        assert not [th for th in ft._threads if th.name == f"files-send-{tid}"]
+    finally:
+        ft.close()
