@@ -715,7 +715,8 @@ class FileTransfers:
         if t.stop.is_set():
             return
         t.out, offset = self._open_part(t)
-        free = shutil.disk_usage(self.downloads).free
+        assert t.part is not None
+        free = shutil.disk_usage(t.part.parent).free
         if free < t.size - offset + self.free_space_margin:
             self._stop(t, f"not enough free space ({free} bytes free, "
                           f"{t.size - offset} needed)", tell_peer=True)
@@ -808,15 +809,17 @@ class FileTransfers:
         """Open the ``.part`` to write: the matching one of an interrupted transfer (resume)
         or a fresh one with its sidecar. Returns (file object, bytes already there)."""
         ident = {"v": 1, "peer": t.peer, "name": t.name, "size": t.size, "mtime_ns": t.mtime_ns}
-        self.downloads.mkdir(parents=True, exist_ok=True)
-        found = self._resumable(ident)          # disk I/O: outside the lock
+        # Read once: the GUI may change it mid-transfer; this transfer finishes where it began.
+        folder = Path(self.downloads)
+        folder.mkdir(parents=True, exist_ok=True)
+        found = self._resumable(folder, ident)  # disk I/O: outside the lock
         with self._lock:
             part = next((p for p in found if p not in self._parts_in_use), None)
             if part is None:
-                part = next((self.downloads / (c + PART) for c in candidate_names(t.name)
-                             if self.downloads / (c + PART) not in self._parts_in_use
-                             and not (self.downloads / (c + PART)).exists()
-                             and not (self.downloads / (c + SIDECAR)).exists()), None)
+                part = next((folder / (c + PART) for c in candidate_names(t.name)
+                             if folder / (c + PART) not in self._parts_in_use
+                             and not (folder / (c + PART)).exists()
+                             and not (folder / (c + SIDECAR)).exists()), None)
                 if part is None:
                     raise fs.StreamError("no free name for the partial file")
                 part.touch()
@@ -831,11 +834,11 @@ class FileTransfers:
             log.info("resuming %s from %s at %d bytes", t.name, t.peer, offset)
         return out, offset
 
-    def _resumable(self, ident: dict) -> list[Path]:
-        """``.part`` files whose sidecar matches ``ident``, longest first."""
+    def _resumable(self, folder: Path, ident: dict) -> list[Path]:
+        """``.part`` files in ``folder`` whose sidecar matches ``ident``, longest first."""
         found = []
         try:
-            entries = list(itertools.islice(self.downloads.iterdir(), 10_000))
+            entries = list(itertools.islice(folder.iterdir(), 10_000))
         except OSError:
             return []
         for side in entries:
@@ -858,7 +861,7 @@ class FileTransfers:
         os.fsync(out.fileno())
         out.close()
         assert t.part is not None
-        target = reserve_unique(self.downloads, t.name)
+        target = reserve_unique(t.part.parent, t.name)   # same filesystem: os.replace works
         os.replace(t.part, target)
         _sidecar(t.part).unlink(missing_ok=True)
         return target

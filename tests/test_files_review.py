@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from client import files_wire as wire
-from client.events import FileFailed
+from client.events import FileDone, FileFailed, FileOffered, FileProgress
 from client.files import FileTransfers
-from tests.test_files_support import Inbox
+from tests.test_files_support import Inbox, Pair
 
 
 def _engine_gone(peer: str, label: bytes) -> bytes:
@@ -75,3 +75,25 @@ def test_address_of_raising_fails_the_connect_back(tmp_path: Path) -> None:
         assert not [th for th in ft._threads if th.name == f"files-send-{tid}"]
     finally:
         ft.close()
+
+
+def test_changing_downloads_mid_transfer_finishes_in_the_first_folder(pair: Pair) -> None:
+    src, data = pair.source("moved.bin", 3 << 20)
+    blocker = pair.root / "not-a-folder"
+    blocker.write_bytes(b"")
+    emit = pair.bob.ft._emit
+
+    def emit_and_move(event: object) -> None:
+        if isinstance(event, FileProgress):     # the .part is open: the user picks another
+            pair.bob.ft.downloads = blocker / "dl"  # folder (one that cannot even be created)
+        emit(event)
+
+    pair.bob.ft._emit = emit_and_move
+    pair.alice.ft.offer("bob", [src])
+    offered = pair.bob.inbox.wait_for(lambda e: isinstance(e, FileOffered))
+    pair.bob.ft.accept(offered.transfer_id)
+    got = pair.bob.inbox.wait_for(lambda e: isinstance(e, FileDone | FileFailed), 15)
+    assert isinstance(got, FileDone), got
+    assert got.path == pair.root / "bob-dl" / "moved.bin"
+    assert got.path.read_bytes() == data
+    assert sorted(p.name for p in got.path.parent.iterdir()) == ["moved.bin"]
