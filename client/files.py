@@ -126,6 +126,7 @@ class FileTransfers:
     progress_interval = 0.25
     retry_pause = 0.2               # before another try on a connection dropped before the stream
     reason_grace = 0.5
+    close_timeout = 1.0             # close() waits this long in all for the transfer threads
     max_transfers = 256
     max_offers_per_peer = 32
     max_pending_connections = 32    # accepted, preamble not yet complete: in all ...
@@ -191,14 +192,26 @@ class FileTransfers:
         self._closed.set()
         with self._lock:
             live = list(self._by_id.values())
+        # First stop everything (blocked calls on a broken socket return), then wait for the
+        # threads under one deadline: one stuck in connect() or in the engine must not make
+        # the caller wait a second per transfer.
         for t in live:
             self._stop(t, "closed", tell_peer=True, discard=False)
+            with self._lock:
+                extra = t.reverse_sock if t.reverse_sock is not t.sock else None
+            if extra is not None:
+                _break(extra)
         if self._wake is not None:
             with contextlib.suppress(OSError):
                 self._wake[1].send(b"x")    # the listener thread closes its sockets
+        deadline = time.monotonic() + self.close_timeout
         for th in list(self._threads):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.info("file threads still running after close: %d", len(self._threads))
+                break
             if th.is_alive() and th is not threading.current_thread():
-                th.join(timeout=1.0)
+                th.join(timeout=left)
 
     # --- what the engine calls ----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ late progress events, a slow downloads folder, a leaked reverse socket."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -97,3 +98,32 @@ def test_changing_downloads_mid_transfer_finishes_in_the_first_folder(pair: Pair
     assert got.path == pair.root / "bob-dl" / "moved.bin"
     assert got.path.read_bytes() == data
     assert sorted(p.name for p in got.path.parent.iterdir()) == ["moved.bin"]
+
+
+def test_close_waits_at_most_about_a_second_in_all(tmp_path: Path) -> None:
+    inbox = Inbox()
+    release = threading.Event()
+
+    def slow_address_of(peer: str) -> tuple[str, int]:
+        release.wait(10)        # like the engine's _call waiting on a busy engine thread
+        return ("127.0.0.1", 1)
+
+    ft = _manager(tmp_path, inbox, address_of=slow_address_of)
+    srcs = []
+    for i in range(4):
+        srcs.append(tmp_path / f"f{i}.bin")
+        srcs[-1].write_bytes(b"x")
+    try:
+        tids = ft.offer("bob", srcs)
+        for tid in tids:
+            token = ft._by_id[tid].token
+            ft.on_control("bob", wire.encode_control(wire.Accept(token)))
+            ft.on_control("bob", wire.encode_control(wire.Reverse(token, 1)))
+        started = time.monotonic()
+        ft.close()
+        took = time.monotonic() - started
+        assert took < 1.5, took
+        ended = {e.transfer_id for e in inbox.of(FileFailed) if e.reason == "closed"}
+        assert ended == set(tids)
+    finally:
+        release.set()
