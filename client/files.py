@@ -446,16 +446,21 @@ class FileTransfers:
     def _progress(self, t: _Transfer, done: int) -> None:
         now = time.monotonic()
         if t.last_emit == 0.0:          # the first call: show the bar (at the resume offset)
-            t.last_emit, t.last_done = now, done
-            self._emit(FileProgress(t.tid, t.peer, t.name, done, t.size, 0.0, t.outgoing))
-            return
-        dt = now - t.last_emit
-        if dt < self.progress_interval and done < t.size:
-            return
-        inst = (done - t.last_done) / dt if dt > 0 else 0.0
-        t.rate = inst if t.rate == 0.0 else 0.5 * t.rate + 0.5 * inst   # smooth the ETA
+            rate = 0.0
+        else:
+            dt = now - t.last_emit
+            if dt < self.progress_interval and done < t.size:
+                return
+            inst = (done - t.last_done) / dt if dt > 0 else 0.0
+            t.rate = inst if t.rate == 0.0 else 0.5 * t.rate + 0.5 * inst   # smooth the ETA
+            rate = t.rate
         t.last_emit, t.last_done = now, done
-        self._emit(FileProgress(t.tid, t.peer, t.name, done, t.size, t.rate, t.outgoing))
+        # Under the lock, checked against _take: never after this transfer's FileDone or
+        # FileFailed (a late one would bring its row back in the window).
+        with self._lock:
+            if t.stop.is_set() or self._by_id.get(t.tid) is not t:
+                return
+            self._emit(FileProgress(t.tid, t.peer, t.name, done, t.size, rate, t.outgoing))
 
     # --- sockets --------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from client.gui_chat import printable
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 32   # offers/transfers shown at once; a flood of offers beyond this is declined
+MAX_FINISHED = 4096   # finished ids remembered, to ignore their late progress events
 
 
 def human_size(n: float) -> str:
@@ -57,6 +58,7 @@ class FilesPanel(ttk.Frame):
         self._accept, self._decline, self._cancel = on_accept, on_decline, on_cancel
         self._on_change = on_change     # True when the panel has rows (show it), False when empty
         self.rows: dict[int, _Row] = {}
+        self._finished: dict[int, None] = {}    # recent finished ids, oldest first (bounded)
         self.columnconfigure(0, weight=1)
 
     def _new_row(self, transfer_id: int, text: str) -> tuple[ttk.Frame, tk.StringVar]:
@@ -115,8 +117,8 @@ class FilesPanel(ttk.Frame):
                  bytes_per_s: float, outgoing: bool) -> None:
         row = self.rows.get(transfer_id)
         if row is None:
-            if len(self.rows) >= MAX_ROWS:
-                return
+            if len(self.rows) >= MAX_ROWS or transfer_id in self._finished:
+                return      # a late progress event must not bring a finished row back
             frame, var = self._new_row(transfer_id, "")
             row = _Row(frame, var, None)
             self.rows[transfer_id] = row
@@ -139,6 +141,9 @@ class FilesPanel(ttk.Frame):
         self.finish(transfer_id)
 
     def finish(self, transfer_id: int) -> None:
+        self._finished[transfer_id] = None
+        if len(self._finished) > MAX_FINISHED:
+            del self._finished[next(iter(self._finished))]
         row = self.rows.pop(transfer_id, None)
         if row is not None:
             row.frame.destroy()

@@ -127,3 +127,46 @@ def test_close_waits_at_most_about_a_second_in_all(tmp_path: Path) -> None:
         assert ended == set(tids)
     finally:
         release.set()
+
+
+def test_no_progress_once_stopped_or_finished(tmp_path: Path) -> None:
+    inbox = Inbox()
+    ft = _manager(tmp_path, inbox)
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x" * 1000)
+    try:
+        first, second = ft.offer("bob", [src, src])
+        t1, t2 = ft._by_id[first], ft._by_id[second]
+        ft.cancel(first)
+        ft._progress(t1, 10)                    # a sending thread a moment late
+        assert ft._take(t2)                     # as when it reports FileDone
+        ft._progress(t2, 1000)
+        assert inbox.of(FileProgress) == []
+    finally:
+        ft.close()
+
+
+def test_progress_racing_a_cancel_comes_before_the_final_event(pair: Pair) -> None:
+    """The sending thread is inside its progress emit while another thread cancels: the
+    FileFailed must still be the last event of that transfer."""
+    src, _ = pair.source("race.bin", 3 << 20)
+    emit = pair.alice.ft._emit
+    cancels: list[threading.Thread] = []
+
+    def emit_and_cancel(event: object) -> None:
+        if isinstance(event, FileProgress) and not cancels:
+            th = threading.Thread(target=pair.alice.ft.cancel, args=(event.transfer_id,))
+            cancels.append(th)
+            th.start()
+            th.join(0.3)            # before the fix the cancel ran to the end in here
+        emit(event)
+
+    pair.alice.ft._emit = emit_and_cancel
+    (tid,) = pair.alice.ft.offer("bob", [src])
+    offered = pair.bob.inbox.wait_for(lambda e: isinstance(e, FileOffered))
+    pair.bob.ft.accept(offered.transfer_id)
+    pair.alice.inbox.wait_for(lambda e: isinstance(e, FileFailed), 10)
+    cancels[0].join(5)
+    time.sleep(0.1)                 # any late progress would land by now
+    mine = [e for e in pair.alice.inbox.events if getattr(e, "transfer_id", None) == tid]
+    assert isinstance(mine[-1], FileFailed) and mine[-1].reason == "cancelled", mine
