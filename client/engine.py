@@ -59,8 +59,10 @@ SESSION_FILE = "session.json"
 WAKE = b"\x00"
 PEER_MAGIC = bytes((MAGIC,))  # first byte of every peer datagram
 # Receive buffer: every valid datagram is <= 1200 bytes (peer envelope, packed REF_ADD/REF_DEL);
-# a longer one is truncated to this, still too long, and dropped by the size checks.
+# a longer one is truncated to this, still too long, and dropped by the size checks (Windows
+# instead fails the recvfrom with WSAEMSGSIZE, and the datagram is gone: counted, not logged).
 MAX_UDP = 4096
+WSAEMSGSIZE = 10040
 DRAIN_BATCH = 512  # datagrams handled before timers get a turn
 PINGS_PER_INTERVAL = 3
 # A PING still unanswered after ping_interval/RETRY_DIVISOR is repeated at once (and so on): under
@@ -74,6 +76,8 @@ GHOST_GRACE = 3.0  # ping intervals a peer missing after a re-registration stays
 # database may not have had the peer's address on disk yet and lists it again at its next PING
 REFETCH_GRACE = 1.0
 CALL_TIMEOUT = 5.0
+QUIT_WAIT = 0.5  # close() waits this long for QUIT to be sent before closing files
+CALL_SLICE = 0.05  # a caller re-checks that the engine thread still runs this often
 FILES_TICK = 1.0  # seconds between FileTransfers.tick calls (offer expiry)
 MAX_COMMANDS_PER_TURN = 1000
 MAX_IDENTITY_WAITERS = 64  # fetch_identity callers waiting on a handshake (a UI, not a flood)
@@ -89,13 +93,16 @@ class UnknownPeer(ValueError):
 class _Call:
     """A command for the engine thread and, for the caller, its result."""
 
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "done", "result", "error", "on_drop")
 
-    def __init__(self, fn: Callable[[float], Any]) -> None:
+    def __init__(self, fn: Callable[[float], Any],
+                 on_drop: Callable[[], None] | None = None) -> None:
         self.fn = fn
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+        # run instead of fn when the engine stops with the command still queued
+        self.on_drop = on_drop
 
 
 def _same_nick(a: str, b: str) -> bool:
@@ -174,6 +181,8 @@ class Engine:
         self._reclaim_backoff = 1.0
         self._messenger: Messenger | None = None
         self._transport: Any = None
+        self._transport_closed = False
+        self._quit_sent = False
         self._pending_events = False
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
@@ -249,7 +258,8 @@ class Engine:
         if threading.current_thread() is self._thread:
             go(time.monotonic())
             return
-        if self._thread is None or self._closed or not self._thread.is_alive():
+        # not self._closed: close() lets the file layer's "closed" notices out before stopping
+        if self._thread is None or self._closing or not self._thread.is_alive():
             raise RuntimeError("engine closed")
         self._commands.put(_Call(go))
         self._wake()
@@ -261,10 +271,19 @@ class Engine:
 
         files = FileTransfers(downloads=pathlib.Path(downloads), send_control=self.send_control,
                               emit=self.post_event, key_for=self.session_key_for,
-                              address_of=self.address_of, listen_port=self.address[1])
+                              address_of=self.address_of, listen_host=self._listen_host(),
+                              listen_port=self.address[1])
         files.start()
         self.files = files
         return files
+
+    def _listen_host(self) -> str:
+        """Where the file listener binds: our explicit bind address, else the wildcard of our
+        socket's family (peers of an IPv6 server connect over IPv6)."""
+        host = self._bind[0]
+        if host in ("", "0.0.0.0", "::"):
+            return "::" if self._v6 else "0.0.0.0"
+        return host
 
     def roster(self) -> list[str]:
         """Nicknames online, not including ourselves, sorted."""
@@ -314,8 +333,10 @@ class Engine:
         if threading.current_thread() is self._thread:
             go(time.monotonic())
             return
-        self._commands.put(_Call(go))
+        self._commands.put(_Call(go, on_drop=lambda: self._answer(on_result, None)))
         self._wake()
+        if not self._thread.is_alive():  # it stopped after our check: nobody else drains
+            self._drop_queued()
 
     def whois_fetched(self, nickname: str, timeout: float = 1.5) -> ev.Whois | None:
         """Blocking ``fetch_identity`` (for the terminal): waits up to ``timeout`` for the key."""
@@ -378,26 +399,36 @@ class Engine:
         self._files().cancel(transfer_id)
 
     def close(self) -> None:
-        """Send QUIT (twice: it is UDP), stop the thread, close the socket. Idempotent."""
+        """Send QUIT (twice: it is UDP), close file transfers, stop the thread, close the
+        socket. Idempotent. QUIT goes first: it is what the server and the peers need, and a
+        UI may not wait for the rest."""
         with self._close_lock:
             if self._closed:
                 return
-            files = self.files
-            if files is not None and hasattr(files, "close"):
-                try:  # first, so its "closed" notices are queued before QUIT
-                    files.close()
-                except Exception:
-                    log.exception("closing file transfers failed")
             self._closed = True
         thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            call = _Call(self._quit)
-            self._commands.put(call)
+        running = thread is not None and thread.is_alive() \
+            and thread is not threading.current_thread()
+        if running:
+            quit_call = _Call(self._send_quit)
+            self._commands.put(quit_call)
+            self._wake()
+            quit_call.done.wait(QUIT_WAIT)
+        else:
+            self._send_quit(time.monotonic())
+        files = self.files
+        if files is not None and hasattr(files, "close"):
+            try:  # its "closed" notices still go out: the thread runs until the next command
+                files.close()
+            except Exception:
+                log.exception("closing file transfers failed")
+        if running:
+            self._commands.put(_Call(self._stop))
             self._wake()
             thread.join(3.0)
-        elif thread is None or thread is threading.current_thread():
-            self._quit(time.monotonic())
         self._closing = True
+        if thread is None or not thread.is_alive():
+            self._close_transport()  # the thread never ran (or is gone): pins still saved
         self._sock.close()
 
     # ------------------------------------------------------------------ caller side helpers
@@ -424,8 +455,13 @@ class Engine:
         call = _Call(fn)
         self._commands.put(call)
         self._wake()
-        if not call.done.wait(CALL_TIMEOUT):
-            raise RuntimeError("engine did not answer")
+        end = time.monotonic() + CALL_TIMEOUT
+        # short slices: a thread that stops after the is_alive() check above never answers
+        while not call.done.wait(min(CALL_SLICE, max(0.0, end - time.monotonic()))):
+            if not self._thread.is_alive():
+                self._drop_queued()
+            elif time.monotonic() >= end:
+                raise RuntimeError("engine did not answer")
         if call.error is not None:
             raise call.error
         return call.result
@@ -559,16 +595,38 @@ class Engine:
             self._flush_events()
         finally:
             self._closing = True
+            self._close_transport()
             waiters, self._identity_waiters = self._identity_waiters, []
             for _deadline, _peer, on_result in waiters:
                 self._answer(on_result, None)
-            while True:  # never leave a caller waiting
+            self._drop_queued()
+
+    def _drop_queued(self) -> None:
+        """Answer every queued command with "engine closed" (never leave a caller waiting).
+        Only once the engine thread has stopped: from it, or from a caller that saw it dead."""
+        while True:
+            try:
+                call = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            call.error = RuntimeError("engine closed")
+            if call.on_drop is not None:
                 try:
-                    call = self._commands.get_nowait()
-                except queue.Empty:
-                    break
-                call.error = RuntimeError("engine closed")
-                call.done.set()
+                    call.on_drop()
+                except Exception:
+                    log.exception("dropping a queued command failed")
+            call.done.set()
+
+    def _close_transport(self) -> None:
+        """Let the transport finish its writes (pins saved lazily after a handshake)."""
+        close = getattr(self._transport, "close", None)
+        if close is None or self._transport_closed:
+            return
+        self._transport_closed = True
+        try:
+            close()
+        except Exception:
+            log.exception("closing the transport failed")
 
     def _timeout(self, now: float) -> float:
         deadlines = [self._next_ping]
@@ -608,6 +666,9 @@ class Engine:
                 except (ConnectionResetError, ConnectionRefusedError):
                     continue  # ICMP port unreachable from a peer that went away
                 except OSError as exc:
+                    if getattr(exc, "winerror", None) == WSAEMSGSIZE:
+                        self.stats["oversized"] = self.stats.get("oversized", 0) + 1
+                        continue
                     if self._closing:
                         return
                     log.warning("recvfrom failed: %s", exc)
@@ -858,11 +919,14 @@ class Engine:
         self._next_reclaim = now + self._reclaim_backoff
         self._reclaim_backoff = min(RECLAIM_BACKOFF_MAX, self._reclaim_backoff * 2)
 
-    def _quit(self, now: float) -> None:
-        if self._keyword:
+    def _send_quit(self, now: float) -> None:
+        if self._keyword and not self._quit_sent:
+            self._quit_sent = True
             for _ in range(2):
                 self._send_server(wire.Quit(self._keyword, self.nickname))
-        self._closing = True
+
+    def _stop(self, now: float) -> None:
+        self._closing = True  # the loop ends after this turn's _pump (queued sends go out)
 
     # ------------------------------------------------------------------ peers
     def _send(self, peers: list[str], kind: int, payload: bytes, now: float) -> int:

@@ -3,9 +3,12 @@ server loss and restarts, crash recovery. Real sockets on 127.0.0.1, ports chose
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import queue
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -453,3 +456,123 @@ def test_engines_over_ipv6(server_factory, tmp_path):
     finally:
         for eng in made:
             eng.close()
+
+
+# --- review fixes: closing, stopping, Windows oversized datagrams ------------------------------
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_new_pins_are_saved_when_the_engine_closes(server, make_engine, tmp_path):
+    a = make_engine(server, "alice", encrypted=True)
+    make_engine(server, "bob", encrypted=True)
+    wait_roster(a, ["bob"])
+    a.engine.send_private("bob", "hi")
+    end = time.monotonic() + 5
+    while a.engine.whois("bob").fingerprint is None:  # the handshake is done
+        assert time.monotonic() < end
+        time.sleep(0.005)
+    a.engine.close()  # at once: the lazy 0.2 s save has not happened yet
+    pins = json.loads((tmp_path / "alice" / "pins.json").read_text())
+    assert "bob" in pins["pins"]
+
+
+class BlockingFiles:
+    """A file layer whose tick() or close() blocks until the test lets it go."""
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.closed_at: float | None = None
+
+    def tick(self, now: float) -> None:
+        if self.engine is not None and not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(5)
+            self.engine._closing = True  # the engine thread stops at the end of this turn
+
+    def close(self) -> None:
+        if self.engine is None:
+            self.entered.set()
+            self.release.wait(5)
+            self.closed_at = time.monotonic()
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_callers_are_answered_when_the_engine_thread_stops(server, make_engine):
+    a = make_engine(server, "alice", start=False)
+    a.engine.files = BlockingFiles(a.engine)
+    a.engine.start(timeout=5)
+    assert a.engine.files.entered.wait(5)  # the engine thread is busy in tick()
+    got: list[object] = []
+    a.engine.fetch_identity("nobody", got.append)  # queued behind the busy turn
+    errors: list[BaseException] = []
+
+    def whois() -> None:
+        try:
+            a.engine.whois("nobody")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=whois)
+    caller.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    a.engine.files.release.set()  # the thread stops with both commands still queued
+    caller.join(2)
+    assert not caller.is_alive() and time.monotonic() - t0 < 1
+    assert got == [None] and len(errors) == 1
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
+def test_close_sends_quit_before_closing_slow_file_transfers(server, make_engine):
+    a = make_engine(server, "alice", start=False)
+    b = make_engine(server, "bob")
+    a.engine.files = files = BlockingFiles()
+    a.engine.start(timeout=5)
+    wait_roster(b, ["alice"])
+    closer = threading.Thread(target=a.engine.close)
+    closer.start()
+    try:
+        assert files.entered.wait(3)
+        # files.close() is still running, and the server already saw the QUIT
+        assert server.wait_for_log(r"leave alice \(quit\)", timeout=3)
+        b.wait_for(ev.Left, nickname="alice", timeout=3)
+    finally:
+        files.release.set()
+        closer.join(5)
+    assert files.closed_at is not None and not closer.is_alive()
+
+
+class OversizedThenOne:
+    """A socket stand-in: Windows' WSAEMSGSIZE for a datagram over the buffer, then one more."""
+
+    def __init__(self) -> None:
+        big = OSError(10040, "message too long")
+        big.winerror = 10040  # what Windows sets; Linux truncates instead
+        self.script: list[object] = [big, big, (b"PONG x y", ("127.0.0.1", 9))]
+
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+        if not self.script:
+            raise BlockingIOError
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[return-value]
+
+
+def test_windows_oversized_datagram_is_counted_and_the_batch_goes_on(tmp_path, caplog):
+    from client.plain import PlainTransport
+
+    eng = Engine(("127.0.0.1", 9), "alice", config_dir=tmp_path, bind=("127.0.0.1", 0))
+    real = eng._sock
+    try:
+        eng._transport = PlainTransport(now=0.0)
+        eng._sock = OversizedThenOne()
+        with caplog.at_level(logging.WARNING, logger="client.engine"):
+            eng._drain(0.0)
+        assert eng.stats["oversized"] == 2
+        assert eng.stats["server_dropped"] == 1  # the datagram after them was still read
+        assert not caplog.records
+    finally:
+        eng._sock = real
+        eng.close()
