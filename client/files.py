@@ -105,6 +105,8 @@ class _Transfer:
     last_emit: float = 0.0
     last_done: int = 0
     rate: float = 0.0
+    taken: bool = False             # reported (FileDone/FileFailed): no more progress
+    emit_lock: threading.RLock = field(default_factory=threading.RLock)  # progress vs. _take
 
 
 @dataclass(eq=False)
@@ -405,6 +407,8 @@ class FileTransfers:
                 return False
             del self._by_id[t.tid]
             self._by_token.pop((t.peer, t.token, t.outgoing), None)
+            t.taken = True
+        with t.emit_lock:           # a progress event being emitted goes first
             return True
 
     def _stop(self, t: _Transfer, reason: str, *, tell_peer: bool, discard: bool = False) -> None:
@@ -455,10 +459,11 @@ class FileTransfers:
             t.rate = inst if t.rate == 0.0 else 0.5 * t.rate + 0.5 * inst   # smooth the ETA
             rate = t.rate
         t.last_emit, t.last_done = now, done
-        # Under the lock, checked against _take: never after this transfer's FileDone or
-        # FileFailed (a late one would bring its row back in the window).
-        with self._lock:
-            if t.stop.is_set() or self._by_id.get(t.tid) is not t:
+        # Never after this transfer's FileDone or FileFailed (a late one would bring its row
+        # back in the window): _take waits for an emit in progress (not under _lock, which the
+        # engine thread takes).
+        with t.emit_lock:
+            if t.stop.is_set() or t.taken:
                 return
             self._emit(FileProgress(t.tid, t.peer, t.name, done, t.size, rate, t.outgoing))
 
