@@ -838,16 +838,11 @@ class FileTransfers:
         found = self._resumable(folder, ident)  # disk I/O: outside the lock
         with self._lock:
             part = next((p for p in found if p not in self._parts_in_use), None)
-            if part is None:
-                part = next((folder / (c + PART) for c in candidate_names(t.name)
-                             if folder / (c + PART) not in self._parts_in_use
-                             and not (folder / (c + PART)).exists()
-                             and not (folder / (c + SIDECAR)).exists()), None)
-                if part is None:
-                    raise fs.StreamError("no free name for the partial file")
-                part.touch()
-            self._parts_in_use.add(part)
-            t.part = part
+            if part is not None:
+                self._parts_in_use.add(part)
+                t.part = part
+        if part is None:
+            part = self._fresh_part(folder, t)
         # Not fsynced: losing the sidecar in a crash only costs the resume, and offers should
         # not wait for the disk.
         _sidecar(part).write_text(json.dumps(ident), encoding="utf-8")
@@ -856,6 +851,26 @@ class FileTransfers:
         if offset:
             log.info("resuming %s from %s at %d bytes", t.name, t.peer, offset)
         return out, offset
+
+    def _fresh_part(self, folder: Path, t: _Transfer) -> Path:
+        """Create a new empty ``.part`` for ``t`` under a name nobody uses. The disk work
+        (up to thousands of checks on a slow folder) is outside ``_lock``, which the engine
+        thread takes; the exclusive create settles races with other transfers and processes."""
+        for c in candidate_names(t.name):
+            part = folder / (c + PART)
+            if _sidecar(part).exists():
+                continue
+            try:
+                with open(part, "xb"):
+                    pass
+            except FileExistsError:
+                continue
+            with self._lock:
+                if part not in self._parts_in_use:  # its file was deleted under a live transfer
+                    self._parts_in_use.add(part)
+                    t.part = part
+                    return part
+        raise fs.StreamError("no free name for the partial file")
 
     def _resumable(self, folder: Path, ident: dict) -> list[Path]:
         """``.part`` files in ``folder`` whose sidecar matches ``ident``, longest first."""

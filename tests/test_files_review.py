@@ -8,9 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from client import files
 from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered, FileProgress
-from client.files import FileTransfers
+from client.files import FileTransfers, _Transfer
 from tests.test_files_support import Inbox, Pair
 
 
@@ -170,3 +173,57 @@ def test_progress_racing_a_cancel_comes_before_the_final_event(pair: Pair) -> No
     time.sleep(0.1)                 # any late progress would land by now
     mine = [e for e in pair.alice.inbox.events if getattr(e, "transfer_id", None) == tid]
     assert isinstance(mine[-1], FileFailed) and mine[-1].reason == "cancelled", mine
+
+
+def _incoming(ft: FileTransfers, name: str, size: int = 10) -> _Transfer:
+    return _Transfer(next(ft._ids), "bob", bytes(wire.TOKEN_LEN), name, size, 0, outgoing=False)
+
+
+def test_a_new_part_is_chosen_outside_the_engine_lock(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Picking a free name (many checks on a slow folder) must leave _lock to the engine."""
+    ft = FileTransfers(downloads=tmp_path / "dl", send_control=lambda peer, payload: None,
+                       emit=Inbox(), key_for=lambda peer, label: None,
+                       address_of=lambda peer: None)
+    (tmp_path / "dl").mkdir()
+    for taken in ("a.bin.part", "a (1).bin.part.json"):   # someone else's, of either kind
+        (tmp_path / "dl" / taken).write_bytes(b"")
+    free_for_others: list[bool] = []
+
+    def probe() -> None:
+        got = ft._lock.acquire(timeout=2)
+        if got:
+            ft._lock.release()
+        free_for_others.append(got)
+
+    real_names = files.candidate_names
+
+    def probing_names(name: str, limit: int = 10_000):
+        for cand in real_names(name, limit):
+            th = threading.Thread(target=probe)     # as the engine thread would, meanwhile
+            th.start()
+            th.join()
+            yield cand
+
+    monkeypatch.setattr(files, "candidate_names", probing_names)
+    t = _incoming(ft, "a.bin")
+    out, offset = ft._open_part(t)
+    out.close()
+    assert (t.part, offset) == (tmp_path / "dl" / "a (2).bin.part", 0)
+    assert free_for_others == [True, True, True]
+    assert t.part in ft._parts_in_use
+
+
+def test_a_part_in_use_is_not_handed_out_twice(tmp_path: Path) -> None:
+    ft = FileTransfers(downloads=tmp_path / "dl", send_control=lambda peer, payload: None,
+                       emit=Inbox(), key_for=lambda peer, label: None,
+                       address_of=lambda peer: None)
+    first = _incoming(ft, "a.bin")
+    out, _ = ft._open_part(first)
+    out.close()
+    first.part.unlink()                 # deleted by hand while its transfer still runs
+    second = _incoming(ft, "a.bin")
+    out, _ = ft._open_part(second)
+    out.close()
+    assert first.part == tmp_path / "dl" / "a.bin.part"
+    assert second.part == tmp_path / "dl" / "a (1).bin.part"
