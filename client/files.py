@@ -584,7 +584,7 @@ class FileTransfers:
             if t is not None and t.outgoing and t.state in (OFFERED, ACCEPTED):
                 t.state = RUNNING
             elif t is not None and not t.outgoing and t.reverse_sock is None \
-                    and t.state == ACCEPTED:
+                    and t.state == ACCEPTED and not t.worker_done:
                 t.reverse_sock = conn
                 t.reverse_ready.set()
                 return
@@ -788,9 +788,13 @@ class FileTransfers:
         if t.sock is not None:
             _break(t.sock)
         with self._lock:
-            t.worker_done = True
+            t.worker_done = True    # from now on the listener hands it no connection
+            # the sender's connection may have landed just after our wait for it timed out
+            late = t.reverse_sock if t.reverse_sock is not t.sock else None
             drop = t.discard or _empty(t.part)
             self._parts_in_use.discard(t.part)
+        if late is not None:
+            _break(late)
         if drop:
             self._drop_part(t)
 

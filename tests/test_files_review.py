@@ -227,3 +227,33 @@ def test_a_part_in_use_is_not_handed_out_twice(tmp_path: Path) -> None:
     out.close()
     assert first.part == tmp_path / "dl" / "a.bin.part"
     assert second.part == tmp_path / "dl" / "a (1).bin.part"
+
+
+def test_a_late_reverse_connection_is_closed_with_the_part(tmp_path: Path) -> None:
+    """The sender's connection arrived just after the receiver stopped waiting for it."""
+    ft = FileTransfers(downloads=tmp_path / "dl", send_control=lambda peer, payload: None,
+                       emit=Inbox(), key_for=lambda peer, label: None,
+                       address_of=lambda peer: None)
+    t = _incoming(ft, "a.bin")
+    ours, theirs = socket.socketpair()
+    t.reverse_sock = ours                       # stored by the listener, never picked up
+    ft._release_part(t)
+    assert ours.fileno() == -1
+    assert _closed_by_peer(theirs)
+    theirs.close()
+
+
+def test_no_reverse_connection_is_handed_to_a_finished_worker(tmp_path: Path) -> None:
+    ft = FileTransfers(downloads=tmp_path / "dl", send_control=lambda peer, payload: None,
+                       emit=Inbox(), key_for=lambda peer, label: None,
+                       address_of=lambda peer: None)
+    t = _incoming(ft, "a.bin")
+    t.state = "accepted"
+    with ft._lock:
+        ft._add(t)
+    ft._release_part(t)                         # the worker gave up (its wait timed out)
+    ours, theirs = socket.socketpair()
+    ft._dispatch(ours, ("127.0.0.1", 1), wire.ROLE_SENDER, t.token)
+    assert t.reverse_sock is None and ours.fileno() == -1
+    assert _closed_by_peer(theirs)
+    theirs.close()
