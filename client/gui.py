@@ -752,10 +752,22 @@ class App:
         with self._lock:
             self._closing = True
         self._save_settings()
-        engine, self.engine = self.engine, None
-        if engine is not None:
-            closer = threading.Thread(target=self._close_engine, args=(engine,),
-                                      name="gui-close", daemon=True)
+        engines = [self.engine] if self.engine is not None else []
+        self.engine = None
+        # a connect worker may have finished after our last poll: its engine must QUIT too
+        while True:
+            try:
+                kind, value = self._results.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "ok":
+                engines.append(value[0])
+        if engines:
+            def close_all() -> None:
+                for engine in engines:
+                    self._close_engine(engine)
+
+            closer = threading.Thread(target=close_all, name="gui-close", daemon=True)
             closer.start()
             closer.join(CLOSE_JOIN)
         if self._poll_id is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 import tkinter as tk
 from collections.abc import Iterator
 from pathlib import Path
@@ -476,3 +477,16 @@ def test_whois_dialog_waits_for_the_key_without_blocking(root: tk.Tk, tmp_path: 
     pump(root, lambda: not gone.fetching, what="the answer")
     assert gone.fp_var.get() == "(unknown: zed is not online)"
     gone.top.destroy()
+
+
+def test_closing_before_the_poll_quits_an_engine_already_connected(root: tk.Tk,
+                                                                   tmp_path: Path) -> None:
+    app = App(root, config_dir=tmp_path, engine_factory=StandIn)
+    app.connect("127.0.0.1:7799", "alice")
+    end = time.monotonic() + 5
+    while app._results.empty():  # the worker is done; no Tk update, so no poll ran
+        assert time.monotonic() < end, "the connect worker never answered"
+        time.sleep(0.01)
+    _kind, (engine, _label) = app._results.queue[0]
+    app.close()
+    assert app.engine is None and engine.closed_in == "gui-close"
