@@ -327,13 +327,24 @@ class Engine:
             else:
                 self._identity_waiters.append((now + max(0.0, timeout), peer, on_result))
 
+        self._post(go, lambda: self._answer(on_result, None))
+
+    def mark_verified_later(self, nickname: str, on_result: Callable[[bool], None]) -> None:
+        """Non-blocking ``mark_verified`` (for the Tk face: saving the pins may fsync).
+        ``on_result(ok)`` runs on the engine thread (False at once if it is not running)."""
+        self._post(lambda now: self._answer(on_result, self._mark_verified(nickname)),
+                   lambda: self._answer(on_result, False))
+
+    def _post(self, go: Callable[[float], None], dropped: Callable[[], None]) -> None:
+        """Run ``go`` on the engine thread without waiting; ``dropped()`` instead if the
+        engine is not running or stops first (a callback is always answered)."""
         if self._thread is None or self._closed or not self._thread.is_alive():
-            self._answer(on_result, None)
+            dropped()
             return
         if threading.current_thread() is self._thread:
             go(time.monotonic())
             return
-        self._commands.put(_Call(go, on_drop=lambda: self._answer(on_result, None)))
+        self._commands.put(_Call(go, on_drop=dropped))
         self._wake()
         if not self._thread.is_alive():  # it stopped after our check: nobody else drains
             self._drop_queued()
@@ -1072,11 +1083,11 @@ class Engine:
         self._identity_waiters = keep
 
     @staticmethod
-    def _answer(on_result: Callable[[ev.Whois | None], None], info: ev.Whois | None) -> None:
+    def _answer(on_result: Callable[[Any], None], info: Any) -> None:
         try:
             on_result(info)
         except Exception:  # a UI's bug must not stop the engine
-            log.exception("fetch_identity callback failed")
+            log.exception("%r callback failed", on_result)
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: ev.Event) -> None:

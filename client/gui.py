@@ -184,6 +184,8 @@ class App:
                 break
             if kind == "ok":
                 self._connected(value)
+            elif kind == "verified":
+                self._verified(*value)
             else:
                 self.connect_frame.show_error(value)
         engine = self.engine
@@ -642,6 +644,20 @@ class App:
         tab.view.add_message(self.nickname or "me", text, own=True, msg_id=msg_id)
         return True
 
+    def _verified(self, nick: str, ok: bool, dialog: WhoisDialog | None = None) -> None:
+        """The engine's answer to "Mark as verified" (``mark_verified_later``)."""
+        if self.main_frame is not None:
+            if ok:
+                self.roster.set_marker(nick, "✔")
+            self._peer_view(nick).view.add_system(
+                f"You marked {nick}’s key as verified." if ok
+                else f"Could not mark {nick}’s key as verified: it is not known yet.",
+                error=not ok)
+        if dialog is not None:
+            with contextlib.suppress(tk.TclError):
+                if dialog.top.winfo_exists():
+                    dialog.refresh()
+
     def show_whois(self, nick: str) -> None:
         WhoisDialog(self, nick)
 
@@ -908,7 +924,14 @@ class WhoisDialog:
                                      else "normal")
 
     def verify(self) -> None:
-        self.app._engine_call("mark_verified", self.nick)
+        later = getattr(self.app.engine, "mark_verified_later", None)
+        if later is not None:
+            # saving the pins may fsync: the engine does it and answers through App._results
+            self.verify_button.configure(state="disabled")
+            nick, results = self.nick, self.app._results
+            _quietly(lambda: later(nick, lambda ok: results.put(("verified", (nick, ok, self)))))
+            return
+        self.app._engine_call("mark_verified", self.nick)  # an engine without it: at once
         if self.app.main_frame is not None:
             self.app.roster.set_marker(self.nick, "✔")
             self.app._peer_view(self.nick).view.add_system(

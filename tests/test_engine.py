@@ -140,6 +140,13 @@ def test_encrypted_engines_talk_and_show_fingerprints(server, make_engine):
     assert b.engine.mark_verified("alice")
     assert b.engine.whois("alice").verified
     assert b.engine.whois("nobody") is None
+    answers: queue.Queue[bool] = queue.Queue()  # the Tk face's non-blocking form
+    b.engine.mark_verified_later("alice", answers.put)
+    b.engine.mark_verified_later("nobody", answers.put)
+    assert (answers.get(timeout=5), answers.get(timeout=5)) == (True, False)
+    b.engine.close()
+    b.engine.mark_verified_later("alice", answers.put)  # a closed engine answers at once
+    assert answers.get_nowait() is False
 
 
 @pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)

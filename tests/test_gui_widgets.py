@@ -490,3 +490,44 @@ def test_closing_before_the_poll_quits_an_engine_already_connected(root: tk.Tk,
     _kind, (engine, _label) = app._results.queue[0]
     app.close()
     assert app.engine is None and engine.closed_in == "gui-close"
+
+
+class LaterVerifier(StandIn):
+    """An engine whose mark_verified answers later, on another thread (like the real one)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: list[tuple[str, Any]] = []
+
+    def mark_verified(self, nick: str) -> bool:
+        raise AssertionError("the Tk thread must not wait for mark_verified")
+
+    def mark_verified_later(self, nick: str, on_result: Any) -> None:
+        self.pending.append((nick, on_result))
+
+    def answer(self) -> None:
+        nick, on_result = self.pending.pop(0)
+        ok = nick != "carol"
+        if ok:
+            self.verified.add(nick)
+        threading.Thread(target=on_result, args=(ok,)).start()
+
+
+def test_mark_as_verified_never_waits_for_the_engine(root: tk.Tk, tmp_path: Path) -> None:
+    from client.gui import WhoisDialog
+    app = App(root, config_dir=tmp_path, engine_factory=LaterVerifier)
+    app.connect("127.0.0.1:7799", "alice")
+    pump(root, lambda: app.main_frame is not None, what="the main window")
+    dialog = WhoisDialog(app, "bob")
+    root.update()
+    dialog.verify_button.invoke()
+    assert app.engine.pending and app.roster.text_of("bob") == "bob"  # asked, not waited
+    assert str(dialog.verify_button.cget("state")) == "disabled"
+    app.engine.answer()
+    pump(root, lambda: app.roster.text_of("bob") == "✔ bob", what="the ✔ mark")
+    pump(root, lambda: dialog.state_var.get().startswith("✔ Verified"), what="the dialog")
+    assert "You marked bob’s key as verified." in app._peer_view("bob").view.content()
+    dialog.top.destroy()
+    app._verified("carol", False)  # refused (no key yet): said, no mark
+    assert app.roster.text_of("carol") == "carol"
+    assert "Could not mark carol’s key" in app._peer_view("carol").view.content()
