@@ -441,6 +441,7 @@ def test_engines_over_ipv6(server_factory, tmp_path):
             eng.start(timeout=5)
         a, b = Probe(made[0]), Probe(made[1])
         assert a.engine.address[0] == "::" and len(a.engine.address) == 2
+        assert a.engine._listen_host() == "::"  # the file listener takes our socket's family
         wait_roster(a, ["bob"])
         assert a.engine.address_of("bob") == ("::1", b.engine.address[1])
         a.engine.send_room("привет over v6 🚀")  # a command: the wake-up datagram works
@@ -579,6 +580,7 @@ def test_windows_oversized_datagram_is_counted_and_the_batch_goes_on(tmp_path, c
             eng._drain(0.0)
         assert eng.stats["oversized"] == 2
         assert eng.stats["server_dropped"] == 1  # the datagram after them was still read
+        assert eng._listen_host() == "127.0.0.1"  # an explicit bind address: files listen there
         assert not caplog.records
     finally:
         eng._sock = real
