@@ -170,10 +170,12 @@ class FileTransfers:
     def start(self) -> None:
         """Open the listening socket and its accept thread."""
         lsock = None
+        # create_server binds IPv4 unless told otherwise; an IPv6 engine listens on "::"
+        family = socket.AF_INET6 if ":" in self._listen_host else socket.AF_INET
         for port in dict.fromkeys((self._listen_port, 0)):
             try:
-                lsock = socket.create_server((self._listen_host, port), backlog=128,
-                                             reuse_port=False)
+                lsock = socket.create_server((self._listen_host, port), family=family,
+                                             backlog=128, reuse_port=False)
                 lsock.setblocking(False)     # the accept loop takes a batch at a time
                 break
             except OSError as exc:

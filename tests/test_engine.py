@@ -461,6 +461,17 @@ def test_engines_over_ipv6(server_factory, tmp_path):
         b.wait_for(ev.RoomMessage, sender="alice", text="still fine")
         time.sleep(3 * PING)  # PINGs and PONGs over IPv6: the server stays online
         assert a.engine.server_online and not a.of(ev.ServerLost)
+        # a file goes straight across over IPv6 too (the listener binds "::")
+        a.engine.attach_files(tmp_path / "a-dl")
+        b.engine.attach_files(tmp_path / "b-dl")
+        src = tmp_path / "v6.bin"
+        data = os.urandom(200_000)
+        src.write_bytes(data)
+        a.engine.offer_files("bob", [src])
+        offer = b.wait_for(ev.FileOffered, sender="alice", name="v6.bin")
+        b.engine.accept_file(offer.transfer_id)
+        done = b.wait_for(ev.FileDone, name="v6.bin", timeout=15)
+        assert done.path is not None and done.path.read_bytes() == data
     finally:
         for eng in made:
             eng.close()
