@@ -139,17 +139,30 @@ class Out(io.StringIO):
         raise AssertionError(f"no such line in {self.getvalue()!r}")
 
 
-@pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
-def test_terminal_in_process(server, tmp_path):
-    bob = Engine(server.address, "bob", config_dir=tmp_path / "b", encrypted=False)
+@contextlib.contextmanager
+def alice_at_a_terminal(server, tmp_path, *, encrypted: bool = True):
+    """bob as a bare Engine, alice behind a Terminal fed by a pipe; alice leaves (end of
+    input) and must exit 0."""
+    bob = Engine(server.address, "bob", config_dir=tmp_path / "b", encrypted=encrypted)
     bob.start()
-    alice = Engine(server.address, "alice", config_dir=tmp_path / "a", encrypted=False)
+    alice = Engine(server.address, "alice", config_dir=tmp_path / "a", encrypted=encrypted)
     stdin, stdout = Pipe(), Out()
     alice.start()
     term = Terminal(alice, stdin, stdout)
     runner = threading.Thread(target=lambda: setattr(term, "code", term.run()))
     runner.start()
     try:
+        yield alice, bob, stdin, stdout
+    finally:
+        stdin.close_input()
+        runner.join(5)
+        bob.close()
+    assert term.code == 0
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
+def test_terminal_in_process(server, tmp_path):
+    with alice_at_a_terminal(server, tmp_path, encrypted=False) as (alice, bob, stdin, stdout):
         stdin.put("/who")
         stdout.wait_line(lambda x: x == "-!- online (2): alice, bob")
         stdin.put(r"hello\nworld")
@@ -177,11 +190,6 @@ def test_terminal_in_process(server, tmp_path):
         stdout.wait_line(lambda x: x == "-!- file transfer is not available")
         stdin.put("/accept x")
         stdout.wait_line(lambda x: x == "-!- usage: /accept ID")
-    finally:
-        stdin.close_input()
-        runner.join(5)
-        bob.close()
-    assert term.code == 0
 
 
 def test_damaged_identity_key_is_a_one_line_error(server, tmp_path):
@@ -200,15 +208,7 @@ def test_damaged_identity_key_is_a_one_line_error(server, tmp_path):
 
 @pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
 def test_whois_fetches_the_key_without_any_message(server, tmp_path):
-    bob = Engine(server.address, "bob", config_dir=tmp_path / "b")
-    bob.start()
-    alice = Engine(server.address, "alice", config_dir=tmp_path / "a")
-    stdin, stdout = Pipe(), Out()
-    alice.start()
-    term = Terminal(alice, stdin, stdout)
-    runner = threading.Thread(target=lambda: setattr(term, "code", term.run()))
-    runner.start()
-    try:
+    with alice_at_a_terminal(server, tmp_path) as (alice, bob, stdin, stdout):
         stdin.put("/verify nobody")
         stdout.wait_line(lambda x: x == "-!- no such nickname online: nobody")
         stdin.put("/whois BOB")  # fresh: no message ever exchanged, nothing pinned
@@ -219,11 +219,6 @@ def test_whois_fetches_the_key_without_any_message(server, tmp_path):
         assert alice.is_verified("bob")
         # and the other way round too: bob learnt alice's key from that handshake
         assert bob.whois("alice").fingerprint == alice.own_fingerprint()
-    finally:
-        stdin.close_input()
-        runner.join(5)
-        bob.close()
-    assert term.code == 0
 
 
 def ipv6_server(server_factory):
