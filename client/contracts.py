@@ -1,0 +1,87 @@
+"""The declared interfaces between the client's layers.
+
+The engine holds its parts by these types, so a reader (and a type checker) sees what each layer
+offers without asking it at run time. Implementations: ``Transport`` by the plain and the secure
+peer transports; ``FileService`` by the file-transfer manager.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+
+class Transport(Protocol):
+    """Sans-IO peer transport: frames in and out for the Messenger, datagrams to and from peers.
+
+    Every method takes ``now`` where time matters and never touches a socket.
+    """
+
+    def wrap(self, peer: str, frame: bytes, now: float) -> None:
+        """Queue ``frame`` for ``peer`` (may start a handshake)."""
+
+    def unwrap(self, peer: str, datagram: bytes, now: float) -> None:
+        """A datagram from ``peer``'s address; never raises."""
+
+    def on_timer(self, now: float) -> None: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def take_outgoing(self) -> list[tuple[str, bytes]]:
+        """(peer, datagram) pairs to send."""
+
+    def take_frames(self) -> list[tuple[str, bytes]]:
+        """(peer, frame) pairs for the Messenger, authenticated."""
+
+    def take_events(self) -> list[object]:
+        """Session events (started, key changed, unreachable), in order; before ``take_frames``."""
+
+    def forget_peer(self, peer: str) -> None: ...
+
+    def ensure_session(self, peer: str, now: float) -> bool:
+        """True if a session with ``peer`` is up; else start one (unless one is under way)."""
+
+    def session_key_for(self, peer: str, label: bytes) -> bytes | None:
+        """32 bytes bound to the live session with ``peer``, or None (no session / no crypto)."""
+
+    def own_fingerprint(self) -> str | None: ...
+
+    def fingerprint(self, peer: str) -> str | None: ...
+
+    def warning_for(self, peer: str) -> str | None: ...
+
+    def key_changed(self, peer: str) -> bool: ...
+
+    def is_verified(self, peer: str) -> bool: ...
+
+    def mark_verified(self, peer: str) -> bool: ...
+
+    def close(self) -> None:
+        """Flush anything still to be saved (pins); the engine calls it when it stops."""
+
+
+class FileService(Protocol):
+    """Peer-to-peer file transfer as the engine drives it; none of these blocks on the network."""
+
+    port: int
+
+    def start(self) -> None: ...
+
+    def offer(self, peer: str, paths: list[Path]) -> list[int]: ...
+
+    def accept(self, transfer_id: int) -> None: ...
+
+    def decline(self, transfer_id: int) -> None: ...
+
+    def cancel(self, transfer_id: int) -> None: ...
+
+    def on_control(self, peer: str, payload: bytes) -> None:
+        """An authenticated, reliable, in-order control payload (starts with b"F"); never raises."""
+
+    def on_peer_left(self, peer: str) -> None: ...
+
+    def on_undelivered(self, peer: str, payload: bytes) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
