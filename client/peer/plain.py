@@ -2,7 +2,7 @@
 
 Used before encryption exists and as the benchmark baseline. It only puts frames into envelopes
 and takes them out; where a datagram may come from (the roster address of ``peer``) is checked by
-the engine before ``unwrap``. Same interface as ``client.secure.SecureTransport``
+the engine before ``unwrap``. Same interface as ``client.peer.secure.SecureTransport``
 (docs/ARCHITECTURE.md, "Transports").
 """
 
