@@ -33,7 +33,6 @@ from typing import Any
 
 from client import config
 from client import events as ev
-from client.registration import Registration, RegistrationError, ServerUnreachable, register
 from client.peer.messenger import (
     KIND_CONTROL,
     KIND_PRIVATE,
@@ -45,6 +44,7 @@ from client.peer.messenger import (
     Messenger,
     Undelivered,
 )
+from client.registration import Registration, RegistrationError, ServerUnreachable, register
 from client.roster import Changes, Roster
 from models import directory_wire as wire
 from models.errors import ProtocolError

@@ -23,8 +23,8 @@ from tkinter import ttk
 
 import pytest
 
-from client.peer import identity
 from client.gui import App, WhoisDialog
+from client.peer import identity
 from client.peer.identity import fingerprint
 from client.terminal import format_address
 from tests.test_gui_support import (

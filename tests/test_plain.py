@@ -1,12 +1,13 @@
-"""PlainTransport (client/peer/plain.py): PLAIN envelopes around frames, nothing else gets through."""
+"""PlainTransport (client/peer/plain.py): PLAIN envelopes around frames, nothing else gets
+through."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.peer.plain import PlainTransport
 from client.peer.messenger import KIND_ROOM, Delivered, Messenger
+from client.peer.plain import PlainTransport
 from models import peer_wire
 from models.peer_wire import MAX_FRAME, PLAIN, SEALED
 

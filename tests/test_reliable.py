@@ -1,4 +1,5 @@
-"""The Messenger (client/peer/messenger.py) over an in-memory, seeded, lossy network; simulated time."""
+"""The Messenger (client/peer/messenger.py) over an in-memory, seeded, lossy network, simulated
+time."""
 
 from __future__ import annotations
 
@@ -195,7 +196,9 @@ def test_room_message_to_many_peers_over_loss():
         assert [e.msg_id for e in net.of(p, Delivered)] == ids
     assert len(net.of("a", Acked)) == 20 * 30
     a = net.nodes["a"]
-    assert a.next_deadline() is None and not a._sender._timers and not a._sender._deadlines and not a._sender._msgs
+    sender = a._sender
+    assert a.next_deadline() is None and not sender._timers and not sender._deadlines \
+        and not sender._msgs
 
 
 @settings(max_examples=25, deadline=None)

@@ -732,7 +732,7 @@ def test_protocol_doc_example() -> None:
     assert alice.session_key_for("bob", b"f") == h(b"export:f", b"OLChat-kdf-v1", export)
 
 
-# ---- the reliable layer (client/peer/messenger.py) over the secure transport, as the engine wires it
+# ---- the Messenger (client/peer/messenger.py) over the secure transport, as the engine wires it
 
 
 class Node:
@@ -842,7 +842,7 @@ def test_messenger_over_secure_survives_a_restart() -> None:
 
 
 def test_fast_aead_matches_nacl_bindings() -> None:
-    from client.peer.secure import _Aead
+    from client.peer.sealed import Aead as _Aead
 
     aead = _Aead()
     rand = random.Random(3)

@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client.engine import Engine  # noqa: E402
-from client.peer.plain import PlainTransport  # noqa: E402
 from client.peer.messenger import KIND_ROOM, Messenger  # noqa: E402
+from client.peer.plain import PlainTransport  # noqa: E402
 from client.roster import Roster  # noqa: E402
 
 
