@@ -84,3 +84,13 @@ def test_arbitrary_datagrams_never_raise(datagram):
     t.unwrap("x", datagram, 0.0)
     for _, frame in t.take_frames():
         assert 0 < len(frame) <= MAX_FRAME
+
+
+@given(st.lists(st.binary(min_size=1, max_size=MAX_FRAME), max_size=8))
+def test_frames_round_trip(frames):
+    ta, tb = PlainTransport(), PlainTransport()
+    for frame in frames:
+        ta.wrap("bob", frame, 0.0)
+    for _, datagram in ta.take_outgoing():
+        tb.unwrap("alice", datagram, 0.0)
+    assert tb.take_frames() == [("alice", frame) for frame in frames]

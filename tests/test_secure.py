@@ -961,3 +961,34 @@ def test_ensure_session_respects_the_holdoff_after_a_failure() -> None:
     assert not net.t["alice"].ensure_session("bob", net.now)
     net.flush()
     assert len(net.sniffed) == sent  # during the holdoff: nothing sent
+
+
+_ESTABLISHED = established("alice", "bob")  # one handshake for every example below
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=MAX_FRAME), min_size=1, max_size=6))
+def test_frames_round_trip_through_a_session(frames: list[bytes]) -> None:
+    alice, bob = _ESTABLISHED.t["alice"], _ESTABLISHED.t["bob"]
+    for frame in frames:
+        alice.wrap("bob", frame, 0.0)
+    datagrams = alice.take_outgoing()
+    assert [peer for peer, _ in datagrams] == ["bob"] * len(frames)
+    for _, datagram in datagrams:
+        assert all(frame not in datagram for frame in frames if len(frame) >= 8)  # sealed
+        bob.unwrap("alice", datagram, 0.0)
+    assert bob.take_frames() == [("alice", frame) for frame in frames]
+    assert bob.take_outgoing() == [] and bob.stats["internal error"] == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=1300))
+def test_arbitrary_bytes_in_the_live_session_never_raise(data: bytes) -> None:
+    """Datagrams that carry the live session's id (so reach the replay window and the AEAD)."""
+    alice, bob = _ESTABLISHED.t["alice"], _ESTABLISHED.t["bob"]
+    alice.wrap("bob", b"x", 0.0)
+    [(_, genuine)] = alice.take_outgoing()
+    bob.unwrap("alice", genuine[:11] + data, 0.0)
+    assert bob.take_frames() == [] and bob.stats["internal error"] == 0
+    bob.unwrap("alice", genuine, 0.0)  # the session survived the garbage
+    assert bob.take_frames() == [("alice", b"x")]
