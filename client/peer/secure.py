@@ -170,6 +170,7 @@ class SecureTransport:
         self._channel = SealedChannel(replay_window, self._drop)
         self._seal_raw = self._channel.seal_raw  # bound once: called per datagram
         self._seal = self._channel.seal
+        self._open = self._channel.open
 
     # ---- Transport interface -------------------------------------------------------------
 
@@ -445,13 +446,12 @@ class SecureTransport:
         if s is None or datagram[SESSION_ID_SLICE] != s.sid:
             self._unknown_session(peer, st, datagram, now)
             return
-        frame = self._channel.open(peer, s, datagram)
-        if frame is None:
-            return
-        if not s.confirmed:
-            s.confirm()
-        if frame:
-            self._frames.append((peer, frame))
+        frame = self._open(peer, s, datagram)
+        if frame is not None:
+            if not s.confirmed:
+                s.confirm()
+            if frame:
+                self._frames.append((peer, frame))
 
     def _unknown_session(self, peer: str, st: _Peer | None, datagram: bytes, now: float) -> None:
         if st is not None and st.half_open is not None:
