@@ -33,8 +33,7 @@ from typing import Any
 
 from client import config
 from client import events as ev
-from client.registration import Registration, RegistrationError, ServerUnreachable, register
-from client.reliable import (
+from client.peer.messenger import (
     KIND_CONTROL,
     KIND_PRIVATE,
     KIND_ROOM,
@@ -45,6 +44,7 @@ from client.reliable import (
     Messenger,
     Undelivered,
 )
+from client.registration import Registration, RegistrationError, ServerUnreachable, register
 from client.roster import Changes, Roster
 from models import directory_wire as wire
 from models.errors import ProtocolError
@@ -556,18 +556,18 @@ class Engine:
         """(identity key, pin store) for the encrypted transport; None for the plain one."""
         if not self._encrypted:
             return None
-        from client import identity
-        from client.pins import PinStore
+        from client.peer import identity
+        from client.peer.pins import PinStore
 
         cdir = config.config_dir(self._config_dir)
         return identity.load_or_create(cdir), PinStore.in_dir(cdir)
 
     def _make_transport(self, keys: Any, now: float) -> Any:
         if keys is None:
-            from client.plain import PlainTransport
+            from client.peer.plain import PlainTransport
 
             return PlainTransport(now=now)
-        from client.secure import SecureTransport
+        from client.peer.secure import SecureTransport
 
         signing_key, pins = keys
         return SecureTransport(signing_key, self.nickname, pins, now=now)

@@ -17,7 +17,7 @@ import pytest
 
 from client import events as ev
 from client.engine import Engine, MessageTooLarge, UnknownPeer
-from client.reliable import MAX_MESSAGE
+from client.peer.messenger import MAX_MESSAGE
 from models import directory_wire as wire
 from models import frames
 from models.peer_wire import PLAIN, make_envelope
@@ -580,7 +580,7 @@ class OversizedThenOne:
 
 
 def test_windows_oversized_datagram_is_counted_and_the_batch_goes_on(tmp_path, caplog):
-    from client.plain import PlainTransport
+    from client.peer.plain import PlainTransport
 
     eng = Engine(("127.0.0.1", 9), "alice", config_dir=tmp_path, bind=("127.0.0.1", 0))
     real = eng._sock

@@ -23,9 +23,9 @@ from tkinter import ttk
 
 import pytest
 
-from client import identity
 from client.gui import App, WhoisDialog
-from client.identity import fingerprint
+from client.peer import identity
+from client.peer.identity import fingerprint
 from client.terminal import format_address
 from tests.test_gui_support import (
     TkThreadRecorder,

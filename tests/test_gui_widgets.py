@@ -23,7 +23,7 @@ from client.config import load_json, settings_path
 from client.gui import App
 from client.gui_chat import InputLine, MessageView
 from client.gui_theme import THEMES
-from client.reliable import MessageTooLarge
+from client.peer.messenger import MessageTooLarge
 from tests.test_gui_support import press, pump, shown_root, type_text
 
 pytestmark = pytest.mark.gui

@@ -1,4 +1,4 @@
-"""client.identity: the long-term key file and human fingerprints."""
+"""client.peer.identity: the long-term key file and human fingerprints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import nacl.signing
 import pytest
 
-from client.identity import (
+from client.peer.identity import (
     IdentityError,
     fingerprint,
     identity_path,

@@ -1,4 +1,4 @@
-"""client.pins: trust on first use, persisted."""
+"""client.peer.pins: trust on first use, persisted."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from client.pins import PINS_FILE, PinStore
+from client.peer.pins import PINS_FILE, PinStore
 
 A = b"\xaa" * 32
 B = b"\xbb" * 32

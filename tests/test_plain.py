@@ -1,12 +1,13 @@
-"""PlainTransport (client/plain.py): PLAIN envelopes around frames, nothing else gets through."""
+"""PlainTransport (client/peer/plain.py): PLAIN envelopes around frames, nothing else gets
+through."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.plain import PlainTransport
-from client.reliable import KIND_ROOM, Delivered, Messenger
+from client.peer.messenger import KIND_ROOM, Delivered, Messenger
+from client.peer.plain import PlainTransport
 from models import peer_wire
 from models.peer_wire import MAX_FRAME, PLAIN, SEALED
 
@@ -83,3 +84,13 @@ def test_arbitrary_datagrams_never_raise(datagram):
     t.unwrap("x", datagram, 0.0)
     for _, frame in t.take_frames():
         assert 0 < len(frame) <= MAX_FRAME
+
+
+@given(st.lists(st.binary(min_size=1, max_size=MAX_FRAME), max_size=8))
+def test_frames_round_trip(frames):
+    ta, tb = PlainTransport(), PlainTransport()
+    for frame in frames:
+        ta.wrap("bob", frame, 0.0)
+    for _, datagram in ta.take_outgoing():
+        tb.unwrap("alice", datagram, 0.0)
+    assert tb.take_frames() == [("alice", frame) for frame in frames]

@@ -1,4 +1,5 @@
-"""The Messenger (client/reliable.py) over an in-memory, seeded, lossy network; simulated time."""
+"""The Messenger (client/peer/messenger.py) over an in-memory, seeded, lossy network, simulated
+time."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client import reliable
-from client.reliable import (
+from client.peer import receiving, rto, sending
+from client.peer.messenger import (
     KIND_CONTROL,
     KIND_PRIVATE,
     KIND_ROOM,
@@ -128,7 +129,7 @@ def test_64k_message_reassembled_over_loss():
     net.run()
     assert payloads_from(net, "b", "a") == [payload]
     assert net.of("a", Acked) == [Acked("b", msg_id)]
-    assert net.nodes["b"]._held == 0  # reassembly memory released
+    assert net.nodes["b"]._receiver.held == 0  # reassembly memory released
 
 
 def test_too_large_refused_before_anything_is_queued():
@@ -181,7 +182,7 @@ def test_lossy_both_ways_exactly_once_in_order():
     for node in net.nodes.values():
         assert node.counters["retransmits"] > 0
         assert node.counters["internal_error"] == 0
-        assert node._held == 0
+        assert node._receiver.held == 0
 
 
 def test_room_message_to_many_peers_over_loss():
@@ -195,7 +196,9 @@ def test_room_message_to_many_peers_over_loss():
         assert [e.msg_id for e in net.of(p, Delivered)] == ids
     assert len(net.of("a", Acked)) == 20 * 30
     a = net.nodes["a"]
-    assert a.next_deadline() is None and not a._timers and not a._deadlines and not a._msgs
+    sender = a._sender
+    assert a.next_deadline() is None and not sender._timers and not sender._deadlines \
+        and not sender._msgs
 
 
 @settings(max_examples=25, deadline=None)
@@ -353,12 +356,12 @@ def test_room_send_arms_one_timer_and_acks_clean_it_up():
     net = Net(["a", *peers], delay=(0.001, 0.001))
     a = net.nodes["a"]
     a.send(peers, KIND_ROOM, b"hello", 0.0)
-    assert len(a._timers) == 1 and len(a._buckets) == 1
-    assert a.next_deadline() == pytest.approx(reliable.RTO_INITIAL)
+    assert len(a._sender._timers) == 1 and len(a._sender._buckets) == 1
+    assert a.next_deadline() == pytest.approx(rto.RTO_INITIAL)
     net.flush()
     net.run()
     assert len(net.of("a", Acked)) == 200
-    assert a.next_deadline() is None and not a._timers and not a._buckets
+    assert a.next_deadline() is None and not a._sender._timers and not a._sender._buckets
 
 
 def test_plain_ack_fast_path_matches_the_codec():
@@ -370,7 +373,7 @@ def test_plain_ack_fast_path_matches_the_codec():
     b.receive("a", data, 0.001)
     (_, ack), = b.take_outgoing()
     assert len(ack) == frames.ACK_HEAD.size
-    epoch = a._send["b"].epoch
+    epoch = a._sender._send["b"].epoch
     bad = frames.ACK_HEAD.pack(frames.ACK, epoch, 1, 1)  # one range announced, none there
     a.receive("b", bad, 0.002)
     assert a.counters["malformed"] == 1 and not a.take_events()
@@ -378,7 +381,7 @@ def test_plain_ack_fast_path_matches_the_codec():
     assert a.counters["stale_ack"] == 1 and not a.take_events()
     a.receive("b", ack, 0.002)
     assert a.take_events() == [Acked("b", msg_id)]
-    assert a._send["b"].srtt == pytest.approx(0.002)
+    assert a._sender._send["b"].srtt == pytest.approx(0.002)
     a.receive("b", ack, 0.003)  # a duplicate changes nothing
     assert not a.take_events() and a.next_deadline() is None
 
@@ -387,19 +390,19 @@ def test_window_limits_frames_in_flight():
     m = Messenger(now=0.0)
     for _ in range(300):
         m.send(["b"], KIND_ROOM, b"m", 0.0)
-    assert len(m.take_outgoing()) == reliable.SEND_WINDOW
+    assert len(m.take_outgoing()) == sending.SEND_WINDOW
     # everything queued drains as acks open the window
     net = Net(["a", "b"])
     for _ in range(300):
         net.send("a", ["b"], b"m")
-    assert len([1 for s, _, f in net.sent_frames if s == "a"]) == reliable.SEND_WINDOW
+    assert len([1 for s, _, f in net.sent_frames if s == "a"]) == sending.SEND_WINDOW
     net.run()
     assert len(net.of("b", Delivered)) == 300
 
 
 def test_pending_cap_refuses_with_undelivered(monkeypatch):
-    monkeypatch.setattr(reliable, "MAX_QUEUED_FRAMES", 10)
-    monkeypatch.setattr(reliable, "SEND_WINDOW", 2)
+    monkeypatch.setattr(sending, "MAX_QUEUED_FRAMES", 10)
+    monkeypatch.setattr(sending, "SEND_WINDOW", 2)
     m = Messenger(now=0.0)
     ids = [m.send(["b"], KIND_ROOM, b"m", 0.0) for _ in range(13)]
     assert m.take_events() == [Undelivered("b", ids[12], KIND_ROOM, b"m")]
@@ -411,9 +414,9 @@ def test_hostile_ack_cannot_acknowledge_unsent_frames():
     first = frames.decode(m.take_outgoing()[0][1])
     m.receive("b", frames.encode_ack(first.epoch, 2**64 - 1, []), 0.001)
     acked = m.take_events()
-    assert acked == [Acked("b", i) for i in ids[:reliable.SEND_WINDOW]]
+    assert acked == [Acked("b", i) for i in ids[:sending.SEND_WINDOW]]
     # the rest is now sent, not considered delivered
-    assert len(m.take_outgoing()) == 200 - reliable.SEND_WINDOW
+    assert len(m.take_outgoing()) == 200 - sending.SEND_WINDOW
 
 
 def test_malformed_and_stale_frames_change_nothing():
@@ -431,19 +434,19 @@ def bogus_data(epoch, seq, lag=0, index=1, count=58, chunk=b"\0" * frames.MAX_CH
 
 
 def test_flood_of_bogus_fragments_stays_within_caps(monkeypatch):
-    monkeypatch.setattr(reliable, "MAX_PEERS", 8)
-    monkeypatch.setattr(reliable, "MAX_HELD_BYTES", 200 * frames.MAX_CHUNK)
+    monkeypatch.setattr(receiving, "MAX_PEERS", 8)
+    monkeypatch.setattr(receiving, "MAX_HELD_BYTES", 200 * frames.MAX_CHUNK)
     m = Messenger(now=0.0)
     rng = random.Random(4)
     for i in range(5000):
         peer = f"evil{i % 20}"
         # base 0, and seq 0 never comes: everything is held out of order (or beyond the window)
-        seq = rng.randrange(1, reliable.RECV_WINDOW + 50)
+        seq = rng.randrange(1, receiving.RECV_WINDOW + 50)
         m.receive(peer, bogus_data(7, seq, lag=seq, index=rng.randrange(58)), 0.0)
-        assert m._held <= reliable.MAX_HELD_BYTES
+        assert m._receiver.held <= receiving.MAX_HELD_BYTES
         m.take_outgoing()
-    assert len(m._recv) <= 8
-    assert all(len(s.buffer) <= reliable.RECV_WINDOW for s in m._recv.values())
+    assert len(m._receiver._recv) <= 8
+    assert all(len(s.buffer) <= receiving.RECV_WINDOW for s in m._receiver._recv.values())
     assert m.counters["held_cap"] > 0 and m.counters["too_many_peers"] > 0
     assert m.counters["beyond_window"] > 0
     assert m.counters["internal_error"] == 0
@@ -454,7 +457,7 @@ def test_reassembly_of_one_peer_is_bounded_by_the_message_limit():
     # fragments in order that claim 255 fragments: cut off at MAX_MESSAGE, never delivered
     for i in range(255):
         m.receive("evil", bogus_data(1, i, index=i, count=255), 0.0)
-        assert m._held <= MAX_MESSAGE + frames.MAX_CHUNK
+        assert m._receiver.held <= MAX_MESSAGE + frames.MAX_CHUNK
     assert m.take_events() == []
     assert m.counters["too_large"] == 1
 
@@ -465,7 +468,7 @@ def test_out_of_place_fragment_breaks_only_that_message():
     m.receive("p", bogus_data(1, 1, index=2, count=3, chunk=b"c"), 0.0)  # skips index 1
     m.receive("p", bogus_data(1, 2, index=0, count=1, chunk=b"ok"), 0.0)
     assert [e.payload for e in m.take_events()] == [b"ok"]
-    assert m.counters["bad_fragment"] == 1 and m._held == 0
+    assert m.counters["bad_fragment"] == 1 and m._receiver.held == 0
 
 
 # ------------------------------------------------------------------------ the RTO
@@ -488,12 +491,12 @@ def test_rto_adapts_to_rtt_and_recovers_after_backoff():
     for _ in range(20):
         rtt_exchange(a, b, now, 0.2)
         now += 1
-    stream = a._send["b"]
+    stream = a._sender._send["b"]
     assert 0.2 < stream.rto < 0.3 and abs(stream.srtt - 0.2) < 0.01
     for _ in range(40):
         rtt_exchange(a, b, now, 0.0005)
         now += 1
-    assert stream.rto == reliable.RTO_MIN
+    assert stream.rto == rto.RTO_MIN
     # a loss burst: the frame is retransmitted with growing timeouts, up to the LAN's cap ...
     a.send(["b"], KIND_ROOM, b"lost", now)
     a.take_outgoing()
@@ -507,9 +510,9 @@ def test_rto_adapts_to_rtt_and_recovers_after_backoff():
     gaps = [round(y - x, 4) for x, y in zip([now, *times], times, strict=False)]
     assert gaps == [0.02, 0.03, 0.045, 0.0675, 0.1013, 0.1519, 0.2278, 0.25, 0.25]
     # ... new frames meanwhile start at the clean RTO, not at the backed-off timeout ...
-    assert stream.rto == reliable.RTO_MIN
+    assert stream.rto == rto.RTO_MIN
     a.send(["b"], KIND_ROOM, b"next", t)
-    assert a.take_outgoing() and list(stream.inflight.values())[-1].timeout == reliable.RTO_MIN
+    assert a.take_outgoing() and list(stream.inflight.values())[-1].timeout == rto.RTO_MIN
     srtt = stream.srtt
     for _, f in last:  # ... and an ACK of a retransmitted frame is no sample (Karn)
         b.receive("a", f, t + 0.0002)
@@ -517,7 +520,7 @@ def test_rto_adapts_to_rtt_and_recovers_after_backoff():
         a.receive("b", f, t + 0.0005)
     assert stream.srtt == srtt and stream.ambiguous == 1
     rtt_exchange(a, b, t + 1, 0.0005)  # a clean sample clears the count
-    assert stream.rto == reliable.RTO_MIN and stream.ambiguous == 0
+    assert stream.rto == rto.RTO_MIN and stream.ambiguous == 0
 
 
 def backoff_gaps(m, start, until):
@@ -534,25 +537,25 @@ def backoff_gaps(m, start, until):
 def test_initial_rto_and_cap():
     m = Messenger(now=0.0)
     m.send(["b"], KIND_ROOM, b"x", 0.0)
-    assert m.next_deadline() == pytest.approx(reliable.RTO_INITIAL)
+    assert m.next_deadline() == pytest.approx(rto.RTO_INITIAL)
     gaps = backoff_gaps(m, 0.0, 9.9)
     # no RTT sample yet: the cap is CAP_FACTOR x the initial RTO
-    assert max(gaps) == pytest.approx(reliable.CAP_FACTOR * reliable.RTO_INITIAL)
+    assert max(gaps) == pytest.approx(rto.CAP_FACTOR * rto.RTO_INITIAL)
     m.on_timer(10.0)
     assert [type(e) for e in m.take_events()] == [Undelivered]
 
 
-@pytest.mark.parametrize("rtt, cap", [(0.0005, reliable.CAP_FLOOR), (0.08, None),
-                                      (0.3, None), (0.6, reliable.RTO_MAX)])
+@pytest.mark.parametrize("rtt, cap", [(0.0005, rto.CAP_FLOOR), (0.08, None),
+                                      (0.3, None), (0.6, rto.RTO_MAX)])
 def test_backoff_cap_follows_the_path(rtt, cap):
     """A LAN backs off to CAP_FLOOR at most, an Internet path to CAP_FACTOR x its RTO, a slow
     one to RTO_MAX."""
     a, b = Messenger(now=0.0), Messenger(now=0.0)
     for i in range(30):
         rtt_exchange(a, b, float(i), rtt)
-    stream = a._send["b"]
-    expect = cap if cap is not None else reliable.CAP_FACTOR * stream.rto
-    assert reliable.CAP_FLOOR < expect < reliable.RTO_MAX or cap is not None
+    stream = a._sender._send["b"]
+    expect = cap if cap is not None else rto.CAP_FACTOR * stream.rto
+    assert rto.CAP_FLOOR < expect < rto.RTO_MAX or cap is not None
     a.send(["b"], KIND_ROOM, b"lost", 100.0)
     a.take_outgoing()
     gaps = backoff_gaps(a, 100.0, 109.0)
@@ -568,8 +571,8 @@ def test_path_slower_than_the_cap_is_learnt():
     for _ in range(5):
         net.send("a", ["b"], b"fast")
         net.run()
-    stream = net.nodes["a"]._send["b"]
-    assert stream.rto == reliable.RTO_MIN
+    stream = net.nodes["a"]._sender._send["b"]
+    assert stream.rto == rto.RTO_MIN
     net.delay = (0.3, 0.3)
     sent = []
     for i in range(60):
@@ -577,7 +580,7 @@ def test_path_slower_than_the_cap_is_learnt():
         net.send("a", ["b"], sent[-1])
         net.run(until=lambda: len(net.of("a", Acked)) == 5 + len(sent))
     check_exactly_once_in_order(net, "a", "b", [b"fast"] * 5 + sent)
-    assert stream.srtt > 0.1 and stream.rto > 0.6 and stream.cap == reliable.RTO_MAX
+    assert stream.srtt > 0.1 and stream.rto > 0.6 and stream.cap == rto.RTO_MAX
     before = net.nodes["a"].counters["retransmits"]
     net.send("a", ["b"], b"settled")
     net.run()
@@ -630,6 +633,6 @@ def test_arbitrary_frames_never_raise_and_hold_little(inputs):
         m.take_outgoing()
     m.take_events()
     assert m.counters["internal_error"] == 0
-    assert m._held <= len(inputs) * 50
-    st_ = m._recv.get("p")
-    assert st_ is None or len(st_.buffer) < reliable.RECV_WINDOW
+    assert m._receiver.held <= len(inputs) * 50
+    st_ = m._receiver._recv.get("p")
+    assert st_ is None or len(st_.buffer) < receiving.RECV_WINDOW

@@ -1,4 +1,4 @@
-"""client.secure: SecureTransports wired together in memory, with a simulated clock."""
+"""client.peer.secure: SecureTransports wired together in memory, with a simulated clock."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client.events import KeyChanged, PeerUnreachable
-from client.identity import fingerprint
-from client.pins import PinStore
-from client.secure import WARNING_KEY_CHANGED, SecureTransport, SessionStarted
+from client.peer.identity import fingerprint
+from client.peer.pins import PinStore
+from client.peer.secure import WARNING_KEY_CHANGED, SecureTransport, SessionStarted
 from models import secure_wire as sw
 from models.peer_wire import MAX_FRAME
 
@@ -732,13 +732,13 @@ def test_protocol_doc_example() -> None:
     assert alice.session_key_for("bob", b"f") == h(b"export:f", b"OLChat-kdf-v1", export)
 
 
-# ---- the reliable layer (client/reliable.py) over the secure transport, as the engine wires it
+# ---- the Messenger (client/peer/messenger.py) over the secure transport, as the engine wires it
 
 
 class Node:
     def __init__(self, name: str, now: float, rand: random.Random,
                  key: nacl.signing.SigningKey | None = None) -> None:
-        from client.reliable import Messenger
+        from client.peer.messenger import Messenger
 
         self.name = name
         self.messenger = Messenger(now=now, rng=random.Random(rand.random()))
@@ -749,7 +749,7 @@ class Node:
         self.restarts = 0
 
     def pump(self, now: float) -> list[tuple[str, bytes]]:
-        from client.reliable import Delivered, Undelivered
+        from client.peer.messenger import Delivered, Undelivered
 
         m, t = self.messenger, self.transport
         out = []
@@ -806,7 +806,7 @@ class Wire:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_messages_exactly_once_in_order_over_secure_with_20_percent_loss(seed: int) -> None:
-    from client.reliable import KIND_PRIVATE
+    from client.peer.messenger import KIND_PRIVATE
 
     wire = Wire("alice", "bob", loss=0.2, seed=seed)
     alice, bob = wire.nodes["alice"], wire.nodes["bob"]
@@ -824,7 +824,7 @@ def test_messages_exactly_once_in_order_over_secure_with_20_percent_loss(seed: i
 
 
 def test_messenger_over_secure_survives_a_restart() -> None:
-    from client.reliable import KIND_ROOM
+    from client.peer.messenger import KIND_ROOM
 
     wire = Wire("alice", "bob", loss=0.0, seed=7)
     alice = wire.nodes["alice"]
@@ -842,7 +842,7 @@ def test_messenger_over_secure_survives_a_restart() -> None:
 
 
 def test_fast_aead_matches_nacl_bindings() -> None:
-    from client.secure import _Aead
+    from client.peer.sealed import Aead as _Aead
 
     aead = _Aead()
     rand = random.Random(3)
@@ -961,3 +961,34 @@ def test_ensure_session_respects_the_holdoff_after_a_failure() -> None:
     assert not net.t["alice"].ensure_session("bob", net.now)
     net.flush()
     assert len(net.sniffed) == sent  # during the holdoff: nothing sent
+
+
+_ESTABLISHED = established("alice", "bob")  # one handshake for every example below
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=MAX_FRAME), min_size=1, max_size=6))
+def test_frames_round_trip_through_a_session(frames: list[bytes]) -> None:
+    alice, bob = _ESTABLISHED.t["alice"], _ESTABLISHED.t["bob"]
+    for frame in frames:
+        alice.wrap("bob", frame, 0.0)
+    datagrams = alice.take_outgoing()
+    assert [peer for peer, _ in datagrams] == ["bob"] * len(frames)
+    for _, datagram in datagrams:
+        assert all(frame not in datagram for frame in frames if len(frame) >= 8)  # sealed
+        bob.unwrap("alice", datagram, 0.0)
+    assert bob.take_frames() == [("alice", frame) for frame in frames]
+    assert bob.take_outgoing() == [] and bob.stats["internal error"] == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=1300))
+def test_arbitrary_bytes_in_the_live_session_never_raise(data: bytes) -> None:
+    """Datagrams that carry the live session's id (so reach the replay window and the AEAD)."""
+    alice, bob = _ESTABLISHED.t["alice"], _ESTABLISHED.t["bob"]
+    alice.wrap("bob", b"x", 0.0)
+    [(_, genuine)] = alice.take_outgoing()
+    bob.unwrap("alice", genuine[:11] + data, 0.0)
+    assert bob.take_frames() == [] and bob.stats["internal error"] == 0
+    bob.unwrap("alice", genuine, 0.0)  # the session survived the garbage
+    assert bob.take_frames() == [("alice", b"x")]

@@ -32,8 +32,8 @@ from nacl.bindings import (  # noqa: E402
     crypto_aead_chacha20poly1305_ietf_encrypt,
 )
 
-from client.pins import PinStore  # noqa: E402
-from client.secure import SecureTransport  # noqa: E402
+from client.peer.pins import PinStore  # noqa: E402
+from client.peer.secure import SecureTransport  # noqa: E402
 from models.peer_wire import MAX_FRAME, SEALED  # noqa: E402
 
 
@@ -134,7 +134,7 @@ def per_op(fn, count: int) -> float:
 
 
 def bench_datagrams(count: int) -> None:
-    from client.plain import PlainTransport
+    from client.peer.plain import PlainTransport
 
     key, nonce = bytes(range(32)), bytes(12)
     print("per datagram, microseconds       64 B    512 B   1165 B")

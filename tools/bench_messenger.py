@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client.engine import Engine  # noqa: E402
-from client.plain import PlainTransport  # noqa: E402
-from client.reliable import KIND_ROOM, Messenger  # noqa: E402
+from client.peer.messenger import KIND_ROOM, Messenger  # noqa: E402
+from client.peer.plain import PlainTransport  # noqa: E402
 from client.roster import Roster  # noqa: E402
 
 
@@ -105,8 +105,8 @@ def run_engine(peers: int, rounds: int, size: int, secure: bool) -> tuple[float,
         if secure:
             import nacl.signing
 
-            from client.pins import PinStore
-            from client.secure import SecureTransport
+            from client.peer.pins import PinStore
+            from client.peer.secure import SecureTransport
 
             def make(nick: str):  # type: ignore[no-untyped-def]
                 return SecureTransport(nacl.signing.SigningKey.generate(), nick, PinStore(None),

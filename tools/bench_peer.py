@@ -58,8 +58,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from client.engine import Engine  # noqa: E402
+from client.peer.messenger import KIND_PRIVATE, KIND_ROOM, Delivered, Messenger  # noqa: E402
 from client.registration import RegistrationError, register  # noqa: E402
-from client.reliable import KIND_PRIVATE, KIND_ROOM, Delivered, Messenger  # noqa: E402
 from models import directory_wire as wire  # noqa: E402
 from models.peer_wire import is_peer_datagram  # noqa: E402
 
@@ -101,13 +101,13 @@ class SimPeer:
         if encrypted:
             import nacl.signing
 
-            from client.pins import PinStore
-            from client.secure import SecureTransport
+            from client.peer.pins import PinStore
+            from client.peer.secure import SecureTransport
 
             self.transport = SecureTransport(nacl.signing.SigningKey.generate(), self.nick,
                                              PinStore(None), now=now)
         else:
-            from client.plain import PlainTransport
+            from client.peer.plain import PlainTransport
 
             self.transport = PlainTransport(now=now)
         self.sender: tuple[str, tuple[str, int]] | None = None

@@ -2,7 +2,7 @@
 
 Used before encryption exists and as the benchmark baseline. It only puts frames into envelopes
 and takes them out; where a datagram may come from (the roster address of ``peer``) is checked by
-the engine before ``unwrap``. Same interface as ``client.secure.SecureTransport``
+the engine before ``unwrap``. Same interface as ``client.peer.secure.SecureTransport``
 (docs/ARCHITECTURE.md, "Transports").
 """
 
@@ -21,6 +21,8 @@ _HEADER = make_envelope(PLAIN, b"")  # what every PLAIN datagram starts with
 
 
 class PlainTransport:
+    """The ``client.contracts.Transport`` without crypto: no sessions, keys or pins."""
+
     def __init__(self, *, now: float = 0.0) -> None:
         self._outgoing: list[tuple[str, bytes]] = []
         self._frames: list[tuple[str, bytes]] = []
@@ -82,3 +84,33 @@ class PlainTransport:
         """Drop whatever is still queued for or from ``peer``."""
         self._outgoing = [item for item in self._outgoing if item[0] != peer]
         self._frames = [item for item in self._frames if item[0] != peer]
+
+    # ---- the rest of the Transport contract: nothing to secure, so nothing to say -------------
+
+    def ensure_session(self, peer: str, now: float) -> bool:
+        """Frames flow at once: there is no session to wait for."""
+        return True
+
+    def session_key_for(self, peer: str, label: bytes) -> bytes | None:
+        return None
+
+    def own_fingerprint(self) -> str | None:
+        return None
+
+    def fingerprint(self, peer: str) -> str | None:
+        return None
+
+    def warning_for(self, peer: str) -> str | None:
+        return None
+
+    def key_changed(self, peer: str) -> bool:
+        return False
+
+    def is_verified(self, peer: str) -> bool:
+        return False
+
+    def mark_verified(self, peer: str) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Nothing to save."""

@@ -2,7 +2,7 @@
 
 The key is made on first run and kept in the config directory as ``identity.key``, readable by
 the owner only. It signs handshakes; it never encrypts anything itself, so stealing it later
-does not decrypt recorded traffic (session keys are ephemeral, see client/secure.py).
+does not decrypt recorded traffic (session keys are ephemeral, see client/peer/handshake.py).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ import nacl.hash
 import nacl.signing
 
 from client.config import write_atomically
+from client.errors import IdentityError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["IDENTITY_FILE", "IdentityError", "fingerprint", "identity_path", "load_or_create",
+           "own_fingerprint"]
 
 IDENTITY_FILE = "identity.key"
 _HEADER = "openlchat-identity-v1"
 _FP_PERSON = b"OLChat-fp-v1"
 _FP_BYTES = 20  # 160 bits: 32 base32 characters
-
-
-class IdentityError(Exception):
-    """The identity file exists but cannot be used; we never overwrite it silently."""
 
 
 def identity_path(config_dir: Path) -> Path:

@@ -1,0 +1,80 @@
+"""What a secure transport does with pins: check each new session's key, report changes, save.
+
+Trust on first use (``client.peer.pins``): a new peer's key is pinned (saved a moment later, so
+a burst of new peers costs one write and no handshake waits for the disk); a different key is
+reported once per key (``KeyChanged``) and marks the session, never replacing the pin.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from client.events import KeyChanged
+from client.peer.identity import fingerprint as key_fingerprint
+from client.peer.pins import PinStore
+from client.peer.sealed import Session
+
+log = logging.getLogger(__name__)
+
+
+class Trust:
+    """The transport's view of a PinStore; ``events`` is the transport's event list."""
+
+    def __init__(self, pins: PinStore, events: list[object], save_delay: float) -> None:
+        self.pins = pins
+        self._events = events
+        self._save_delay = save_delay
+        self.save_due: float | None = None  # when to save new pins (coalesced)
+
+    def check(self, peer: str, session: Session, old: Session | None, now: float) -> None:
+        """A handshake with ``peer`` completed (``old``: the session it replaces)."""
+        status = self.pins.check(peer, session.peer_key)
+        if status == "new":
+            # Saving (an fsync: milliseconds, more on a busy disk) waits save_delay in
+            # on_timer, so it never delays a handshake and a burst of new peers costs one write.
+            self.pins.pin(peer, session.peer_key, save=False)
+            if self.save_due is None:
+                self.save_due = now + self._save_delay
+        elif status == "changed":
+            session.key_changed = True
+            pinned = self.pins.get(peer)
+            old_fp = key_fingerprint(pinned.key) if pinned else "?"
+            new_fp = key_fingerprint(session.peer_key)
+            # once per new key, not once per session with it
+            if old is None or old.peer_key != session.peer_key:
+                self._events.append(KeyChanged(peer, old_fp, new_fp))
+            log.warning("KEY CHANGED for %s: pinned %s, now %s", peer, old_fp, new_fp)
+
+    def on_timer(self, now: float) -> None:
+        if self.save_due is not None and now >= self.save_due:
+            self.save()
+
+    def save(self) -> None:
+        """Write pins not written yet (now, e.g. when the transport closes)."""
+        if self.save_due is not None:
+            self.save_due = None
+            self.pins.save()
+
+    def key_of(self, peer: str, session: Session | None) -> bytes | None:
+        """The key ``peer`` proved in ``session`` (the live one), else its pinned key."""
+        if session is not None:
+            return session.peer_key
+        pin = self.pins.get(peer)
+        return None if pin is None else pin.key
+
+    def fingerprint(self, peer: str, session: Session | None) -> str | None:
+        key = self.key_of(peer, session)
+        return None if key is None else key_fingerprint(key)
+
+    def is_verified(self, peer: str, session: Session | None) -> bool:
+        pin = self.pins.get(peer)
+        return pin is not None and pin.verified and pin.key == self.key_of(peer, session)
+
+    def mark_verified(self, peer: str, session: Session | None) -> bool:
+        """Pin the key of ``session`` (else the pinned one) as verified; clears a key change."""
+        if session is not None:
+            self.pins.mark_verified(peer, session.peer_key)
+            session.key_changed = False
+            log.info("key of %s marked verified", peer)
+            return True
+        return self.pins.mark_verified(peer)
