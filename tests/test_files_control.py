@@ -12,7 +12,7 @@ from client.contracts import FileService
 from client.events import FileOffered
 from client.files import FileTransfers, wire
 from client.files.control import ConnectBack, Control, Emit, Send, Stop, farewell
-from client.files.state import Settings, State
+from client.files.state import Core, Settings, State
 
 TOKEN = bytes(range(16))
 OTHER = bytes(range(1, 17))
@@ -252,9 +252,21 @@ def test_file_transfers_offers_the_file_service_contract() -> None:
                                     emit=lambda e: None, key_for=lambda p, b: None,
                                     address_of=lambda p: None)
     assert isinstance(ft.port, int)
-    for name, member in vars(FileService).items():
+    _same_members(FileService, FileTransfers)
+
+
+def test_file_transfers_offers_what_the_workers_use() -> None:
+    ft = FileTransfers(downloads=Path("unused"), send_control=lambda p, b: None,
+                       emit=lambda e: None, key_for=lambda p, b: None, address_of=lambda p: None)
+    for name in ("lock", "settings", "downloads", "port"):
+        assert name in vars(ft), name
+    _same_members(Core, FileTransfers)
+
+
+def _same_members(protocol: type, cls: type) -> None:
+    for name, member in vars(protocol).items():
         if name.startswith("_") or not callable(member):
             continue
-        ours = getattr(FileTransfers, name)
+        ours = getattr(cls, name)
         want = list(inspect.signature(member).parameters)
         assert list(inspect.signature(ours).parameters) == want, name

@@ -21,7 +21,6 @@ Contract (the engine calls these; none of them blocks on the network)::
                                          # order; payload starts with b"F"; never raises
         def tick(self, now: float) -> None    # expire offers (call about once a second)
         def close(self) -> None
-        # optional hooks the engine calls when it has them:
         def on_peer_left(self, peer: str) -> None                # directory REF_DEL
         def on_undelivered(self, peer: str, payload: bytes) -> None   # control never acked
 
@@ -33,7 +32,8 @@ and from transfer threads, so it must be thread-safe too (the engine puts on its
 
 Events: ``FileOffered`` (to the receiver), ``FileProgress`` (at most 4/s per transfer, both
 sides), and exactly one ``FileDone`` or ``FileFailed`` per transfer on each side (including
-decline and expiry). Ids are local to this manager.
+decline and expiry). Ids are local to this manager. The engine holds it as a
+``client.contracts.FileService``; timeouts and limits are in ``settings`` (``state.Settings``).
 
 Who connects: the receiver, after accepting, connects to the sender's listener (host from the
 roster, port from the offer). If that fails (or the connection is dropped before the stream
