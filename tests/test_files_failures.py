@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered, FileProgress
+from client.files import wire
 from tests.test_files_support import Pair, Proxy, reroute_offers
 
 
@@ -227,7 +227,7 @@ def test_wrong_key_is_rejected(pair: Pair) -> None:
 
 def test_not_enough_space_is_refused(pair: Pair) -> None:
     src, _ = pair.source("s.bin", 10)
-    pair.bob.ft.free_space_margin = 1 << 62          # pretend the disk is full
+    pair.bob.ft.settings.free_space_margin = 1 << 62          # pretend the disk is full
     tid, rid = _offered(pair, src)
     pair.bob.ft.accept(rid)
     got = _ended(pair.bob, rid)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered
+from client.files import wire
 from tests.test_files_support import Pair, reroute_offers
 
 
@@ -103,8 +103,8 @@ def test_idle_connections_do_not_lock_a_peer_out(pair: Pair, per_host: int) -> N
     """The reviewer's reproduction: 40 idle connections, then a transfer. The newest connection
     evicts the oldest idle one (per host, or in all when the per-host cap is not the limit)."""
     alice = pair.alice.ft
-    alice.max_pending_per_host = per_host
-    alice.handshake_timeout = 30.0          # so only eviction can have closed them
+    alice.settings.max_pending_per_host = per_host
+    alice.settings.handshake_timeout = 30.0          # so only eviction can have closed them
     src, data = pair.source("f.bin", 1 << 20)
     tid, rid = _offered(pair, src)          # connections are kept only while a transfer waits
     idle = [socket.create_connection(("127.0.0.1", alice.port), timeout=5) for _ in range(40)]
@@ -117,7 +117,7 @@ def test_idle_connections_do_not_lock_a_peer_out(pair: Pair, per_host: int) -> N
         assert wire.REVERSE not in _sent_kinds(pair.bob.link)   # the newest is never evicted
         still_open = [c for c in idle if not _is_closed(c)]
         # the table held min(per_host, 32) of them; bob's connection evicted one more
-        assert len(still_open) == min(per_host, alice.max_pending_connections) - 1
+        assert len(still_open) == min(per_host, alice.settings.max_pending_connections) - 1
         assert still_open == idle[-len(still_open):]            # the oldest went first
     finally:
         for c in idle:
@@ -171,7 +171,7 @@ def test_connections_are_dropped_at_once_when_no_transfer_waits(pair: Pair) -> N
 
 def test_per_host_cap_evicts_that_hosts_oldest(pair: Pair) -> None:
     alice = pair.alice.ft
-    alice.handshake_timeout = 30.0
+    alice.settings.handshake_timeout = 30.0
     src, _ = pair.source("h.bin", 10)
     _offered(pair, src)
     conns = [socket.create_connection(("127.0.0.1", alice.port), timeout=5) for _ in range(10)]
@@ -186,7 +186,7 @@ def test_per_host_cap_evicts_that_hosts_oldest(pair: Pair) -> None:
 
 def test_a_silent_connection_is_closed_after_the_preamble_timeout(pair: Pair) -> None:
     alice = pair.alice.ft
-    alice.handshake_timeout = 0.3
+    alice.settings.handshake_timeout = 0.3
     src, _ = pair.source("t.bin", 10)
     _offered(pair, src)
     with socket.create_connection(("127.0.0.1", alice.port), timeout=5) as c:
@@ -207,11 +207,11 @@ def test_a_split_preamble_then_a_drop_leaves_the_offer_waiting(pair: Pair) -> No
         time.sleep(0.1)
         c.sendall(preamble[7:])
         deadline = time.monotonic() + 5
-        while pair.alice.ft._by_id[tid].state != "running":
+        while pair.alice.ft.control.by_id[tid].state != "running":
             assert time.monotonic() < deadline
             time.sleep(0.01)
     deadline = time.monotonic() + 5          # we closed it without a hello: waiting again
-    while pair.alice.ft._by_id[tid].state != "accepted":
+    while pair.alice.ft.control.by_id[tid].state != "accepted":
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert pair.alice.inbox.events == []
@@ -282,8 +282,8 @@ def _can_bind(host: str) -> bool:
 def test_a_full_table_evicts_strangers_before_peer_hosts(pair: Pair) -> None:
     """bob's host is 127.0.0.1 (the roster address); a stranger floods from 127.0.0.2."""
     alice = pair.alice.ft
-    alice.handshake_timeout = 30.0
-    alice.max_pending_per_host = 64            # so the total (32) is what fills up
+    alice.settings.handshake_timeout = 30.0
+    alice.settings.max_pending_per_host = 64            # so the total (32) is what fills up
     src, _ = pair.source("p.bin", 10)
     _offered(pair, src)
     peer = socket.create_connection(("127.0.0.1", alice.port), timeout=5)   # oldest, silent

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered
+from client.files import wire
 from tests.test_files_support import Pair
 
 
@@ -59,16 +59,16 @@ def test_garbage_control_messages_change_nothing(pair: Pair) -> None:
                  b"F\x04" + os.urandom(16) + b"\x00", b"F\x05" + os.urandom(16) + b"\x00\x01",
                  b"F\x09" + bytes(40)):
         ft.on_control("mallory", junk)
-    assert pair.bob.inbox.events == [] and ft._by_id == {}
+    assert pair.bob.inbox.events == [] and ft.control.by_id == {}
 
 
 def test_offer_flood_is_capped(pair: Pair) -> None:
     ft = pair.bob.ft
-    for i in range(ft.max_offers_per_peer + 20):
+    for i in range(ft.settings.max_offers_per_peer + 20):
         ft.on_control("mallory", wire.encode_control(
             wire.Offer(os.urandom(16), f"f{i}", 1, 0, 1)))
-    assert len(ft._by_id) == ft.max_offers_per_peer
-    assert len(pair.bob.inbox.events) == ft.max_offers_per_peer
+    assert len(ft.control.by_id) == ft.settings.max_offers_per_peer
+    assert len(pair.bob.inbox.events) == ft.settings.max_offers_per_peer
     declines = [wire.decode_control(p) for p in pair.bob.link.sent]
     assert len(declines) == 20 and all(isinstance(d, wire.Decline) for d in declines)
 
@@ -82,7 +82,7 @@ def test_a_peer_cannot_touch_another_peers_transfer(pair: Pair) -> None:
     pair.alice.ft.on_control("mallory", wire.encode_control(wire.Accept(token)))
     time.sleep(0.05)
     assert pair.alice.inbox.events == []
-    assert pair.alice.ft._by_id[tid].state == "offered"
+    assert pair.alice.ft.control.by_id[tid].state == "offered"
 
 
 def test_connections_for_unknown_transfers_are_dropped(pair: Pair) -> None:

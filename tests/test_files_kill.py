@@ -10,9 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
-from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered, FileProgress
-from client.files import FileTransfers
+from client.files import FileTransfers, wire
 from tests.test_files_support import TEST_KEY, Inbox, Proxy
 
 REPO = Path(__file__).resolve().parent.parent

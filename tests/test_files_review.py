@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from client import files
-from client import files_wire as wire
 from client.events import FileDone, FileFailed, FileOffered, FileProgress
-from client.files import FileTransfers, _Transfer
+from client.files import FileTransfers, resume, wire
+from client.files.state import State, Transfer
 from tests.test_files_support import Inbox, Pair
 
 
@@ -48,13 +47,13 @@ def test_key_for_raising_fails_the_send_and_closes_its_socket(tmp_path: Path) ->
     src.write_bytes(b"x" * 1000)
     try:
         (tid,) = ft.offer("bob", [src])
-        token = ft._by_id[tid].token
+        token = ft.control.by_id[tid].token
         with socket.create_connection(("127.0.0.1", ft.port), timeout=5) as conn:
             conn.sendall(wire.encode_preamble(wire.ROLE_RECEIVER, token))
             failed = inbox.wait_for(lambda e: isinstance(e, FileFailed), 5)
             assert failed.transfer_id == tid and failed.reason == "internal error"
             assert _closed_by_peer(conn)
-        assert tid not in ft._by_id
+        assert tid not in ft.control.by_id
     finally:
         ft.close()
 
@@ -70,7 +69,7 @@ def test_address_of_raising_fails_the_connect_back(tmp_path: Path) -> None:
     src.write_bytes(b"x" * 1000)
     try:
         (tid,) = ft.offer("bob", [src])
-        token = ft._by_id[tid].token
+        token = ft.control.by_id[tid].token
         ft.on_control("bob", wire.encode_control(wire.Accept(token)))
         ft.on_control("bob", wire.encode_control(wire.Reverse(token, 1)))
         failed = inbox.wait_for(lambda e: isinstance(e, FileFailed), 5)
@@ -119,7 +118,7 @@ def test_close_waits_at_most_about_a_second_in_all(tmp_path: Path) -> None:
     try:
         tids = ft.offer("bob", srcs)
         for tid in tids:
-            token = ft._by_id[tid].token
+            token = ft.control.by_id[tid].token
             ft.on_control("bob", wire.encode_control(wire.Accept(token)))
             ft.on_control("bob", wire.encode_control(wire.Reverse(token, 1)))
         started = time.monotonic()
@@ -139,11 +138,11 @@ def test_no_progress_once_stopped_or_finished(tmp_path: Path) -> None:
     src.write_bytes(b"x" * 1000)
     try:
         first, second = ft.offer("bob", [src, src])
-        t1, t2 = ft._by_id[first], ft._by_id[second]
+        t1, t2 = ft.control.by_id[first], ft.control.by_id[second]
         ft.cancel(first)
-        ft._progress(t1, 10)                    # a sending thread a moment late
+        ft.progress(t1, 10)                    # a sending thread a moment late
         assert ft._take(t2)                     # as when it reports FileDone
-        ft._progress(t2, 1000)
+        ft.progress(t2, 1000)
         assert inbox.of(FileProgress) == []
     finally:
         ft.close()
@@ -175,8 +174,9 @@ def test_progress_racing_a_cancel_comes_before_the_final_event(pair: Pair) -> No
     assert isinstance(mine[-1], FileFailed) and mine[-1].reason == "cancelled", mine
 
 
-def _incoming(ft: FileTransfers, name: str, size: int = 10) -> _Transfer:
-    return _Transfer(next(ft._ids), "bob", bytes(wire.TOKEN_LEN), name, size, 0, outgoing=False)
+def _incoming(ft: FileTransfers, name: str, size: int = 10) -> Transfer:
+    return Transfer(ft.control.new_id(), "bob", bytes(wire.TOKEN_LEN), name, size, 0,
+                    outgoing=False)
 
 
 def test_a_new_part_is_chosen_outside_the_engine_lock(tmp_path: Path,
@@ -191,12 +191,12 @@ def test_a_new_part_is_chosen_outside_the_engine_lock(tmp_path: Path,
     free_for_others: list[bool] = []
 
     def probe() -> None:
-        got = ft._lock.acquire(timeout=2)
+        got = ft.lock.acquire(timeout=2)
         if got:
-            ft._lock.release()
+            ft.lock.release()
         free_for_others.append(got)
 
-    real_names = files.candidate_names
+    real_names = resume.candidate_names
 
     def probing_names(name: str, limit: int = 10_000):
         for cand in real_names(name, limit):
@@ -205,13 +205,13 @@ def test_a_new_part_is_chosen_outside_the_engine_lock(tmp_path: Path,
             th.join()
             yield cand
 
-    monkeypatch.setattr(files, "candidate_names", probing_names)
+    monkeypatch.setattr(resume, "candidate_names", probing_names)
     t = _incoming(ft, "a.bin")
-    out, offset = ft._open_part(t)
+    out, offset = ft._store.open(t, ft.downloads)
     out.close()
     assert (t.part, offset) == (tmp_path / "dl" / "a (2).bin.part", 0)
     assert free_for_others == [True, True, True]
-    assert t.part in ft._parts_in_use
+    assert t.part in ft._store.in_use
 
 
 def test_a_part_in_use_is_not_handed_out_twice(tmp_path: Path) -> None:
@@ -219,11 +219,11 @@ def test_a_part_in_use_is_not_handed_out_twice(tmp_path: Path) -> None:
                        emit=Inbox(), key_for=lambda peer, label: None,
                        address_of=lambda peer: None)
     first = _incoming(ft, "a.bin")
-    out, _ = ft._open_part(first)
+    out, _ = ft._store.open(first, ft.downloads)
     out.close()
     first.part.unlink()                 # deleted by hand while its transfer still runs
     second = _incoming(ft, "a.bin")
-    out, _ = ft._open_part(second)
+    out, _ = ft._store.open(second, ft.downloads)
     out.close()
     assert first.part == tmp_path / "dl" / "a.bin.part"
     assert second.part == tmp_path / "dl" / "a (1).bin.part"
@@ -237,7 +237,7 @@ def test_a_late_reverse_connection_is_closed_with_the_part(tmp_path: Path) -> No
     t = _incoming(ft, "a.bin")
     ours, theirs = socket.socketpair()
     t.reverse_sock = ours                       # stored by the listener, never picked up
-    ft._release_part(t)
+    ft._receiver.release(t)
     assert ours.fileno() == -1
     assert _closed_by_peer(theirs)
     theirs.close()
@@ -248,12 +248,12 @@ def test_no_reverse_connection_is_handed_to_a_finished_worker(tmp_path: Path) ->
                        emit=Inbox(), key_for=lambda peer, label: None,
                        address_of=lambda peer: None)
     t = _incoming(ft, "a.bin")
-    t.state = "accepted"
-    with ft._lock:
-        ft._add(t)
-    ft._release_part(t)                         # the worker gave up (its wait timed out)
+    t.state = State.ACCEPTED
+    with ft.lock:
+        ft.control.add(t)
+    ft._receiver.release(t)                         # the worker gave up (its wait timed out)
     ours, theirs = socket.socketpair()
-    ft._dispatch(ours, ("127.0.0.1", 1), wire.ROLE_SENDER, t.token)
+    ft._handoff(ours, ("127.0.0.1", 1), wire.ROLE_SENDER, t.token)
     assert t.reverse_sock is None and ours.fileno() == -1
     assert _closed_by_peer(theirs)
     theirs.close()

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 from nacl.bindings import crypto_secretstream as ss
 
-from client import files_stream as fs
-from client import files_wire as wire
+from client.files import stream as fs
+from client.files import wire
 
 KEY = bytes(range(32))
 S2R, R2S = fs.direction_keys(KEY)

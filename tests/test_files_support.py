@@ -203,7 +203,7 @@ class Proxy:
 
 def reroute_offers(link: Link, port: int) -> None:
     """Make ``link`` rewrite the listener port in OFFER messages (to put a proxy in between)."""
-    from client import files_wire as wire
+    from client.files import wire
 
     def rewrite(payload: bytes) -> bytes:
         msg = wire.decode_control(payload)

@@ -76,7 +76,7 @@ def test_100_mib_random_hashes_match(pair: Pair) -> None:
 
 
 def test_public_pynacl_api_path(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
-    from client import files_stream
+    from client.files import stream as files_stream
     monkeypatch.setattr(files_stream, "_FAST", False)
     data = os.urandom(2 * (1 << 20) + 5)
     src = _make(pair.root / "src" / "slow.bin", data)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client import files_wire as wire
-from client.files_names import reserve_unique, sanitize_name, unique_path
+from client.files import wire
+from client.files.names import reserve_unique, sanitize_name, unique_path
 from models.errors import ProtocolError
 
 TOKEN = bytes(range(16))

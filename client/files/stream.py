@@ -26,7 +26,7 @@ from typing import BinaryIO
 from nacl.bindings import crypto_secretstream as ss
 from nacl.exceptions import CryptoError
 
-from client import files_wire as wire
+from client.files import wire
 from models.errors import ProtocolError
 
 log = logging.getLogger(__name__)
