@@ -8,6 +8,7 @@ then, so the terminal client never needs tkinter).
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from pathlib import Path
@@ -96,8 +97,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
 
 
 if __name__ == "__main__":
-    if hasattr(sys.stdout, "reconfigure"):
-        # Cyrillic and emoji must pass whatever the console's code page is.
-        for stream in (sys.stdin, sys.stdout, sys.stderr):
-            stream.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+    # Cyrillic and emoji must pass whatever the console's code page is.
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # not when replaced (pythonw: None)
+            stream.reconfigure(encoding="utf-8", errors="replace")
     sys.exit(main())
