@@ -88,17 +88,23 @@ def describe_error(exc: BaseException, nick: str, server: str) -> str:
         return f"The server refused to let us in: {exc.text or exc.code}"
     if isinstance(exc, _UNREACHABLE):
         why = _reason(str(exc))
-        return (f"Cannot reach the server at {server}{': ' + why if why else ''} (server "
-                "unreachable). Check the address and that the server is running.")
+        return (f"Cannot reach the server at {server}{': ' + why if why else ''}. "
+                "Check the address and that the server is running.")
     if isinstance(exc, _IDENTITY):
         return (f"Your identity key cannot be used: {exc}. Move the file away to start with a "
                 "new key (people who verified you will see a key change).")
-    if isinstance(exc, errors.ClientError):
-        return f"Could not connect: {exc}"
     return f"Could not connect: {str(exc) or type(exc).__name__}"
 
 
 def error_line(exc: BaseException, nick: str, server: str) -> str:
-    """``describe_error`` for a terminal: the server's code is added, for bug reports."""
-    text = describe_error(exc, nick, server)
-    return f"{text} [{exc.code}]" if isinstance(exc, _REFUSED) else text
+    """``describe_error`` for a terminal's one line, after a short headline a script can
+    match: ``server unreachable: ...``, ``refused by the server (NICK_TAKEN): ...``."""
+    if isinstance(exc, _REFUSED):
+        headline = f"refused by the server ({exc.code})"
+    elif isinstance(exc, _UNREACHABLE):
+        headline = "server unreachable"
+    elif isinstance(exc, _IDENTITY):
+        headline = "identity key unusable"
+    else:
+        headline = "cannot start"
+    return f"{headline}: {describe_error(exc, nick, server)}"
