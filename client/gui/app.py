@@ -23,6 +23,7 @@ import re
 import sys
 import threading
 import tkinter as tk
+from collections.abc import Iterator
 from pathlib import Path
 from tkinter import ttk
 from typing import Any
@@ -156,12 +157,16 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         if not self.closed:
             self._poll_id = self.root.after(1 if busy else POLL_MS, self._poll)
 
-    def _drain(self) -> bool:
+    def _take_results(self) -> Iterator[tuple[Outcome, Any]]:
+        """What other threads handed over since the last look, oldest first."""
         while True:
             try:
-                kind, value = self._results.get_nowait()
+                yield self._results.get_nowait()
             except queue.Empty:
-                break
+                return
+
+    def _drain(self) -> bool:
+        for kind, value in self._take_results():
             if kind is Outcome.CONNECTED:
                 self._connected(value)
             elif kind is Outcome.FAILED:
@@ -334,13 +339,8 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         engines = [self.engine] if self.engine is not None else []
         self.engine = None
         # a connect worker may have finished after our last poll: its engine must QUIT too
-        while True:
-            try:
-                kind, value = self._results.get_nowait()
-            except queue.Empty:
-                break
-            if kind is Outcome.CONNECTED:
-                engines.append(value.engine)
+        engines += [value.engine for kind, value in self._take_results()
+                    if kind is Outcome.CONNECTED]
         if engines:
             def close_all() -> None:
                 for engine in engines:

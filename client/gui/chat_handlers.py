@@ -11,6 +11,8 @@ from client import events as ev
 from client.gui.attention import title_for
 from client.gui.base import EventHandlers, Window
 from client.gui.chat import ChatTab
+from client.reliable import MAX_MESSAGE
+from client.wording import human_size
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +144,8 @@ class ChatHandlers(Window):
         try:
             msg_id = engine.send_room(text) if peer is None else engine.send_private(peer, text)
         except ValueError as exc:   # MessageTooLarge and UnknownPeer are ValueErrors
-            tab.view.add_system(f"Not sent: {exc or 'message too long (at most 64 KiB)'}",
-                                error=True)
+            why = str(exc) or f"message too long (at most {human_size(MAX_MESSAGE)})"
+            tab.view.add_system(f"Not sent: {why}", error=True)
             return False
         except Exception as exc:
             log.warning("sending failed: %r", exc)
