@@ -1,47 +1,43 @@
 """``python -m client``: the OpenLChat client.
 
 ``python -m client --headless --server HOST[:PORT] --nick NICK`` runs the terminal client
-(client/terminal.py); without ``--headless`` it opens the Tk window (client/gui.py, imported only
+(client/terminal.py); without ``--headless`` it opens the Tk window (client/gui/, imported only
 then, so the terminal client never needs tkinter).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 from pathlib import Path
 from typing import TextIO
 
-DEFAULT_PORT = 7700
+from client.config import (
+    DEFAULT_PORT,
+    BadServerAddress,
+    default_downloads,
+    format_address,
+    parse_server,
+)
+from models.nickname import MAX_NICK_LEN
 
 
-def parse_server(text: str) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise argparse.ArgumentTypeError(f"bad address {text!r}; IPv6 as [ADDR]:PORT")
-        port = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, ""
-    if not host:
-        raise argparse.ArgumentTypeError(f"no host in {text!r}")
-    if not port:
-        return host, DEFAULT_PORT
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"bad port in {text!r}")
-    return host, int(port)
+def server_argument(text: str) -> tuple[str, int]:
+    """argparse's ``type`` for ``--server``: config.parse_server, its sentence as the error."""
+    try:
+        return parse_server(text)
+    except BadServerAddress as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m client", description="OpenLChat client.")
-    p.add_argument("--server", type=parse_server, default=None, metavar="HOST[:PORT]",
+    p.add_argument("--server", type=server_argument, default=None, metavar="HOST[:PORT]",
                    help=f"directory server (port defaults to {DEFAULT_PORT})")
-    p.add_argument("--nick", default=None, help="your nickname (1-24 characters, no spaces)")
+    p.add_argument("--nick", default=None,
+                   help=f"your nickname (1-{MAX_NICK_LEN} characters, no spaces)")
     p.add_argument("--config-dir", type=Path, default=None,
                    help="where the identity key, pins and session live "
                         "(default: the per-user config directory, or $OPENLCHAT_CONFIG_DIR)")
@@ -66,44 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
                  stderr: TextIO) -> int:
-    from client.engine import Engine, RegistrationError, ServerUnreachable
+    from client import wiring, wording
     from client.terminal import Terminal
 
+    downloads = None if args.no_files else (args.downloads or default_downloads())
     try:
-        engine = Engine(args.server, args.nick, config_dir=args.config_dir,
-                        bind=(args.bind, args.port), deadline=args.deadline)
-    except OSError as exc:
-        print(f"error: cannot open a UDP socket on {args.bind}:{args.port}: {exc}", file=stderr)
-        return 1
-    try:
-        engine.start()
+        client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
+                                    downloads=downloads, bind=(args.bind, args.port),
+                                    deadline=args.deadline)
     except KeyboardInterrupt:
-        engine.close()
         return 130
-    except RegistrationError as exc:
-        engine.close()
-        print(f"error: the server refused {args.nick!r}: {exc.code} {exc.text}", file=stderr)
+    except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...
+        line = wording.error_line(exc, args.nick, format_address(args.server))
+        print(f"error: {line}", file=stderr)
         return 1
-    except ServerUnreachable as exc:
-        engine.close()
-        print(f"error: server unreachable: {exc.text}", file=stderr)
-        return 1
-    except Exception as exc:  # e.g. an unreadable identity key
-        engine.close()
-        print(f"error: cannot start: {exc}", file=stderr)
-        return 1
-    if not args.no_files:
-        try:
-            engine.attach_files(args.downloads or default_downloads())
-        except Exception as exc:  # chat works without files
-            logging.getLogger("client").warning("file transfer unavailable: %s", exc)
-    return Terminal(engine, stdin, stdout).run()
-
-
-def default_downloads() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_downloads_dir()) / "OpenLChat"
+    return Terminal(client.engine, stdin, stdout).run()
 
 
 def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
@@ -124,8 +97,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
 
 
 if __name__ == "__main__":
-    if hasattr(sys.stdout, "reconfigure"):
-        # Cyrillic and emoji must pass whatever the console's code page is.
-        for stream in (sys.stdin, sys.stdout, sys.stderr):
-            stream.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+    # Cyrillic and emoji must pass whatever the console's code page is.
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):  # not when replaced (pythonw: None)
+            stream.reconfigure(encoding="utf-8", errors="replace")
     sys.exit(main())

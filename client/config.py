@@ -1,4 +1,5 @@
-"""Where the client keeps its files: settings, identity key, pinned keys, session.
+"""Where the client keeps its files (settings, identity key, pinned keys, session), the default
+server port and downloads folder, and reading a typed server address.
 
 Everything lives in the user's per-OS config directory (``platformdirs``): on Windows
 ``%APPDATA%\\OpenLChat`` (the roaming profile, so keys follow the user), on Linux
@@ -20,6 +21,48 @@ import platformdirs
 log = logging.getLogger(__name__)
 
 APP_NAME = "OpenLChat"
+DEFAULT_PORT = 7700  # the directory server's default port (server.py --port)
+
+
+class BadServerAddress(ValueError):
+    """A typed server address that cannot be used; the message is a sentence for a person."""
+
+
+def parse_server(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); BadServerAddress otherwise."""
+    text = text.strip()
+    if not text:
+        raise BadServerAddress("Please enter the server address, for example 192.168.1.10 or "
+                               f"chat.example.org:{default_port}.")
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise BadServerAddress(f"“{text}” is not a valid address: a “]” is missing.")
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise BadServerAddress(f"“{text}” is not a valid address; write IPv6 as [ADDR]:PORT.")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host or any(c.isspace() for c in host):
+        raise BadServerAddress(f"“{text}” is not a valid server address.")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise BadServerAddress(f"“{port_text}” is not a port number (1–65535).")
+    return host, int(port_text)
+
+
+def format_address(address: tuple[str, int]) -> str:
+    """``host:port``, IPv6 as ``[host]:port`` (what ``parse_server`` reads back)."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def default_downloads() -> Path:
+    """Where received files go unless the user chose another folder."""
+    return Path(platformdirs.user_downloads_dir()) / APP_NAME
 
 
 def config_dir(override: Path | None = None) -> Path:

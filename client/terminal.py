@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from client import events as ev
+from client.config import format_address
 from client.engine import Engine, MessageTooLarge, UnknownPeer
+from client.wording import human_size
 
 log = logging.getLogger(__name__)
 
@@ -105,20 +108,6 @@ def format_event(event: object) -> str | None:
     return None
 
 
-def format_address(address: tuple[str, int]) -> str:
-    """``host:port``, IPv6 as ``[host]:port``."""
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def format_progress(p: ev.FileProgress) -> str:
     pct = 100.0 * p.done / p.total if p.total else 100.0
     left = ""
@@ -143,6 +132,10 @@ class Terminal:
         self.stdout = stdout
         self._out_lock = threading.Lock()
         self._stop = threading.Event()
+        # the commands that answer a file offer, each the engine method it calls
+        self._answers: dict[str, Callable[[int], None]] = {
+            "/accept": engine.accept_file, "/decline": engine.decline_file,
+            "/cancel": engine.cancel_file}
         self._printer = threading.Thread(target=self._print_events, name="terminal-out",
                                          daemon=True)
 
@@ -201,13 +194,13 @@ class Terminal:
                 self.write("-!- usage: /send NICK PATH")
             else:
                 self._files(lambda: self._offer(nick, path))
-        elif command in ("/accept", "/decline", "/cancel"):
+        elif command in self._answers:
             tid = rest.strip()
             if not tid.isdigit():
                 self.write(f"-!- usage: {command} ID")
             else:
-                method = getattr(self.engine, f"{command[1:]}_file")
-                self._files(lambda: method(int(tid)))
+                answer = self._answers[command]
+                self._files(lambda: answer(int(tid)))
         elif command == "/help":
             self.write(f"-!- {HELP}")
         else:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from client.gui_files import MAX_FINISHED, FilesPanel
+from client.gui.files import MAX_FINISHED, FilesPanel
 from tests.test_gui_support import shown_root
 
 pytestmark = pytest.mark.gui

@@ -23,10 +23,10 @@ from tkinter import ttk
 
 import pytest
 
+from client.config import format_address
 from client.gui import App, WhoisDialog
 from client.peer import identity
 from client.peer.identity import fingerprint
-from client.terminal import format_address
 from tests.test_gui_support import (
     TkThreadRecorder,
     new_root,
@@ -411,17 +411,18 @@ def test_not_delivered_is_shown_against_the_message(root: tk.Tk, tmp_path: Path,
 def test_files_both_ways_between_the_window_and_a_peer(root: tk.Tk, tmp_path: Path, server,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Accept in the window, progress, done lines; and Send file… to a peer who accepts."""
-    from client import gui
+    from client import wiring
     from client.config import save_json, settings_path
     from client.engine import Engine
     from client.events import FileOffered
+    from client.gui import file_handlers
 
     bob = Engine(server.address, "bob", config_dir=tmp_path / "bob")
     mine, theirs = tmp_path / "alice-downloads", tmp_path / "bob-downloads"
     save_json(settings_path(tmp_path / "gui"), {"downloads": str(mine)})
     try:
         bob.start()
-        gui.plug_in_files(bob, theirs)    # steps aside if the engine has wired files itself
+        wiring.plug_in_files(bob, theirs)
         app = open_app(root, tmp_path, server.address, "alice")
         assert app.engine.files is not None
         pump(root, lambda: "alice" in bob.roster(), WAIT, what="alice in bob's roster")
@@ -434,7 +435,7 @@ def test_files_both_ways_between_the_window_and_a_peer(root: tk.Tk, tmp_path: Pa
         bob.offer_files("alice", [source])
         row = pump(root, lambda: next(iter(app.files.rows.values()), None), WAIT,
                    what="the offer row")
-        assert "bob offers “карта 😀.bin” (3.1 MB)" in row.label.get()
+        assert "bob offers “карта 😀.bin” (3.0 MiB)" in row.label.get()
         _button(row.frame, "Accept").invoke()
         pump(root, lambda: "Received “карта 😀.bin” from bob" in app.tabs["bob"].view.content(),
              WAIT, what="the received line")
@@ -443,7 +444,8 @@ def test_files_both_ways_between_the_window_and_a_peer(root: tk.Tk, tmp_path: Pa
         # the window -> bob: Send file… picks a file, bob accepts, the window says it was sent
         outgoing = tmp_path / "notes.txt"
         outgoing.write_text("привет, bob\n", encoding="utf-8")
-        monkeypatch.setattr(gui.filedialog, "askopenfilenames", lambda **_kw: (str(outgoing),))
+        monkeypatch.setattr(file_handlers.filedialog, "askopenfilenames",
+                            lambda **_kw: (str(outgoing),))
         app.send_file("bob")
         offered = pump(root, lambda: _next_event(bob, FileOffered), WAIT, what="bob's offer")
         bob.accept_file(offered.transfer_id)

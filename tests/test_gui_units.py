@@ -6,11 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.gui_attention import NOTIFY_MIN_INTERVAL, Attention, title_for
-from client.gui_connect import DEFAULT_PORT, check_nickname, describe_error, parse_server
-from client.gui_files import human_size, progress_text
-from client.gui_theme import NICK_PALETTE, THEMES, contrast, nick_colour
+from client.config import DEFAULT_PORT, parse_server
+from client.gui.attention import NOTIFY_MIN_INTERVAL, Attention, title_for
+from client.gui.files import progress_text
+from client.gui.theme import NICK_PALETTE, THEMES, contrast, nick_colour
 from client.registration import RegistrationError, ServerUnreachable
+from client.wording import check_nickname, describe_error, human_size
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -101,10 +102,11 @@ def test_attention_survives_a_broken_notifier(tmp_path) -> None:
 def test_sizes_and_progress_text() -> None:
     assert human_size(0) == "0 B"
     assert human_size(999) == "999 B"
-    assert human_size(2_500_000) == "2.5 MB"
-    assert human_size(5 * 10**12) == "5000.0 GB"
+    assert human_size(2_500_000) == "2.4 MiB"
+    assert human_size(5 * 10**12) == "4.5 TiB"
+    assert human_size(5 * 2**50) == "5120.0 TiB"
     assert progress_text(1_000_000, 3_000_000, 1_000_000.0) == \
-        "1.0 MB of 3.0 MB · 1.0 MB/s · 2 s left"
+        "976.6 KiB of 2.9 MiB · 976.6 KiB/s · 2 s left"
     assert progress_text(0, 0, 0.0) == "0 B of 0 B"
     assert "min" in progress_text(0, 10**9, 5_000_000.0)
     assert "h left" in progress_text(0, 10**11, 5_000_000.0)

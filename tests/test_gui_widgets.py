@@ -13,16 +13,18 @@ import time
 import tkinter as tk
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from client import events as ev
-from client import gui, gui_chat
 from client.config import load_json, settings_path
-from client.gui import App
-from client.gui_chat import InputLine, MessageView
-from client.gui_theme import THEMES
+from client.errors import FilesUnavailable
+from client.gui import App, file_handlers
+from client.gui import chat as gui_chat
+from client.gui.chat import InputLine, MessageView
+from client.gui.theme import THEMES
 from client.peer.messenger import MessageTooLarge
 from tests.test_gui_support import press, pump, shown_root, type_text
 
@@ -65,9 +67,27 @@ class StandIn:
     def whois(self, nick: str) -> ev.Whois:
         return ev.Whois(nick, "AB12 CD34 EF56", nick in self.verified, nick == "carol")
 
+    def fetch_identity(self, nick: str, on_result: Any, timeout: float = 1.5) -> None:
+        on_result(self.whois(nick))          # the key is known at once
+
+    def own_fingerprint(self) -> str | None:
+        return None
+
+    def is_verified(self, nick: str) -> bool:
+        return nick in self.verified
+
     def mark_verified(self, nick: str) -> bool:
         self.verified.add(nick)
         return True
+
+    def mark_verified_later(self, nick: str, on_result: Any) -> None:
+        on_result(self.mark_verified(nick))  # answered at once, on the caller's thread
+
+    def attach_files(self, downloads: Path) -> Any:
+        raise FilesUnavailable("no file transfer in this stand-in")
+
+    def offer_files(self, nick: str, paths: list[Path]) -> list[int]:
+        raise FilesUnavailable("no file transfer in this stand-in")
 
     def accept_file(self, tid: int) -> None:
         self.calls.append(("accept", tid))
@@ -293,13 +313,13 @@ def test_file_offer_progress_and_done(root: tk.Tk, tmp_path: Path,
     engine.events.put(ev.FileOffered(7, "bob", "фото 😀.jpg", 2_500_000))
     pump(root, lambda: 7 in app.files.rows)
     assert app.files.winfo_manager() == "pack"           # the panel shows itself
-    assert "offers the file “фото 😀.jpg” (2.5 MB)" in app.tabs["bob"].view.content()
+    assert "offers the file “фото 😀.jpg” (2.4 MiB)" in app.tabs["bob"].view.content()
     app.files._answer(7, True)
     assert ("accept", 7) in engine.calls
     engine.events.put(ev.FileProgress(7, "bob", "фото 😀.jpg", 1_000_000, 2_500_000,
                                       500_000.0, False))
     pump(root, lambda: app.files.rows[7].bar is not None)
-    assert "1.0 MB of 2.5 MB" in app.files.rows[7].label.get()
+    assert "976.6 KiB of 2.4 MiB" in app.files.rows[7].label.get()
     engine.events.put(ev.FileDone(7, "bob", "фото 😀.jpg", tmp_path / "фото 😀.jpg"))
     engine.events.put(ev.FileOffered(8, "carol", "x.bin", 1))
     engine.events.put(ev.FileFailed(9, "carol", "y.bin", "cancelled by carol", outgoing=True))
@@ -315,8 +335,9 @@ def test_file_offer_progress_and_done(root: tk.Tk, tmp_path: Path,
     assert "Sending files is not available" in app.tabs["bob"].view.content()
     # with file transfer: the dialog's choice is offered, each file waits with a Cancel button
     offered: list[tuple[str, list[Path]]] = []
+    app.transfers = SimpleNamespace(downloads=tmp_path)  # type: ignore[assignment]
     engine.offer_files = lambda nick, paths: offered.append((nick, paths)) or [21, 22]
-    monkeypatch.setattr(gui.filedialog, "askopenfilenames",
+    monkeypatch.setattr(file_handlers.filedialog, "askopenfilenames",
                         lambda **_kw: (str(tmp_path / "a.txt"), str(tmp_path / "б 😀.bin")))
     app.send_file("bob")
     assert offered == [("bob", [tmp_path / "a.txt", tmp_path / "б 😀.bin"])]
@@ -389,7 +410,7 @@ def test_saved_geometry_is_kept_on_screen(root: tk.Tk, tmp_path: Path) -> None:
 
 
 def test_a_flood_of_events_is_shown_a_slice_per_tick(root: tk.Tk, tmp_path: Path) -> None:
-    from client.gui import MAX_EVENTS_PER_TICK
+    from client.gui.app import MAX_EVENTS_PER_TICK
     app = connected_app(root, tmp_path)
     for i in range(MAX_EVENTS_PER_TICK + 50):
         app.engine.events.put(ev.RoomMessage("bob", f"flood {i}"))

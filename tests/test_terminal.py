@@ -14,7 +14,8 @@ import time
 import pytest
 
 from client import events as ev
-from client.__main__ import main, parse_server
+from client.__main__ import main
+from client.__main__ import server_argument as parse_server
 from client.engine import Engine
 from client.terminal import Terminal, format_event, render_text, unescape
 

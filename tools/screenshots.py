@@ -7,7 +7,7 @@ Cyrillic and emoji, a key-change warning, a message not delivered, a file offer 
 transfer in progress), ``private.png`` (a private tab), ``whois.png`` (the "Who is this?"
 dialog after a key change) and ``room-dark.png`` (the dark theme).
 
-The real widgets (client/gui.py) are fed engine events through ``App.handle``, exactly what
+The real widgets (client/gui/) are fed engine events through ``App.handle``, exactly what
 the engine thread would deliver, from an offline stand-in engine (no server, no network), so
 the pictures are the same on every run. Needs a display: if ``DISPLAY`` is unset it starts
 ``Xvfb`` itself (Debian: ``apt-get install xvfb``). Captures with ImageMagick's ``import``
@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import events as ev  # noqa: E402
+from client.errors import FilesUnavailable, ServerUnreachable  # noqa: E402
 
 log = logging.getLogger("screenshots")
 
@@ -44,6 +45,7 @@ class OfflineEngine:
     """Just enough of ``client.engine.Engine`` for the window: ids, roster, whois; no network."""
 
     def __init__(self, server: tuple[str, int], nickname: str, **_kwargs: Any) -> None:
+        self.server = server
         self.nickname = nickname
         self.server_online = True
         self.events: queue.Queue[object] = queue.Queue()
@@ -65,11 +67,32 @@ class OfflineEngine:
         return ev.Whois(nick, "7F3A 91C0 22DE 0B13 5A6E 2C44 9D01 E8B7", nick == "bob",
                         key_changed=nick == "dave")
 
+    def fetch_identity(self, nick: str, on_result: Any, timeout: float = 1.5) -> None:
+        on_result(self.whois(nick))
+
     def own_fingerprint(self) -> str:
         return "AHYS UABU 7OHJ TQIL BV34 54QH XDFX AVTO"
 
-    def mark_verified(self, nick: str) -> bool:
-        return True
+    def is_verified(self, nick: str) -> bool:
+        return nick == "bob"
+
+    def mark_verified_later(self, nick: str, on_result: Any) -> None:
+        on_result(True)
+
+    def attach_files(self, downloads: Path) -> None:
+        raise FilesUnavailable("offline stand-in: no file transfer")
+
+    def offer_files(self, nickname: str, paths: list[Path]) -> list[int]:
+        raise FilesUnavailable("offline stand-in: no file transfer")
+
+    def accept_file(self, transfer_id: int) -> None:
+        pass
+
+    def decline_file(self, transfer_id: int) -> None:
+        pass
+
+    def cancel_file(self, transfer_id: int) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -158,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         import tkinter as tk
 
         from client.gui import App, WhoisDialog
-        from client.gui_connect import describe_error
-        from client.registration import ServerUnreachable
+        from client.wording import describe_error
 
         args.out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as config:

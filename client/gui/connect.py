@@ -1,88 +1,13 @@
-"""The connect screen: server address and nickname, errors in plain words.
-
-``parse_server`` and ``describe_error`` are pure so they are tested without a display.
-"""
+"""The connect screen: server address and nickname, errors in plain words (client/wording.py)."""
 
 from __future__ import annotations
 
-import re
 import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
-from client.gui_theme import font
-
-DEFAULT_PORT = 7700   # the server's default (README, server options)
-
-# Error codes the directory answers with (``ERROR CODE text``) -> what a person should read.
-_PLAIN_WORDS = {
-    "NICK_TAKEN": "The nickname “{nick}” is already taken on this server. Please choose another.",
-    "NICK_IN_USE": "The nickname “{nick}” is already taken on this server. Please choose another.",
-    "BAD_NICK": "“{nick}” cannot be used as a nickname: {text}",
-    "SERVER_FULL": "The server is full right now. Please try again later.",
-}
-
-
-def parse_server(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``HOST[:PORT]`` (``[v6]:PORT`` too) -> (host, port); ValueError in plain words."""
-    text = text.strip()
-    if not text:
-        raise ValueError("Please enter the server address, for example 192.168.1.10 or "
-                         f"chat.example.org:{default_port}.")
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"“{text}” is not a valid address: a “]” is missing.")
-        host, rest = text[1:end], text[end + 1:]
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"“{text}” is not a valid address.")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    if not host or any(c.isspace() for c in host):
-        raise ValueError(f"“{text}” is not a valid server address.")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"“{port_text}” is not a port number (1–65535).")
-    return host, int(port_text)
-
-
-def check_nickname(nick: str) -> str:
-    """A first, local check; the server has the final word."""
-    nick = nick.strip()
-    if not nick:
-        raise ValueError("Please choose a nickname.")
-    if any(c.isspace() for c in nick):
-        raise ValueError("A nickname cannot contain spaces.")
-    if len(nick) > 24:
-        raise ValueError("A nickname can be at most 24 characters long.")
-    return nick
-
-
-def _reason(text: str) -> str:
-    """``cannot reach h:p: [Errno 111] Connection refused`` -> ``connection refused``."""
-    text = re.sub(r"\[(Errno|WinError) -?\d+\]\s*", "", text.rsplit(": ", 1)[-1]).strip()
-    return text[:1].lower() + text[1:].rstrip(".")
-
-
-def describe_error(exc: BaseException, nick: str, server: str) -> str:
-    """What went wrong when connecting, for a person rather than a log file."""
-    code = getattr(exc, "code", None)
-    text = str(getattr(exc, "text", "") or exc).strip()
-    if code in _PLAIN_WORDS:
-        return _PLAIN_WORDS[code].format(nick=nick, text=text)
-    kind = type(exc).__name__
-    if kind == "ServerUnreachable" or isinstance(exc, OSError | TimeoutError):
-        why = _reason(text)
-        return (f"Cannot reach the server at {server}{': ' + why if why else ''}. "
-                "Check the address and that the server is running.")
-    if code and "NICK" in str(code).upper():
-        return f"The server refused the nickname “{nick}”: {text}"
-    if code:
-        return f"The server refused to let us in: {text or code}"
-    return f"Could not connect: {text or kind}"
+from client.config import DEFAULT_PORT
+from client.gui.theme import font
 
 
 class ConnectFrame(ttk.Frame):

@@ -16,7 +16,7 @@ import tkinter as tk
 from collections.abc import Callable, Iterable
 from tkinter import ttk
 
-from client.gui_theme import NICK_PALETTE, Colours, font, nick_colour
+from client.gui.theme import NICK_PALETTE, Colours, font, nick_colour
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """File transfers in the window: offers to accept or decline, progress bars, cancel buttons.
 
-The panel sits above the status bar and is hidden while empty. ``human_size`` and
-``progress_text`` are pure (tested without a display).
+The panel sits above the status bar and is hidden while empty. ``progress_text`` is
+pure (tested without a display).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
-from client.gui_chat import printable
+from client.gui.chat import printable
+from client.wording import human_size
 
 log = logging.getLogger(__name__)
 
@@ -19,16 +20,8 @@ MAX_ROWS = 32   # offers/transfers shown at once; a flood of offers beyond this 
 MAX_FINISHED = 4096   # finished ids remembered, to ignore their late progress events
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover - unreachable, keeps type checkers calm
-
-
 def progress_text(done: int, total: int, bytes_per_s: float) -> str:
-    """``3.1 MB of 10.0 MB · 1.2 MB/s · 6 s left``."""
+    """``3.1 MiB of 10.0 MiB · 1.2 MiB/s · 6 s left``."""
     parts = [f"{human_size(done)} of {human_size(total)}"]
     if bytes_per_s > 0:
         parts.append(f"{human_size(bytes_per_s)}/s")

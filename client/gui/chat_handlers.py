@@ -1,0 +1,193 @@
+"""The conversations: tabs, sending, messages in, the server's state, asking for attention."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import tkinter as tk
+
+from client import events as ev
+from client.gui.attention import title_for
+from client.gui.base import EventHandlers, Window
+from client.gui.chat import ChatTab
+from client.peer.messenger import MAX_MESSAGE
+from client.wording import human_size
+
+log = logging.getLogger(__name__)
+
+
+class ChatHandlers(Window):
+    """Tabs and messages (a mixin of ``App``)."""
+
+    def _chat_events(self) -> EventHandlers:
+        return {ev.RoomMessage: self._on_room, ev.PrivateMessage: self._on_private,
+                ev.NotDelivered: self._on_not_delivered, ev.ServerLost: self._on_server_lost,
+                ev.ServerBack: self._on_server_back, ev.Reregistered: self._on_reregistered}
+
+    # --- tabs ----------------------------------------------------------------------------------
+    def _new_tab(self, peer: str | None) -> ChatTab:
+        tab = ChatTab(self.notebook, self.colours, peer, on_send=self.send,
+                      on_send_file=self.send_file if peer is not None else None)
+        self.tabs[peer] = tab
+        self.notebook.add(tab, text=tab.title)
+        return tab
+
+    @property
+    def room(self) -> ChatTab:
+        return self.tabs[None]
+
+    def current_tab(self) -> ChatTab | None:
+        try:
+            name = self.notebook.select()
+        except tk.TclError:
+            return None
+        return next((t for t in self.tabs.values() if str(t) == name), None)
+
+    def open_private(self, nick: str, select: bool = True) -> ChatTab:
+        tab = self.tabs.get(nick)
+        if tab is None:
+            tab = self._new_tab(nick)
+            tab.view.add_system(f"Private conversation with {nick}. Only the two of you "
+                                "see these messages.")
+        if select:
+            self.notebook.select(tab)
+            tab.input.text.focus_set()
+        return tab
+
+    def close_tab(self) -> None:
+        tab = self.current_tab()
+        if tab is None or tab.peer is None:
+            return
+        self.notebook.forget(tab)
+        del self.tabs[tab.peer]
+        tab.destroy()
+        self.room.input.text.focus_set()
+
+    def cycle_tab(self, step: int) -> None:
+        order = list(self.notebook.tabs())
+        if not order:
+            return
+        current = self.notebook.select()
+        i = order.index(current) if current in order else 0
+        self.notebook.select(order[(i + step) % len(order)])
+
+    def _tab_changed(self, _event: object) -> None:
+        tab = self.current_tab()
+        if tab is None:
+            return
+        if tab.unread:
+            tab.unread = 0
+            self.notebook.tab(tab, text=tab.title)
+        tab.input.text.focus_set()
+
+    def _peer_view(self, nick: str) -> ChatTab:
+        return self.tabs.get(nick) or self.room
+
+    # --- attention, title, status bar ----------------------------------------------------------
+    def _bump_unread(self, tab: ChatTab) -> None:
+        if self.current_tab() is not tab:
+            tab.unread += 1
+            self.notebook.tab(tab, text=tab.title)
+
+    def _window_focused(self) -> bool:
+        # "focus" is empty when another application has the keyboard focus
+        return bool(str(self.root.tk.call("focus")))
+
+    def _focus_in(self, _event: object) -> None:
+        if self.title_unread:
+            self.title_unread = 0
+            self._update_title()
+
+    def _ask_attention(self, title: str, body: str, urgent: bool) -> None:
+        if self._window_focused():
+            return
+        self.title_unread += 1
+        self._update_title()
+        hwnd = None
+        if sys.platform == "win32":
+            try:
+                hwnd = int(self.root.wm_frame(), 16)
+            except (tk.TclError, ValueError):
+                hwnd = None
+        self.attention.flash(hwnd)
+        if urgent:
+            self.attention.notify(title, body, now=time.monotonic())
+
+    def _update_title(self) -> None:
+        self.root.title(title_for(self.nickname, self.title_unread, self.server_online))
+
+    def _update_status(self) -> None:
+        if self.main_frame is None:
+            return
+        online = len(self.roster.nicks) + 1
+        if self.server_online:
+            text = f"Connected to {self.server_label} as {self.nickname} · {online} online"
+        else:
+            text = f"Server unreachable (peers still reachable) · {online} online"
+        self.status_var.set(text)
+        self.status.configure(foreground="" if self.server_online else self.colours.error)
+
+    def _server_state(self, online: bool, text: str) -> None:
+        self.server_online = online
+        self.room.view.add_system(text, error=not online)
+        self._update_status()
+        self._update_title()
+
+    # --- what the user types -------------------------------------------------------------------
+    def send(self, peer: str | None, text: str) -> bool:
+        """Send what the user typed; False keeps the text in the input (e.g. too long)."""
+        engine = self.engine
+        if engine is None:
+            return False
+        tab = self.tabs.get(peer, self.room)
+        try:
+            msg_id = engine.send_room(text) if peer is None else engine.send_private(peer, text)
+        except ValueError as exc:   # MessageTooLarge and UnknownPeer are ValueErrors
+            why = str(exc) or f"message too long (at most {human_size(MAX_MESSAGE)})"
+            tab.view.add_system(f"Not sent: {why}", error=True)
+            return False
+        except Exception as exc:
+            log.warning("sending failed: %r", exc)
+            tab.view.add_system(f"Not sent: {exc}", error=True)
+            return False
+        tab.view.add_message(self.nickname or "me", text, own=True, msg_id=msg_id)
+        return True
+
+    # --- engine events -------------------------------------------------------------------------
+    def _on_room(self, e: ev.RoomMessage) -> None:
+        self.room.view.add_message(e.sender, e.text, warning=e.warning)
+        self._clear_unreachable(e.sender)
+        self._bump_unread(self.room)
+        mention = bool(self.nickname) and self.nickname.casefold() in e.text.casefold()
+        self._ask_attention(f"{e.sender} in the room", e.text, urgent=mention)
+
+    def _on_private(self, e: ev.PrivateMessage) -> None:
+        tab = self.open_private(e.sender, select=False)
+        tab.view.add_message(e.sender, e.text, warning=e.warning)
+        self._clear_unreachable(e.sender)
+        self._bump_unread(tab)
+        self._ask_attention(f"{e.sender} (private)", e.text, urgent=True)
+
+    def _clear_unreachable(self, nick: str) -> None:
+        if self.roster.markers.get(nick) == "✗":
+            self.roster.set_marker(nick, None)
+
+    def _on_not_delivered(self, e: ev.NotDelivered) -> None:
+        tab = self.tabs.get(e.nickname) if e.private else self.room
+        if tab is None:
+            tab = self.room
+        if not tab.view.mark_undelivered(e.msg_id, e.nickname):
+            short = e.text if len(e.text) <= 80 else e.text[:80] + "…"
+            tab.view.add_system(f"not delivered to {e.nickname}: {short}", error=True)
+
+    def _on_server_lost(self, _e: ev.ServerLost) -> None:
+        self._server_state(False, "The server is unreachable. People already in the list can "
+                                  "still be reached; newcomers will not show up.")
+
+    def _on_server_back(self, _e: ev.ServerBack) -> None:
+        self._server_state(True, "The server is reachable again.")
+
+    def _on_reregistered(self, _e: ev.Reregistered) -> None:
+        self._server_state(True, f"The server had forgotten us; registered again as "
+                                 f"{self.nickname}.")
