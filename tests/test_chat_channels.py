@@ -72,7 +72,7 @@ def test_room_and_channels_with_disjoint_members() -> None:
     m.pump(2)
     assert [x for x in m.received["carol"] if isinstance(x, wire.Line)] == []
     got = [e for e in m.take("bob") if isinstance(e, ev.ChannelMessage)]
-    assert got == [ev.ChannelMessage("#games", "alice", "gg", line)]  # the first display wins
+    assert got == [ev.ChannelMessage("#Games", "alice", "gg", line)]  # bob's own spelling
     info = {c.name.lower(): c for c in m.peers["carol"].channels()}
     assert info["#games"].members == 2 and not info["#games"].joined
     assert info["#room"].members == 3 and info["#room"].joined
