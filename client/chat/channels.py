@@ -23,6 +23,7 @@ import nacl.signing
 
 from client.chat import events as ev
 from client.chat import names, wire
+from client.chat.names import peer_key as _nkey
 from models import nickname
 from models.errors import ProtocolError
 
@@ -63,13 +64,6 @@ class _Bucket:
         self.tokens -= 1.0
         self.warned = False
         return True
-
-
-def _nkey(nick: str) -> str:
-    try:
-        return nickname.canonical(nick)
-    except ProtocolError:
-        return nick
 
 
 class Channels:

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from precis_i18n import get_profile
 
+from models import nickname
 from models.errors import ProtocolError
 
 PREFIX = "#"
@@ -95,3 +96,12 @@ def same_channel(a: str, b: str) -> bool:
         return channel_key(a) == channel_key(b)
     except ProtocolError:
         return False
+
+
+def peer_key(nick: str) -> str:
+    """A nickname's comparison key (``models.nickname.canonical``); an invalid one as given
+    (it never comes from the roster, so it matches nobody)."""
+    try:
+        return nickname.canonical(nick)
+    except ProtocolError:
+        return nick
