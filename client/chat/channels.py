@@ -24,6 +24,7 @@ import nacl.signing
 from client.chat import events as ev
 from client.chat import names, wire
 from client.chat.names import peer_key as _nkey
+from client.errors import ClientError
 from models import nickname
 from models.errors import ProtocolError
 
@@ -38,7 +39,7 @@ BURST = 60.0
 SEEN_IDS = 4096  # recent line ids remembered to show a retransmitted line once
 
 
-class ChannelError(Exception):
+class ChannelError(ClientError):
     """Our own user's mistake (not a member, too many channels...); the text is for people."""
 
 
