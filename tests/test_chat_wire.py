@@ -220,3 +220,22 @@ def test_mutated_messages_only_protocol_error(msg: wire.Message, data: st.DataOb
 def test_oversized_payload() -> None:
     with pytest.raises(ProtocolError):
         wire.decode(b"C\x01" + b"x" * wire.MAX_PAYLOAD)
+
+
+def test_docs_examples_are_byte_exact() -> None:
+    """Every example in docs/CHANNELS.md decodes and re-encodes to the same bytes."""
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "CHANNELS.md").read_text("utf-8")
+    block = doc.split("### Examples")[1].split("```")[1]
+    examples: list[bytes] = []
+    for row in block.splitlines():
+        if row.startswith("       "):
+            examples[-1] += bytes.fromhex(row)
+        elif row.strip():
+            examples.append(b"")
+    assert len(examples) == 12
+    for raw in examples:
+        msg = wire.decode(raw)
+        assert wire.encode(msg) == raw
+        if isinstance(msg, wire.Line | wire.Topic):
+            assert wire.verify_line(msg.line, bytes(KEY.verify_key)) is wire.Verdict.OK
