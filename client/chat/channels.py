@@ -133,13 +133,22 @@ class Channels:
         peer = _nkey(nick)
         return [self._display[k] for k in self._joined if peer in self._members.get(k, {})]
 
+    def is_online(self, nick: str) -> bool:
+        return _nkey(nick) in self._online
+
+    def is_member(self, channel: str, nick: str) -> bool:
+        """``nick`` is in ``channel`` and so are we (who may ask us for its backfill)."""
+        key = _ckey(channel)
+        return key in self._joined and _nkey(nick) in self._members.get(key, {})
+
     def away_of(self, nick: str) -> str | None:
         return self.away_text if _nkey(nick) == _nkey(self.me) else self._away.get(_nkey(nick))
 
     # --- our user's actions ----------------------------------------------------------------
-    def join(self, channel: str, now: float) -> str:
+    def join(self, channel: str, now: float, *, restored: bool = False) -> str:
         """Join (creating it if nobody has it) and make it current. ``ProtocolError`` for a bad
-        name, ``ChannelError`` for too many channels."""
+        name, ``ChannelError`` for too many channels. ``restored``: rejoined at start (its
+        event is not fresh, so the terminal prints nothing)."""
         display, key = names.normalize(channel)
         display = self._display.get(key, display)
         if key not in self._joined:
@@ -149,7 +158,7 @@ class Channels:
             self._joined[key] = display
             self._display[key] = display
             self._send(self._online_peers(), wire.Join(display))
-            self._events.append(ev.ChannelJoined(display, self.me, True))
+            self._events.append(ev.ChannelJoined(display, self.me, True, not restored))
             topic = self._topics.get(key)
             if topic is not None:
                 self._events.append(ev.TopicChanged(display, topic.text, topic.author))
