@@ -32,6 +32,8 @@ def test_want_asks_two_members_since_newest_within_a_day() -> None:
     (send,) = b.want("#g", ["bob"], int(NOW * 1000) - 5, NOW)
     assert wire.decode(send.payload).since_ms == int(NOW * 1000) - 4
     assert b.next_deadline() == NOW + bf.TIMEOUT
+    (send,) = b.want("#g", ["bob"], int(NOW * 1000) + 10**9, NOW)  # a line from the future
+    assert wire.decode(send.payload).since_ms == int(NOW * 1000) + 1
 
 
 def test_answer_bounds_members_rate_and_chunks() -> None:

@@ -54,8 +54,10 @@ class Backfill:
         peers = members[:ASK_PEERS]
         if not peers:
             return []
-        since = max(newest_ts_ms + 1 if newest_ts_ms is not None else 0,
-                    int(now * 1000) - WINDOW_MS, 0)
+        now_ms = int(now * 1000)
+        # a line stamped in the future (a peer's clock, or a lie) must not stop backfill
+        newest = min(newest_ts_ms, now_ms) if newest_ts_ms is not None else -1
+        since = max(newest + 1, now_ms - WINDOW_MS, 0)
         self._asks[key] = _Ask(now + TIMEOUT, since, {_pk(p): LIMIT for p in peers})
         return [Send(tuple(peers), wire.encode(wire.BackfillRequest(display, since, LIMIT)))]
 

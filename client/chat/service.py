@@ -21,9 +21,11 @@ before the sends are handed out, so a RECEIPT never leaves before the line is st
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 
 import nacl.signing
+import peewee
 
 from client.chat import events as ev
 from client.chat import names, wire
@@ -170,7 +172,11 @@ class ChatService:
     def _collect(self, now: float) -> None:
         self._sends += self.channels.take_sends()
         for event in self.channels.take_events():
-            self._route(event, now)
+            try:
+                self._route(event, now)
+            except (peewee.PeeweeException, sqlite3.Error, OSError) as exc:
+                # a full disk or a locked database loses this line, not the chat
+                log.error("history failed for %s: %s", type(event).__name__, exc)
         self._sends += self.channels.take_sends()
 
     def _route(self, event: ev.ChatEvent | ev.EngineEvent, now: float) -> None:
