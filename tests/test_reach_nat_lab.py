@@ -5,10 +5,12 @@ the conntrack timeout, a router does not hairpin, and ``masquerade random`` is a
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
 
+from client.reach.paths import PathConfig, PathKind, PathLost, PathManager, Probe
 from tests.nat import INTERNET_IP, Lab, Reflector, lab_unavailable, nat_lab, public_address
 from tests.nat import udp_socket as sock_in
 
@@ -113,3 +115,53 @@ def test_masquerade_random_gives_a_new_port_per_destination() -> None:
                 s.close()
             ref1.close()
             ref2.close()
+
+
+class Driver:
+    """A PathManager driven over a plain UDP socket: probes are b"P" (answered with b"A"),
+    keepalives b"K". Stands in for the engine until the engine is wired."""
+
+    def __init__(self, sock: socket.socket, mgr: PathManager) -> None:
+        self.sock, self.mgr = sock, mgr
+        self.events: list[object] = []
+
+    def run(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (now := time.monotonic()) < end:
+            step = self.mgr.poll(now)
+            self.events += step.events
+            for s in step.sends:
+                self.sock.sendto(b"P" if isinstance(s, Probe) else b"K", s.addr)
+            deadline = self.mgr.next_deadline()
+            wait = min(end, deadline if deadline is not None else end) - time.monotonic()
+            self.sock.settimeout(max(0.01, min(wait, 0.1)))
+            try:
+                data, src = self.sock.recvfrom(64)
+            except TimeoutError:
+                continue
+            peers = self.mgr.peers_at(src)
+            for peer in peers:
+                self.mgr.heard(peer, src, time.monotonic(), user=data != b"K")
+            if data == b"P" and peers:
+                self.sock.sendto(b"A", src)
+
+
+@pytest.mark.parametrize("keepalive", [True, False])
+def test_path_managers_punch_through_two_routers_and_keepalives_hold_the_mapping(
+        two_homes, keepalive: bool) -> None:
+    a, b, a_pub, b_pub = two_homes
+    cfg = PathConfig(first_retry=0.1, keepalive_interval=0.5, active_window=30)
+    ma, mb = PathManager(cfg, behind_nat=keepalive), PathManager(cfg, behind_nat=keepalive)
+    now = time.monotonic()
+    ma.add_candidate("bob", b_pub, PathKind.DIRECT, now)
+    mb.add_candidate("alice", a_pub, PathKind.DIRECT, now)
+    da, db = Driver(a, ma), Driver(b, mb)
+    ta = threading.Thread(target=da.run, args=(TIMEOUT + 2.5,))
+    ta.start()
+    db.run(TIMEOUT + 2.5)  # idle (keepalives only) for longer than the conntrack timeout
+    ta.join()
+    assert ma.path_of("bob").addr == b_pub and mb.path_of("alice").addr == a_pub
+    assert not any(isinstance(e, PathLost) for e in da.events + db.events)
+    a.sendto(b"still open", b_pub)
+    # kept open by the keepalives -- and without them, forgotten by the routers
+    assert (b"still open" in got(b)) is keepalive
