@@ -242,3 +242,26 @@ def test_deadline_never_in_the_past_after_poll(seq) -> None:
         for p in ("bob", "carol"):
             info = m.path_of(p)
             assert info is None or m.accepts(p, info.addr)
+
+
+def test_keepalive_cost_at_200_peers() -> None:
+    """200 peers we talk with, behind NAT, nothing else sent: one keepalive per peer per
+    interval -- 8 datagrams/s at the 25 s default; and none once the conversation is over."""
+    m = PathManager(PathConfig(), behind_nat=True)
+    for i in range(200):
+        addr = (f"203.0.113.{i % 250 + 1}", 40000 + i)
+        m.add_candidate(f"p{i}", addr, DIRECT, 0)
+    m.poll(0)
+    for i in range(200):
+        m.heard(f"p{i}", (f"203.0.113.{i % 250 + 1}", 40000 + i), 0.1)
+    sent = 0
+    t = 1.0
+    while t <= 100:
+        sent += sum(isinstance(s, Keepalive) for s in m.poll(t).sends)
+        t += 1.0
+    assert sent / 100 == 200 * 4 / 100   # 4 keepalives each in 100 s: 8/s
+    late = 0
+    while t <= 400:
+        late += sum(isinstance(s, Keepalive) for s in m.poll(t).sends)
+        t += 1.0
+    assert late == 0  # active_window (120 s) is over
