@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from tests.netns import netns_unavailable
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -42,13 +42,9 @@ INTERNET_IP = "203.0.113.254"
 
 def lab_unavailable() -> str | None:
     """None when namespaces, bridges and nftables NAT can be built here, else the reason."""
-    if not sys.platform.startswith("linux"):
-        return "network namespaces are Linux-only"
-    if os.geteuid() != 0:
-        return "needs root for ip netns / nftables"
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` is not installed (apt-get install iproute2 nftables)"
+    basic = netns_unavailable()
+    if basic is not None:
+        return basic
     probe = f"olcprobe-{uuid.uuid4().hex[:6]}"
     try:
         subprocess.run(["ip", "netns", "add", probe], check=True, capture_output=True)

@@ -4,8 +4,8 @@ Syncthing's local discovery in one class: every announcement refreshes an entry 
 ``ttl`` seconds after it was last heard. An entry is only ever "try this address" -- the secure
 handshake decides who a peer really is. Hostile-input bounds:
 
-* a token bucket per **source IP** runs before decoding (a flood costs us a dict lookup);
-* at most ``max_sources`` buckets are remembered (least recently used forgotten first);
+* a token bucket per **source IP** runs before decoding (a flood costs us a dict lookup),
+  the directory's own ``KeyedRateLimiter`` (at most ``max_sources`` remembered);
 * at most ``max_peers`` client entries and ``max_servers`` server entries, and at most
   ``per_ip_entries`` of them announced from one IP -- one host cannot fill the table;
 * a nickname announced under two keys is a **clash**: both entries are kept and reported,
@@ -22,11 +22,11 @@ announce); it raises ``ProtocolError`` for a datagram that does not decode (the 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from client.reach.discovery import Addr, Announcement, decode
 from models import nickname as nicks
+from models.directory import KeyedRateLimiter
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,6 @@ class CacheLimits:
 
 
 @dataclass
-class _Bucket:
-    tokens: float
-    at: float
-
-
-@dataclass
 class Stats:
     rate_limited: int = 0
     table_full: int = 0
@@ -119,13 +113,14 @@ class DiscoveryCache:
         self._peers: dict[bytes, LanPeer] = {}
         self._servers: dict[Addr, LanServer] = {}
         self._origin: dict[bytes | Addr, str] = {}   # entry -> source IP it came from
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        lim = self.limits
+        self._limiter = KeyedRateLimiter(lim.rate, lim.burst, lim.max_sources)
         self.stats = Stats()
 
     # ------------------------------------------------------------------ input
 
     def feed(self, data: bytes, source: Addr, now: float) -> Heard:
-        if not self._allow(source[0], now):
+        if not self._limiter.allow(source[0], now):
             self.stats.rate_limited += 1
             return Heard()
         ann = decode(data)
@@ -165,9 +160,6 @@ class DiscoveryCache:
     def servers(self) -> list[LanServer]:
         return list(self._servers.values())
 
-    def tracked_sources(self) -> int:
-        return len(self._buckets)
-
     def clashes(self) -> dict[str, frozenset[bytes]]:
         """Canonical nickname -> the keys announcing it, for every nickname with two or more
         (our own key counts when another key announces our nickname)."""
@@ -179,21 +171,6 @@ class DiscoveryCache:
         return {n: frozenset(k) for n, k in by_nick.items() if len(k) > 1}
 
     # ------------------------------------------------------------------ internals
-
-    def _allow(self, ip: str, now: float) -> bool:
-        lim = self.limits
-        b = self._buckets.pop(ip, None)
-        if b is None:
-            b = _Bucket(lim.burst, now)
-            if len(self._buckets) >= lim.max_sources:
-                self._buckets.popitem(last=False)
-        b.tokens = min(lim.burst, b.tokens + max(0.0, now - b.at) * lim.rate)
-        b.at = now
-        self._buckets[ip] = b
-        if b.tokens < 1:
-            return False
-        b.tokens -= 1
-        return True
 
     def _room(self, ip: str, table_len: int, table_max: int) -> bool:
         from_ip = sum(1 for origin in self._origin.values() if origin == ip)
