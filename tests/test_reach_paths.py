@@ -149,7 +149,7 @@ def test_removing_the_chosen_candidate_loses_the_path() -> None:
     m.poll(0)
     m.heard("bob", HOME, 0.5)
     m.poll(0.5)
-    m.remove_candidate("bob", HOME, 1)
+    m.remove_candidate("bob", HOME, LAN, 1)
     step = m.poll(1)
     assert step.events == [PathLost("bob", HOME)]
     assert probes(step) == [("bob", PUB)]
@@ -173,6 +173,49 @@ def test_reprobe_after_no_path() -> None:
         m.poll(t)
     m.reprobe("bob", 10)
     assert probes(m.poll(10)) == [("bob", PUB)]
+
+
+def test_an_address_named_by_two_sources_keeps_the_better_kind_until_withdrawn() -> None:
+    m = PathManager(CFG)
+    m.add_candidate("bob", HOME, DIRECT, 0)   # the directory lists its LAN address (no NAT)
+    m.add_candidate("bob", HOME, LAN, 0)      # and LAN discovery hears it
+    m.poll(0)
+    m.heard("bob", HOME, 0.5)
+    assert m.poll(0.5).events == [PathChosen("bob", LAN, HOME, 0.5)]
+    m.add_candidate("bob", HOME, DIRECT, 1)   # a REF_ADD again: no downgrade, no probe
+    assert m.poll(1).sends == [] and m.path_of("bob").kind is LAN
+    m.remove_candidate("bob", HOME, LAN, 2)   # LAN entry expired: still a DIRECT candidate
+    assert m.path_of("bob") == PathInfo(DIRECT, HOME, 0.5)
+    m.remove_candidate("bob", HOME, DIRECT, 3)
+    assert m.poll(3).events == [PathLost("bob", HOME)]
+
+
+def test_silent_better_candidates_are_retried_while_talking() -> None:
+    cfg = PathConfig(first_retry=1.0, probe_attempts=1, upgrade_interval=30, active_window=60)
+    m = PathManager(cfg)
+    m.add_candidate("bob", HOME, LAN, 0)
+    m.add_candidate("bob", PUB, DIRECT, 0)
+    m.poll(0)
+    m.heard("bob", PUB, 0.5)                  # only the public path answers
+    m.poll(0.5)
+    m.poll(1)                                 # the LAN candidate's one probe had its wait
+    assert m.next_deadline() == 30.5
+    assert probes(m.poll(30.5)) == [("bob", HOME)]
+    m.heard("bob", HOME, 30.75)
+    assert m.poll(30.75).events == [PathChosen("bob", LAN, HOME, 0.25)]
+    assert m.next_deadline() is None          # the best kind now: nothing to upgrade
+
+
+def test_no_upgrade_probes_when_not_talking() -> None:
+    cfg = PathConfig(first_retry=1.0, probe_attempts=1, upgrade_interval=30, active_window=20)
+    m = PathManager(cfg)
+    m.add_candidate("bob", HOME, LAN, 0)
+    m.add_candidate("bob", PUB, DIRECT, 0)
+    m.poll(0)
+    m.heard("bob", PUB, 0.5)
+    m.poll(1)
+    assert m.next_deadline() is None
+    assert m.poll(100).sends == []
 
 
 class FakeNat:
@@ -225,7 +268,7 @@ def test_deadline_never_in_the_past_after_poll(seq) -> None:
         if op == "add":
             m.add_candidate(peer, addr, kind, now)
         elif op == "remove":
-            m.remove_candidate(peer, addr, now)
+            m.remove_candidate(peer, addr, kind, now)
         elif op == "heard":
             m.heard(peer, addr, now)
         elif op == "sent":

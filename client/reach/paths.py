@@ -28,9 +28,11 @@ layer accepted as coming from ``peer``.
 
 **What the engine feeds** (every call takes ``now``, a monotonic time in seconds):
 
-* ``add_candidate(peer, addr, kind, now)`` / ``remove_candidate`` / ``forget(peer)`` when the
-  directory or LAN discovery says so; adding a candidate starts probing it when it could improve
-  the peer's path.
+* ``add_candidate(peer, addr, kind, now)`` / ``remove_candidate(peer, addr, kind, now)`` /
+  ``forget(peer)`` when the directory (DIRECT) or LAN discovery (LAN) says so; adding a
+  candidate starts probing it when it could improve the peer's path. While we are talking
+  with a peer over a worse path than some silent candidate, that candidate is tried again
+  every ``upgrade_interval`` (a relayed or public path gives way to a direct or LAN one).
 * ``heard(peer, addr, now, rtt=None, user=True)`` for every authenticated datagram from the
   peer (``user=False`` for its keepalives, which must not keep a conversation "active").
 * ``sent(peer, now)`` whenever it sends the peer a datagram that the peer must answer (a chat
@@ -71,6 +73,7 @@ class PathConfig:
     keepalive_interval: float = 25.0  # below common router UDP timeouts (30 s)
     active_window: float = 120.0    # user traffic within this long: "we are talking"
     rtt_switch_ratio: float = 0.7   # same kind: switch only if the RTT is below 70% of ours
+    upgrade_interval: float = 30.0  # while talking: retry silent candidates better than ours
     max_candidates: int = 8
 
 
@@ -136,13 +139,17 @@ class Step:
 @dataclass
 class _Candidate:
     addr: Addr
-    kind: PathKind
+    kinds: set[PathKind]          # every source that named it (directory, LAN, ...)
     probes_left: int = 0
     next_probe: float | None = None
     retry: float = 0.0
     last_probe: float | None = None
     answered: bool = False
     rtt: float | None = None
+
+    @property
+    def kind(self) -> PathKind:
+        return min(self.kinds)
 
     def start(self, now: float, cfg: PathConfig) -> None:
         self.probes_left = cfg.probe_attempts
@@ -164,6 +171,7 @@ class _Peer:
     awaiting_since: float | None = None   # first unanswered answer-expecting send
     last_sent: float | None = None        # any datagram, keepalives included (NAT mapping)
     last_user: float | None = None        # user traffic either way
+    next_upgrade: float | None = None     # when to retry better, silent candidates
     no_path_reported: bool = False
 
 
@@ -183,26 +191,34 @@ class PathManager:
         self.behind_nat = flag
 
     def add_candidate(self, peer: str, addr: Addr, kind: PathKind, now: float) -> bool:
-        """Add (or re-kind) a candidate; False if the peer already has ``max_candidates``."""
+        """``addr`` is a candidate of ``peer`` by the word of a ``kind`` source (directory:
+        DIRECT, LAN discovery: LAN). An address named by two sources counts as the better
+        kind until that source withdraws it. False if the peer has ``max_candidates``."""
         p = self._peers.setdefault(peer, _Peer())
         c = p.cands.get(addr)
         if c is None:
             if len(p.cands) >= self.cfg.max_candidates:
                 return False
-            c = p.cands[addr] = _Candidate(addr, kind)
+            c = p.cands[addr] = _Candidate(addr, {kind})
             self._by_addr.setdefault(addr, set()).add(peer)
-        elif c.kind == kind:
-            return True
-        c.kind = kind
+        elif kind in c.kinds:
+            return True  # a repeated announcement: nothing new, no new probes
+        else:
+            c.kinds.add(kind)
         current = self._chosen(p)
-        if current is None or kind < current.kind:
+        if current is None or (current is not c and c.kind < current.kind):
             c.start(now, self.cfg)  # could improve the path: punch now
             p.no_path_reported = False
         return True
 
-    def remove_candidate(self, peer: str, addr: Addr, now: float) -> None:
+    def remove_candidate(self, peer: str, addr: Addr, kind: PathKind, now: float) -> None:
+        """The ``kind`` source no longer names ``addr``; gone when no source does."""
         p = self._peers.get(peer)
-        if p is None or addr not in p.cands:
+        c = p.cands.get(addr) if p else None
+        if p is None or c is None:
+            return
+        c.kinds.discard(kind)
+        if c.kinds:
             return
         del p.cands[addr]
         self._unindex(peer, addr)
@@ -235,7 +251,7 @@ class PathManager:
         c.answered = True
         c.probes_left = 0
         c.next_probe = None
-        self._consider(peer, p, c)
+        self._consider(peer, p, c, now)
 
     def sent(self, peer: str, now: float) -> None:
         """We sent ``peer`` a datagram it must answer (on its chosen path)."""
@@ -261,6 +277,7 @@ class PathManager:
     def poll(self, now: float) -> Step:
         for peer, p in self._peers.items():
             self._check_dead(peer, p, now)
+            self._due_upgrade(p, now)
             self._due_probes(peer, p, now)
             self._due_keepalive(peer, p, now)
         out, self._out = self._out, Step()
@@ -273,9 +290,7 @@ class PathManager:
             times += [c.next_probe for c in p.cands.values() if c.next_probe is not None]
             if p.chosen is not None and p.awaiting_since is not None:
                 times.append(p.awaiting_since + self.cfg.path_timeout)
-            ka = self._keepalive_at(p)
-            if ka is not None:
-                times.append(ka)
+            times += [t for t in (self._keepalive_at(p), self._upgrade_at(p)) if t is not None]
         return min(times, default=None)
 
     # ------------------------------------------------------------------ queries
@@ -319,12 +334,13 @@ class PathManager:
             return False
         return new.rtt < old.rtt * self.cfg.rtt_switch_ratio
 
-    def _consider(self, peer: str, p: _Peer, c: _Candidate) -> None:
+    def _consider(self, peer: str, p: _Peer, c: _Candidate, now: float) -> None:
         old = self._chosen(p)
         if old is c or (old is not None and not self._better(c, old)):
             return
         p.chosen = c.addr
         p.awaiting_since = None
+        p.next_upgrade = now + self.cfg.upgrade_interval
         p.no_path_reported = False
         self._out.events.append(PathChosen(peer, c.kind, c.addr, c.rtt))
 
@@ -377,3 +393,25 @@ class PathManager:
             return
         self._out.sends.append(Keepalive(peer, p.chosen))
         p.last_sent = now
+
+    def _silent_better(self, p: _Peer) -> list[_Candidate]:
+        current = self._chosen(p)
+        if current is None:
+            return []
+        return [c for c in p.cands.values()
+                if c.kind < current.kind and c.next_probe is None and not c.answered]
+
+    def _upgrade_at(self, p: _Peer) -> float | None:
+        if p.next_upgrade is None or p.last_user is None or not self._silent_better(p):
+            return None
+        if p.next_upgrade - p.last_user > self.cfg.active_window:
+            return None  # not talking any more: the path we have will do
+        return p.next_upgrade
+
+    def _due_upgrade(self, p: _Peer, now: float) -> None:
+        at = self._upgrade_at(p)
+        if at is None or at > now:
+            return
+        for c in self._silent_better(p):
+            c.start(now, self.cfg)
+        p.next_upgrade = now + self.cfg.upgrade_interval
