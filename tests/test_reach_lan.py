@@ -30,6 +30,7 @@ class Node:
     def __init__(self, ns: str, me: Identity, port: int,
                  limits: CacheLimits = LIMITS) -> None:
         self.events: queue.Queue[LanEvent] = queue.Queue()
+        self.seen: list[LanEvent] = []  # taken from the queue, not yet matched
 
         def deliver(evs: list[LanEvent]) -> None:
             for e in evs:
@@ -39,6 +40,10 @@ class Node:
                                                      **FAST).start())
 
     def wait_for(self, pred, timeout: float = 2.0) -> LanEvent:
+        """The first event so far (or within ``timeout``) matching ``pred``; it is used up."""
+        for i, e in enumerate(self.seen):
+            if pred(e):
+                return self.seen.pop(i)
         end = time.monotonic() + timeout
         while (left := end - time.monotonic()) > 0:
             try:
@@ -47,8 +52,19 @@ class Node:
                 break
             if pred(e):
                 return e
+            self.seen.append(e)
         raise AssertionError(f"no matching event within {timeout}s; cache "
                              f"{self.lan.snapshot()}")
+
+    def wait_heard(self, nicks: set[str], servers: int = 0, timeout: float = 2.0) -> None:
+        """Until the cache holds at least these peers and this many servers."""
+        end = time.monotonic() + timeout
+        while True:
+            peers, srvs = self.lan.snapshot()
+            if nicks <= {p.nickname for p in peers} and len(srvs) >= servers:
+                return
+            assert time.monotonic() < end, f"still {peers}, {srvs}"
+            time.sleep(0.02)
 
     def close(self) -> None:
         self.lan.close()
@@ -134,3 +150,22 @@ def test_forged_and_flooding_announcements_stay_bounded(switch) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_two_programs_on_one_host_share_the_discovery_port(switch) -> None:
+    """A client beside the server on one machine (the usual 'no --server' case), and a
+    second client on that machine: everyone hears everyone."""
+    _lab, (h0, h1, _h2), port = switch
+    a = Node(h0.ns, Identity(41000, "alice", key(1)), port)
+    s = Node(h0.ns, Identity(7700, "club"), port)
+    c = Node(h0.ns, Identity(43000, "carol", key(3)), port)
+    b = Node(h1.ns, Identity(42000, "bob", key(2)), port)
+    try:
+        a.wait_heard({"bob", "carol"}, servers=1)
+        c.wait_heard({"alice", "bob"}, servers=1)
+        b.wait_heard({"alice", "carol"}, servers=1)
+        for n in (a, c, b):
+            assert [x.addr for x in n.lan.snapshot()[1]] == [(h0.ip, 7700)]
+    finally:
+        for n in (a, s, c, b):
+            n.close()
