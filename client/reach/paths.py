@@ -45,6 +45,15 @@ layer accepted as coming from ``peer``.
 
 Queries: ``path_of(peer)``, ``accepts(peer, addr)`` ("is ``addr`` a known candidate of ``peer``?"
 -- peer datagrams from anywhere else are dropped), ``peers_at(addr)``.
+
+**When a path has closed** (``PathLost``, or ``NoPath`` toward a peer the directory lists), the
+peer's NAT has forgotten us, so our probes alone cannot get in: the engine asks the directory
+to *nudge* the peer (extension, for the server): ``keyword len NUDGE nickname target pad``
+(authenticated like PING; ``pad`` of ``-`` makes the request at least as long as the nudge it
+causes). The server sends ``target_keyword len NUDGE nickname ip port`` (the requester's
+registered address) to the **registered** target only, at most once per (requester, target)
+per 2 s and 10 per requester per second; unknown targets get nothing. The target calls
+``add_candidate``/``reprobe`` for the requester: both sides probe at once again.
 """
 
 from __future__ import annotations
