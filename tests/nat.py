@@ -40,11 +40,14 @@ CLONE_NEWNET = 0x40000000
 INTERNET_IP = "203.0.113.254"
 
 
-def lab_unavailable() -> str | None:
-    """None when namespaces, bridges and nftables NAT can be built here, else the reason."""
+def lab_unavailable(nat: bool = False) -> str | None:
+    """None when namespaces and bridges (and with ``nat``, conntrack NAT) can be built here,
+    else the reason."""
     basic = netns_unavailable()
     if basic is not None:
         return basic
+    if nat and not os.path.exists("/proc/sys/net/netfilter/nf_conntrack_udp_timeout"):
+        return "conntrack is not loaded (modprobe nf_conntrack nf_nat)"
     probe = f"olcprobe-{uuid.uuid4().hex[:6]}"
     try:
         subprocess.run(["ip", "netns", "add", probe], check=True, capture_output=True)
@@ -95,6 +98,17 @@ def udp_socket(ns: str, bind: tuple[str, int], timeout: float = 0.5) -> socket.s
         return s
 
     return in_netns(ns, make)
+
+
+def set_sysctl(ns: str, key: str, value: int) -> None:
+    """Write ``/proc/sys/<key>`` inside ``ns`` (no ``sysctl`` binary needed: procps may be
+    missing on a fresh machine)."""
+
+    def write() -> None:
+        with open(f"/proc/sys/{key}", "w", encoding="ascii") as f:
+            f.write(f"{value}\n")
+
+    in_netns(ns, write)
 
 
 @dataclass
@@ -163,7 +177,7 @@ class Lab:
         self.ip(ns, "link", "set", ifname, "up")
 
     def router(self, ns: str, udp_timeout: int, random: bool) -> None:
-        self.run(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+        set_sysctl(ns, "net/ipv4/ip_forward", 1)
         masq = "masquerade random" if random else "masquerade"
         rules = f"""
 table ip olc_nat {{
@@ -187,7 +201,7 @@ table inet olc_fw {{
         self.run(ns, ["nft", "-f", "-"], stdin=rules)
         # After the first NAT rule the conntrack sysctls exist in this namespace.
         for key in ("nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"):
-            self.run(ns, ["sysctl", "-q", "-w", f"net.netfilter.{key}={udp_timeout}"])
+            set_sysctl(ns, f"net/netfilter/{key}", udp_timeout)
 
 
 def lan_lab(lab: Lab, n: int) -> list[Host]:

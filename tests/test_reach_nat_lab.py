@@ -14,7 +14,7 @@ from client.reach.paths import PathConfig, PathKind, PathLost, PathManager, Prob
 from tests.nat import INTERNET_IP, Lab, Reflector, lab_unavailable, nat_lab, public_address
 from tests.nat import udp_socket as sock_in
 
-reason = lab_unavailable()
+reason = lab_unavailable(nat=True)
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(reason is not None, reason=reason or "")]
 
 TIMEOUT = 2  # conntrack UDP timeout in the routers, seconds
