@@ -155,7 +155,7 @@ def test_peer_seen_refreshed_changed_and_forgotten() -> None:
     assert c.feed(client(), ("10.0.0.5", 7701), 2).events == []   # same: silent refresh
     assert c.next_deadline() == 5
     assert c.expire(4.5) == []
-    assert c.expire(5) == [PeerGone(KEY_A, "alice")]
+    assert c.expire(5) == [PeerGone(KEY_A, "alice", "10.0.0.5")]
     assert c.peers() == [] and c.next_deadline() is None
 
 
@@ -184,6 +184,14 @@ def test_same_nickname_two_keys_is_a_clash_never_merged() -> None:
     assert c.clashes() == {"alice": frozenset({KEY_A, KEY_B})}
     heard = c.feed(client("Me", KEY_B, inst=b"inst0002"), ("10.0.0.6", 7701), 1)
     assert Clash("Me", frozenset({KEY_B, KEY_ME})) in heard.events   # someone uses our name
+
+
+def test_a_key_heard_from_another_ip_is_another_entry_never_a_replacement() -> None:
+    c = DiscoveryCache(KEY_ME, ME)
+    c.feed(client("bob", KEY_B), ("10.0.0.7", 7701), 0)
+    heard = c.feed(client("bob", KEY_B, port=9), ("10.0.0.66", 7701), 0)  # keys are public
+    assert heard.events[0].new and not [e for e in heard.events if isinstance(e, Clash)]
+    assert sorted(p.addrs[0] for p in c.peers()) == [("10.0.0.66", 9), ("10.0.0.7", 7700)]
 
 
 def test_flood_from_one_source_is_rate_limited() -> None:

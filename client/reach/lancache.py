@@ -12,6 +12,8 @@ handshake decides who a peer really is. Hostile-input bounds:
   never merged. Our own key and instance are ignored (our own echo, or our key on another
   machine, which is not a peer).
 
+Entries are keyed by (identity key, source IP): a key announced from two IPs is two entries
+(a host with two interfaces, or a forger -- who then cannot displace the real addresses).
 Addresses an entry offers: the announcement's source IP first (the address on *our* link),
 then the addresses it lists, each with the announced port -- at most ``max_addrs``.
 
@@ -38,6 +40,10 @@ class LanPeer:
     instance: bytes
     seen: float
 
+    @property
+    def source(self) -> str:
+        return self.addrs[0][0]
+
 
 @dataclass(frozen=True)
 class LanServer:
@@ -56,6 +62,7 @@ class PeerSeen:
 class PeerGone:
     key: bytes
     nickname: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -110,9 +117,10 @@ class DiscoveryCache:
         self.own_key = own_key
         self.own_instance = own_instance
         self.own_canon = nicks.canonical(own_nickname) if own_nickname else None
-        self._peers: dict[bytes, LanPeer] = {}
+        # Keyed by (key, source IP): keys are public, so a forger elsewhere on the LAN can add
+        # an entry for a key but never replace the real one's addresses.
+        self._peers: dict[tuple[bytes, str], LanPeer] = {}
         self._servers: dict[Addr, LanServer] = {}
-        self._origin: dict[bytes | Addr, str] = {}   # entry -> source IP it came from
         lim = self.limits
         self._limiter = KeyedRateLimiter(lim.rate, lim.burst, lim.max_sources)
         self.stats = Stats()
@@ -136,15 +144,13 @@ class DiscoveryCache:
     def expire(self, now: float) -> list[LanEvent]:
         events: list[LanEvent] = []
         cutoff = now - self.limits.ttl
-        for key, p in list(self._peers.items()):
+        for ident, p in list(self._peers.items()):
             if p.seen <= cutoff:
-                del self._peers[key]
-                self._origin.pop(key, None)
-                events.append(PeerGone(key, p.nickname))
+                del self._peers[ident]
+                events.append(PeerGone(p.key, p.nickname, p.source))
         for addr, s in list(self._servers.items()):
             if s.seen <= cutoff:
                 del self._servers[addr]
-                self._origin.pop(addr, None)
                 events.append(ServerGone(addr))
         return events
 
@@ -173,7 +179,8 @@ class DiscoveryCache:
     # ------------------------------------------------------------------ internals
 
     def _room(self, ip: str, table_len: int, table_max: int) -> bool:
-        from_ip = sum(1 for origin in self._origin.values() if origin == ip)
+        from_ip = (sum(1 for _key, src in self._peers if src == ip)
+                   + sum(1 for src, _port in self._servers if src == ip))
         if table_len >= table_max or from_ip >= self.limits.per_ip_entries:
             self.stats.table_full += 1
             return False
@@ -183,12 +190,11 @@ class DiscoveryCache:
         assert ann.key is not None
         addrs = [(ip, ann.port)] + [(a, ann.port) for a in ann.addrs if a != ip]
         addrs = addrs[:self.limits.max_addrs]
-        old = self._peers.get(ann.key)
+        old = self._peers.get((ann.key, ip))
         if old is None and not self._room(ip, len(self._peers), self.limits.max_peers):
             return
         peer = LanPeer(ann.key, ann.name, ann.port, tuple(addrs), ann.instance, now)
-        self._peers[ann.key] = peer
-        self._origin[ann.key] = ip
+        self._peers[(ann.key, ip)] = peer
         if old is None or (old.nickname, old.addrs) != (peer.nickname, peer.addrs):
             events.append(PeerSeen(peer, new=old is None))
             canon = nicks.canonical(peer.nickname)
@@ -202,6 +208,5 @@ class DiscoveryCache:
         if old is None and not self._room(ip, len(self._servers), self.limits.max_servers):
             return
         self._servers[addr] = LanServer(addr, ann.name, now)
-        self._origin[addr] = ip
         if old is None or old.label != ann.name:
             events.append(ServerSeen(self._servers[addr]))
