@@ -82,3 +82,31 @@ class PlainTransport:
         """Drop whatever is still queued for or from ``peer``."""
         self._outgoing = [item for item in self._outgoing if item[0] != peer]
         self._frames = [item for item in self._frames if item[0] != peer]
+
+    # No keys, no sessions: the identity half of client.contracts.Transport, answered trivially.
+    def ensure_session(self, peer: str, now: float) -> bool:
+        return True  # nothing to set up: frames flow at once
+
+    def session_key_for(self, peer: str, label: bytes) -> bytes | None:
+        return None
+
+    def own_fingerprint(self) -> str | None:
+        return None
+
+    def fingerprint(self, peer: str) -> str | None:
+        return None
+
+    def warning_for(self, peer: str) -> str | None:
+        return None
+
+    def key_changed(self, peer: str) -> bool:
+        return False
+
+    def is_verified(self, peer: str) -> bool:
+        return False
+
+    def mark_verified(self, peer: str) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Nothing to save."""

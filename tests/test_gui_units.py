@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from client.errors import RegistrationError, ServerUnreachable
 from client.gui_attention import NOTIFY_MIN_INTERVAL, Attention, title_for
 from client.gui_connect import DEFAULT_PORT, check_nickname, describe_error, parse_server
 from client.gui_files import human_size, progress_text
 from client.gui_theme import NICK_PALETTE, THEMES, contrast, nick_colour
-from client.registration import RegistrationError, ServerUnreachable
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import tkinter as tk
 
+        from client.errors import ServerUnreachable
         from client.gui import App, WhoisDialog
         from client.gui_connect import describe_error
-        from client.registration import ServerUnreachable
 
         args.out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as config:
