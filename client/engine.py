@@ -37,19 +37,11 @@ from client.errors import (
     ServerUnreachable,
     UnknownPeer,
 )
-from client.reliable import (
-    KIND_CONTROL,
-    KIND_PRIVATE,
-    KIND_ROOM,
-    MAX_MESSAGE,
-    Acked,
-    Delivered,
-    Messenger,
-    Undelivered,
-)
-from client.secure import SessionStarted
-from client.serverlink.channel import RegisterAgain, RosterChanged, ServerChannel
-from client.serverlink.registration import Enrollment, register
+from client.peerlink import PeerLink, answer
+from client.reliable import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE, Messenger
+from client.serverlink.channel import ChannelEvent, RosterChanged, ServerChannel
+from client.serverlink.link import ServerLink
+from client.serverlink.registration import register
 from client.serverlink.roster import Changes, PeerRoster
 from client.serverlink.session import SavedSession
 from client.udp import UdpEdge, bind_for, literal_family
@@ -63,14 +55,28 @@ PEER_MAGIC = bytes((MAGIC,))  # first byte of every peer datagram
 DRAIN_BATCH = 512  # datagrams handled before timers get a turn
 QUIT_WAIT = 0.5  # close() waits this long for QUIT to be sent before closing files
 FILES_TICK = 1.0  # seconds between FileTransfers.tick calls (offer expiry)
-MAX_IDENTITY_WAITERS = 64  # fetch_identity callers waiting on a handshake (a UI, not a flood)
 
 
-def _answer(on_result: Callable[[Any], None], info: Any) -> None:
-    try:
-        on_result(info)
-    except Exception:  # a UI's bug must not stop the engine
-        log.exception("%r callback failed", on_result)
+def _load_keys(encrypted: bool, config_dir: pathlib.Path | None) -> Any:
+    """(identity key, pin store) for the encrypted transport; None for the plain one."""
+    if not encrypted:
+        return None
+    from client import identity
+    from client.pins import PinStore
+
+    cdir = config.config_dir(config_dir)
+    return identity.load_or_create(cdir), PinStore.in_dir(cdir)
+
+
+def _make_transport(keys: Any, nickname: str, now: float) -> Transport:
+    if keys is None:
+        from client.plain import PlainTransport
+
+        return PlainTransport(now=now)
+    from client.secure import SecureTransport
+
+    signing_key, pins = keys
+    return SecureTransport(signing_key, nickname, pins, now=now)
 
 
 class Engine:
@@ -100,18 +106,15 @@ class Engine:
         # state owned by the engine thread once started
         self._roster = PeerRoster(nickname)
         self._channel: ServerChannel | None = None
+        self._server: ServerLink | None = None
         self._server_addr: tuple[str, int] | None = None
         self._messenger: Messenger | None = None
         self._transport: Transport | None = None
+        self._peers: PeerLink | None = None
         self._transport_closed = False
         self._pending_events = False
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
-        # fetch_identity callers waiting for a handshake: (deadline, peer, callback)
-        self._identity_waiters: list[tuple[float, str, Callable[[ev.Whois | None], None]]] = []
-        # nicknames online whose key the user verified (now or in an earlier run); written by
-        # the engine thread only, read by UIs (``is_verified``) without a round trip
-        self._verified: set[str] = set()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -138,20 +141,24 @@ class Engine:
             raise ServerUnreachable(f"cannot resolve {host}: {exc}") from None
         except LookupError as exc:
             raise ServerUnreachable(str(exc)) from None
-        keys = self._load_keys()  # before registering: a damaged key file fails fast
+        # before registering: a damaged key file fails fast
+        keys = _load_keys(self._encrypted, self._config_dir)
         # TCP to the address the UDP side uses: for a name with IPv4 and IPv6 addresses, the
         # server must see both channels come from the same family
         reg = register(self._server_addr, self.nickname,
                        keyword=self._session.load(self.nickname), timeout=timeout)
         now = time.monotonic()
         self._channel = ServerChannel(reg, now)
+        self._server = ServerLink(self._channel, self._server_addr, send=self._udp.send,
+                                  put=self._bridge.put, handle=self._on_channel_event,
+                                  stopping=lambda: self._closing or self._bridge.closed)
         self._adopted()
         self._roster = self._channel.roster
         self._roster_view = tuple(self._roster.nicknames())
-        self._messenger = Messenger(now=now, deadline=self._deadline)
-        self._transport = self._make_transport(keys, now)
+        self._wire_peers(Messenger(now=now, deadline=self._deadline),
+                         _make_transport(keys, self.nickname, now))
         for nick in self._roster_view:
-            self._update_verified(nick, now)
+            self._peers.update_verified(nick, now)
         self._emit(ev.Registered(self.nickname, self._roster_view))
         self._bridge.thread = threading.Thread(target=self._run, name=f"engine-{self.nickname}",
                                                daemon=True)
@@ -230,11 +237,11 @@ class Engine:
         return None if self._transport is None else self._transport.own_fingerprint()
 
     def whois(self, nickname: str) -> ev.Whois | None:
-        return self._call(lambda now: self._whois(nickname))
+        return self._call(lambda now: self._peers.whois(nickname))
 
     def mark_verified(self, nickname: str) -> bool:
         """Remember that the user checked ``nickname``'s fingerprint. False if there is none."""
-        return self._call(lambda now: self._mark_verified(nickname))
+        return self._call(lambda now: self._peers.mark_verified(nickname))
 
     def fetch_identity(self, nickname: str, on_result: Callable[[ev.Whois | None], None],
                        timeout: float = 1.5) -> None:
@@ -243,21 +250,14 @@ class Engine:
         once it completes, fails, or ``timeout`` passes (then with what is known, maybe no
         fingerprint). ``on_result`` runs on the engine thread (or at once, if the engine is
         not running, with None): it must only hand the result over, e.g. to a queue."""
-        def go(now: float) -> None:
-            peer = self._roster.resolve(nickname)
-            if peer is None or self._transport.ensure_session(peer, now) or \
-                    len(self._identity_waiters) >= MAX_IDENTITY_WAITERS:
-                _answer(on_result, self._whois(nickname))
-            else:
-                self._identity_waiters.append((now + max(0.0, timeout), peer, on_result))
-
-        self._bridge.post(go, lambda: _answer(on_result, None))
+        self._bridge.post(lambda now: self._peers.ask_identity(nickname, on_result, timeout, now),
+                          lambda: answer(on_result, None))
 
     def mark_verified_later(self, nickname: str, on_result: Callable[[bool], None]) -> None:
         """Non-blocking ``mark_verified`` (for the Tk face: saving the pins may fsync).
         ``on_result(ok)`` runs on the engine thread (False at once if it is not running)."""
-        self._bridge.post(lambda now: _answer(on_result, self._mark_verified(nickname)),
-                          lambda: _answer(on_result, False))
+        self._bridge.post(lambda now: answer(on_result, self._peers.mark_verified(nickname)),
+                          lambda: answer(on_result, False))
 
     def whois_fetched(self, nickname: str, timeout: float = 1.5) -> ev.Whois | None:
         """Blocking ``fetch_identity`` (for the terminal): waits up to ``timeout`` for the key."""
@@ -276,7 +276,7 @@ class Engine:
     def is_verified(self, nickname: str) -> bool:
         """Whether ``nickname`` (as the roster shows it) is online with a key the user verified,
         in this run or an earlier one (pins file). Thread-safe, never waits on the engine."""
-        return nickname in self._verified
+        return self._peers is not None and nickname in self._peers.verified
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every message sent so far is acknowledged or given up (and no handshake
@@ -285,8 +285,7 @@ class Engine:
         end = time.monotonic() + timeout
         while True:
             try:
-                idle = self._call(lambda now: self._messenger.next_deadline() is None
-                                  and self._transport.next_deadline() is None)
+                idle = self._call(lambda now: self._peers.idle())
             except (EngineClosed, EngineNotResponding):
                 return False
             if idle:
@@ -378,25 +377,12 @@ class Engine:
         self.nickname = self._channel.nickname
         self._session.save(asked_as, self._channel.keyword)
 
-    def _load_keys(self) -> Any:
-        """(identity key, pin store) for the encrypted transport; None for the plain one."""
-        if not self._encrypted:
-            return None
-        from client import identity
-        from client.pins import PinStore
+    def _wire_peers(self, messenger: Messenger, transport: Transport) -> None:
+        self._messenger, self._transport = messenger, transport
+        self._peers = PeerLink(messenger, transport, self._roster,
+                               send_datagrams=self._send_datagrams, emit=self._emit,
+                               with_files=self._with_files)
 
-        cdir = config.config_dir(self._config_dir)
-        return identity.load_or_create(cdir), PinStore.in_dir(cdir)
-
-    def _make_transport(self, keys: Any, now: float) -> Transport:
-        if keys is None:
-            from client.plain import PlainTransport
-
-            return PlainTransport(now=now)
-        from client.secure import SecureTransport
-
-        signing_key, pins = keys
-        return SecureTransport(signing_key, self.nickname, pins, now=now)
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
@@ -430,9 +416,7 @@ class Engine:
         finally:
             self._closing = True
             self._close_transport()
-            waiters, self._identity_waiters = self._identity_waiters, []
-            for _deadline, _peer, on_result in waiters:
-                _answer(on_result, None)
+            self._peers.stop()
             bridge.drop_queued()
 
     def _close_transport(self) -> None:
@@ -447,13 +431,11 @@ class Engine:
 
     def _timeout(self, now: float) -> float:
         deadlines = [self._channel.next_deadline()]
-        for d in (self._messenger.next_deadline(), self._transport.next_deadline()):
-            if d is not None:
-                deadlines.append(d)
+        peers_due = self._peers.next_deadline()
+        if peers_due is not None:
+            deadlines.append(peers_due)
         if self.files is not None:
             deadlines.append(self._next_files_tick)
-        if self._identity_waiters:
-            deadlines.append(min(w[0] for w in self._identity_waiters))
         self._due = min(deadlines)
         return min(max(0.0, self._due - now), 1.0)
 
@@ -488,14 +470,12 @@ class Engine:
             self.stats["received"] += 1
             self._transport.unwrap(peer, data, now)
             return
-        if addr != self._server_addr or self._channel is None:
+        if addr != self._server_addr or self._server is None:
             self._drop("server", addr, "non-peer datagram not from the server")
             return
-        why = self._channel.on_datagram(data, now)
+        why = self._server.on_datagram(data, now)
         if why is not None:
             self._drop("server", addr, why)
-            return
-        self._after_channel(now)
 
     def _drop(self, which: str, addr: tuple[str, int], why: str) -> None:
         key = f"{which}_dropped"
@@ -505,158 +485,43 @@ class Engine:
                      self.stats[key])
 
     def _on_timers(self, now: float) -> None:
-        self._messenger.on_timer(now)
-        self._transport.on_timer(now)
-        self._channel.on_timer(now)
-        self._after_channel(now)
+        self._peers.on_timer(now)
+        self._server.on_timer(now)
         if self.files is not None and now >= self._next_files_tick:
             self._next_files_tick = now + FILES_TICK
             self._with_files(lambda files: files.tick(now))
-        if self._identity_waiters:
-            self._answer_waiters(lambda deadline, peer: now >= deadline)
+        self._peers.on_late_timer(now)
 
     # ------------------------------------------------------------------ server channel
-    def _after_channel(self, now: float) -> None:
-        """Carry out what the server channel asks for: datagrams, roster changes, events."""
-        channel = self._channel
-        for data in channel.take_outgoing():
-            self._udp.send(data, self._server_addr)
-        for event in channel.take_events():
-            if isinstance(event, RosterChanged):
-                self._apply(event.changes, now)
-            elif isinstance(event, RegisterAgain):
-                self._register_in_background(event)
-            else:
-                if isinstance(event, ev.Reregistered):
-                    self._adopted()
-                self._emit(event)
-
-    def _register_in_background(self, request: RegisterAgain) -> None:
-        """TCP re-fetch / reclaim / re-registration in a thread; the outcome comes back to the
-        channel as a command (the channel asks for one at a time)."""
-        server = self._server_addr
-
-        def work() -> None:
-            try:
-                result: Enrollment | Exception = register(
-                    server, request.nickname, keyword=request.keyword, timeout=request.timeout)
-            except (RegistrationError, ServerUnreachable) as exc:
-                result = exc
-            except Exception as exc:  # never let a worker die silently
-                log.exception("registration worker failed")
-                result = exc
-            if not self._closing and not self._bridge.closed:
-                self._bridge.put(lambda now: self._registered(request, result, now))
-
-        threading.Thread(target=work, name=f"register-{request.reason}", daemon=True).start()
-
-    def _registered(self, request: RegisterAgain, result: Enrollment | Exception,
-                    now: float) -> None:
-        self._channel.on_registered(request, result, now)
-        self._after_channel(now)
+    def _on_channel_event(self, event: ChannelEvent, now: float) -> None:
+        if isinstance(event, RosterChanged):
+            self._apply(event.changes, now)
+            return
+        if isinstance(event, ev.Reregistered):
+            self._adopted()
+        self._emit(event)
 
     def _send_quit(self, now: float) -> None:
-        if self._channel is not None:
-            self._channel.quit()
-            for data in self._channel.take_outgoing():
-                self._udp.send(data, self._server_addr)
+        if self._server is not None:
+            self._server.quit()
 
     def _stop(self, now: float) -> None:
         self._closing = True  # the loop ends after this turn's _pump (queued sends go out)
 
     # ------------------------------------------------------------------ peers
     def _send(self, peers: list[str], kind: int, payload: bytes, now: float) -> int:
-        return self._messenger.send(peers, kind, payload, now)
+        return self._peers.send(peers, kind, payload, now)
 
     def _send_datagrams(self, out: list[tuple[str, bytes]]) -> None:
         self._udp.send_many(out, self._roster.address_of)
 
-    def _apply(self, changes: Changes, now: float) -> None:
-        if not changes:
-            return
-        for nick in changes.left:
-            self._messenger.forget_peer(nick, now)
-            self._transport.forget_peer(nick)
-            self._verified.discard(nick)
-            self._with_files(lambda files, nick=nick: files.on_peer_left(nick))
-            self._emit(ev.Left(nick))
-        for nick in changes.joined:
-            self._update_verified(nick, now)  # before the UI hears of the join
-            self._emit(ev.Joined(nick))
-        self._roster_view = tuple(self._roster.nicknames())
-
     def _pump(self, now: float) -> None:
-        """Move frames and datagrams between the layers until nothing is left to move."""
-        messenger, transport = self._messenger, self._transport
-        receive, wrap = messenger.receive, transport.wrap
-        on_acked = self.on_acked
-        for _ in range(64):
-            moved = False
-            # transport events first: a restarted session resets the Messenger's state for
-            # that peer before the frames of the new session reach it
-            for event in transport.take_events():
-                self._on_transport_event(event, now)
-                moved = True
-            frames = transport.take_frames()
-            if frames:
-                moved = True
-                for peer, frame in frames:
-                    receive(peer, frame, now)
-            outgoing = messenger.take_outgoing()
-            if outgoing:
-                moved = True
-                for peer, frame in outgoing:
-                    wrap(peer, frame, now)
-            out = transport.take_outgoing()
-            if out:
-                self._send_datagrams(out)
-            events = messenger.take_events()
-            if events:
-                moved = True
-                for event in events:
-                    if type(event) is Acked:  # one per recipient of a room message: cheap
-                        if on_acked is not None:
-                            on_acked(event.peer, event.msg_id)
-                    else:
-                        self._on_messenger_event(event)
-            if not moved:
-                return
+        self._peers.pump(now, self.on_acked)
 
-    def _on_messenger_event(self, event: object) -> None:
-        if isinstance(event, Delivered):
-            if event.kind == KIND_CONTROL:
-                if event.payload[:1] == b"F":
-                    self._with_files(lambda files: files.on_control(event.peer, event.payload))
-                return
-            if event.kind not in (KIND_ROOM, KIND_PRIVATE):
-                return
-            text = event.payload.decode("utf-8", "replace")
-            cls = ev.PrivateMessage if event.kind == KIND_PRIVATE else ev.RoomMessage
-            self._emit(cls(event.peer, text, event.msg_id,
-                           self._transport.warning_for(event.peer)))
-        elif isinstance(event, Acked):
-            if self.on_acked is not None:
-                self.on_acked(event.peer, event.msg_id)
-        elif isinstance(event, Undelivered):
-            if event.kind == KIND_CONTROL:
-                self._with_files(lambda files: files.on_undelivered(event.peer, event.payload))
-                return
-            self._emit(ev.NotDelivered(event.peer, event.payload.decode("utf-8", "replace"),
-                                       event.msg_id, private=event.kind == KIND_PRIVATE))
-
-    def _on_transport_event(self, event: object, now: float) -> None:
-        if isinstance(event, SessionStarted):
-            peer = event.peer
-            if event.restarted:
-                self._messenger.reset_peer(peer)
-            self._update_verified(peer)  # the live key may differ from the verified pin
-            if self._identity_waiters:
-                self._answer_waiters(lambda deadline, p: p == peer)
-        elif isinstance(event, ev.KeyChanged | ev.PeerUnreachable):
-            self._update_verified(event.nickname)
-            self._emit(event)
-            if self._identity_waiters:
-                self._answer_waiters(lambda deadline, p: p == event.nickname)
+    def _apply(self, changes: Changes, now: float) -> None:
+        if changes:
+            self._peers.apply(changes, now)
+            self._roster_view = tuple(self._roster.nicknames())
 
     def _with_files(self, fn: Callable[[FileService], object]) -> None:
         """Hand something to the file layer, if wired in; its failure is logged, not ours."""
@@ -667,43 +532,6 @@ class Engine:
             fn(files)
         except Exception:
             log.exception("file transfer call failed")
-
-    def _whois(self, nickname: str) -> ev.Whois | None:
-        peer = self._roster.resolve(nickname) or nickname
-        t = self._transport
-        fingerprint = t.fingerprint(peer)
-        address = self._roster.address_of(peer)
-        if fingerprint is None and address is None:
-            return None
-        return ev.Whois(peer, fingerprint, verified=bool(t.is_verified(peer)),
-                        key_changed=bool(t.key_changed(peer)), address=address)
-
-    def _mark_verified(self, nickname: str) -> bool:
-        peer = self._roster.resolve(nickname) or nickname
-        ok = bool(self._transport.mark_verified(peer))
-        self._update_verified(peer)
-        return ok
-
-    def _update_verified(self, peer: str, now: float | None = None) -> None:
-        """Refresh ``is_verified(peer)``. With ``now`` (peer just seen online), a verified peer
-        without a session gets a handshake at once: its pin is only what the key *was*, and an
-        impostor under that nickname must turn into a KeyChanged warning, not keep the mark."""
-        t = self._transport
-        if t.is_verified(peer) and self._roster.address_of(peer) is not None:
-            self._verified.add(peer)
-            if now is not None:
-                t.ensure_session(peer, now)
-        else:
-            self._verified.discard(peer)
-
-    def _answer_waiters(self, due: Callable[[float, str], bool]) -> None:
-        keep = []
-        for deadline, peer, on_result in self._identity_waiters:
-            if due(deadline, peer):
-                _answer(on_result, self._whois(peer))
-            else:
-                keep.append((deadline, peer, on_result))
-        self._identity_waiters = keep
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: ev.Event) -> None:

@@ -115,6 +115,7 @@ def run_engine(peers: int, rounds: int, size: int, secure: bool) -> tuple[float,
             def make(nick: str):  # type: ignore[no-untyped-def]
                 return PlainTransport(now=now)
         engine._transport = make("sender")
+        engine._wire_peers(engine._messenger, engine._transport)
         sims = [(s, Messenger(now=now), make(n)) for n, s in zip(names, socks, strict=True)]
         address = engine._sock.getsockname()
 
