@@ -1,10 +1,10 @@
-"""The bridge between callers (UI threads, the file layer) and the engine thread.
+"""The bridge between callers (UI threads, the file layer) and the engine thread, both ways.
 
 A caller hands the engine thread a function of ``now``: ``call`` waits for its result (or
 exception), ``post`` does not wait and names what to run instead if the engine stops first
 (every callback is answered), ``put`` neither waits nor answers. The engine thread runs the
 queued functions in ``run_commands`` and, once it has stopped, answers the rest with
-``EngineClosed`` in ``drop_queued``.
+``EngineClosed`` in ``drop_queued``. The engine's events go the other way through ``Outbox``.
 """
 
 from __future__ import annotations
@@ -136,3 +136,36 @@ class Bridge:
                 except Exception:
                     log.exception("dropping a queued command failed")
             call.done.set()
+
+
+class Outbox:
+    """The other way: events from the engine thread to a face, on ``queue``, with one
+    ``notify()`` per engine turn however many events the turn produced."""
+
+    def __init__(self, notify: Callable[[], None] | None) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self._notify = notify
+        self._pending = False
+
+    def put(self, event: object) -> None:
+        """From the engine thread: delivered, the face is told at the end of the turn."""
+        self.queue.put(event)
+        self._pending = True
+
+    def flush(self) -> None:
+        """End of an engine turn."""
+        if self._pending:
+            self._pending = False
+            self.notify()
+
+    def post(self, event: object) -> None:
+        """From any other thread: delivered and told at once."""
+        self.queue.put(event)
+        self.notify()
+
+    def notify(self) -> None:
+        if self._notify is not None:
+            try:
+                self._notify()
+            except Exception:
+                log.exception("notify callback failed")

@@ -26,7 +26,7 @@ from typing import Any
 
 from client import config
 from client import events as ev
-from client.bridge import CALL_TIMEOUT, Bridge
+from client.bridge import CALL_TIMEOUT, Bridge, Outbox
 from client.contracts import FileService, Transport
 from client.errors import (
     EngineClosed,
@@ -39,22 +39,27 @@ from client.errors import (
 )
 from client.peerlink import PeerLink, answer
 from client.reliable import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE, Messenger
+from client.routing import Router
 from client.serverlink.channel import ChannelEvent, RosterChanged, ServerChannel
 from client.serverlink.link import ServerLink
 from client.serverlink.registration import register
 from client.serverlink.roster import Changes, PeerRoster
 from client.serverlink.session import SavedSession
 from client.udp import UdpEdge, bind_for, literal_family
-from models.peer_wire import MAGIC
 
 __all__ = ["Engine", "MessageTooLarge", "RegistrationError", "ServerUnreachable", "UnknownPeer"]
 
 log = logging.getLogger(__name__)
 
-PEER_MAGIC = bytes((MAGIC,))  # first byte of every peer datagram
-DRAIN_BATCH = 512  # datagrams handled before timers get a turn
 QUIT_WAIT = 0.5  # close() waits this long for QUIT to be sent before closing files
 FILES_TICK = 1.0  # seconds between FileTransfers.tick calls (offer expiry)
+
+
+def _payload(text: str) -> bytes:
+    payload = text.encode("utf-8", "surrogatepass")
+    if len(payload) > MAX_MESSAGE:
+        raise MessageTooLarge(f"message of {len(payload)} bytes; the limit is {MAX_MESSAGE} bytes")
+    return payload
 
 
 def _load_keys(encrypted: bool, config_dir: pathlib.Path | None) -> Any:
@@ -86,7 +91,8 @@ class Engine:
                  notify: Callable[[], None] | None = None, deadline: float = 10.0) -> None:
         self.server = (server[0], int(server[1]))
         self.nickname = nickname
-        self.events: queue.Queue[ev.Event] = queue.Queue()
+        self._outbox = Outbox(notify)
+        self.events: queue.Queue[ev.Event] = self._outbox.queue
         self.files: FileService | None = None  # attached by whoever wires file transfer in
         # called in the engine thread as (peer, msg_id) when a peer acknowledged a whole
         # message; for tools (the benchmark), never blocking
@@ -94,7 +100,6 @@ class Engine:
         self.stats = {"peer_dropped": 0, "server_dropped": 0, "sent": 0, "received": 0}
         self._config_dir = config_dir
         self._encrypted = encrypted
-        self._notify = notify
         self._deadline = deadline
         # the socket's family follows the server's address: an IPv6 server needs an AF_INET6
         # socket (a host name is resolved in start(), which may re-open the socket then)
@@ -111,8 +116,7 @@ class Engine:
         self._messenger: Messenger | None = None
         self._transport: Transport | None = None
         self._peers: PeerLink | None = None
-        self._transport_closed = False
-        self._pending_events = False
+        self._router: Router | None = None
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
 
@@ -165,11 +169,11 @@ class Engine:
         self._bridge.thread.start()
 
     def send_room(self, text: str) -> int:
-        payload = self._payload(text)
+        payload = _payload(text)
         return self._call(lambda now: self._send(self._roster.nicknames(), KIND_ROOM, payload, now))
 
     def send_private(self, nickname: str, text: str) -> int:
-        payload = self._payload(text)
+        payload = _payload(text)
 
         def go(now: float) -> int:
             peer = self._roster.resolve(nickname)
@@ -296,11 +300,7 @@ class Engine:
 
     def post_event(self, event: ev.Event) -> None:
         """Hand an event to the UI from any thread (the file-transfer manager's ``emit``)."""
-        if self._bridge.on_thread():
-            self._emit(event)
-            return
-        self.events.put(event)
-        self._notify_ui()
+        (self._emit if self._bridge.on_thread() else self._outbox.post)(event)
 
     def offer_files(self, nickname: str, paths: list[pathlib.Path]) -> list[int]:
         return self._files().offer(nickname, paths)
@@ -354,14 +354,6 @@ class Engine:
         """The UDP socket itself, for tools and tests that tune or break it."""
         return self._udp.sock
 
-    @staticmethod
-    def _payload(text: str) -> bytes:
-        payload = text.encode("utf-8", "surrogatepass")
-        if len(payload) > MAX_MESSAGE:
-            raise MessageTooLarge(
-                f"message of {len(payload)} bytes; the limit is {MAX_MESSAGE} bytes")
-        return payload
-
     def _files(self) -> FileService:
         if self.files is None:
             raise FilesUnavailable("file transfer is not available")
@@ -382,6 +374,7 @@ class Engine:
         self._peers = PeerLink(messenger, transport, self._roster,
                                send_datagrams=self._send_datagrams, emit=self._emit,
                                with_files=self._with_files)
+        self._router = Router(self._udp, self._roster, transport, self._server, self.stats)
 
 
     # ------------------------------------------------------------------ engine thread
@@ -408,26 +401,19 @@ class Engine:
                     # from this thread before the sendto calls (tens of us per message)
                     for call in answered:
                         call.done.set()
-                self._flush_events()
+                self._outbox.flush()
         except Exception as exc:  # our own bug: be loud, tell the UI
             log.exception("engine thread crashed")
             self._emit(ev.Fatal(f"internal error: {exc}"))
-            self._flush_events()
+            self._outbox.flush()
         finally:
             self._closing = True
             self._close_transport()
-            self._peers.stop()
             bridge.drop_queued()
 
     def _close_transport(self) -> None:
-        """Let the transport finish its writes (pins saved lazily after a handshake)."""
-        if self._transport is None or self._transport_closed:
-            return
-        self._transport_closed = True
-        try:
-            self._transport.close()
-        except Exception:
-            log.exception("closing the transport failed")
+        if self._peers is not None:
+            self._peers.close()
 
     def _timeout(self, now: float) -> float:
         deadlines = [self._channel.next_deadline()]
@@ -440,49 +426,7 @@ class Engine:
         return min(max(0.0, self._due - now), 1.0)
 
     def _drain(self, now: float) -> None:
-        # The ACK hot path of a room message: up to DRAIN_BATCH datagrams, then the layers
-        # process them together (``_pump``). A peer datagram from a listed address goes straight
-        # to the transport here; everything else through ``_dispatch``.
-        nickname_at = self._roster.nickname_at
-        unwrap = self._transport.unwrap
-        received = 0
-        for data, addr in self._udp.receive(DRAIN_BATCH):
-            try:
-                if data and data[0] == MAGIC and (peer := nickname_at(addr)) is not None:
-                    received += 1
-                    unwrap(peer, data, now)
-                else:
-                    self._dispatch(data, addr, now)
-            except Exception:  # our bug; one datagram must not take the engine down
-                self.stats["internal_errors"] = self.stats.get("internal_errors", 0) + 1
-                if self.stats["internal_errors"] <= 10:
-                    log.exception("internal error handling a datagram from %s", addr)
-        self.stats["received"] += received
-
-    def _dispatch(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if self._udp.is_wake(data, addr):
-            return
-        if data[:1] == PEER_MAGIC:
-            peer = self._roster.nickname_at(addr)
-            if peer is None:
-                self._drop("peer", addr, "datagram from an address nobody is listed at")
-                return
-            self.stats["received"] += 1
-            self._transport.unwrap(peer, data, now)
-            return
-        if addr != self._server_addr or self._server is None:
-            self._drop("server", addr, "non-peer datagram not from the server")
-            return
-        why = self._server.on_datagram(data, now)
-        if why is not None:
-            self._drop("server", addr, why)
-
-    def _drop(self, which: str, addr: tuple[str, int], why: str) -> None:
-        key = f"{which}_dropped"
-        self.stats[key] += 1
-        if self.stats[key] <= 10 or self.stats[key] % 1000 == 0:  # log, but not a flood
-            log.info("dropped datagram from %s:%d: %s (%d so far)", addr[0], addr[1], why,
-                     self.stats[key])
+        self._router.drain(now)
 
     def _on_timers(self, now: float) -> None:
         self._peers.on_timer(now)
@@ -533,19 +477,5 @@ class Engine:
         except Exception:
             log.exception("file transfer call failed")
 
-    # ------------------------------------------------------------------ events
     def _emit(self, event: ev.Event) -> None:
-        self.events.put(event)
-        self._pending_events = True
-
-    def _flush_events(self) -> None:
-        if self._pending_events:
-            self._pending_events = False
-            self._notify_ui()
-
-    def _notify_ui(self) -> None:
-        if self._notify is not None:
-            try:
-                self._notify()
-            except Exception:
-                log.exception("notify callback failed")
+        self._outbox.put(event)

@@ -52,6 +52,7 @@ class PeerLink:
         self._send_datagrams = send_datagrams
         self._emit = emit
         self._with_files = with_files
+        self._closed = False
         # fetch_identity callers waiting for a handshake: (deadline, peer, callback)
         self._waiters: list[tuple[float, str, WhoisCallback]] = []
         # nicknames online whose key the user verified (now or in an earlier run); written on
@@ -79,11 +80,19 @@ class PeerLink:
         if self._waiters:
             self._answer_waiters(lambda deadline, peer: now >= deadline)
 
-    def stop(self) -> None:
-        """The engine stops: every waiting caller hears None."""
+    def close(self) -> None:
+        """The engine stops: every waiting caller hears None; the transport finishes its
+        writes (pins saved lazily after a handshake). Once."""
         waiters, self._waiters = self._waiters, []
         for _deadline, _peer, on_result in waiters:
             answer(on_result, None)
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.transport.close()
+        except Exception:
+            log.exception("closing the transport failed")
 
     # -- sending and pumping ---------------------------------------------------------------
     def send(self, peers: list[str], kind: int, payload: bytes, now: float) -> int:

@@ -375,7 +375,7 @@ def test_arbitrary_datagrams_never_raise_nor_change_the_roster(server, make_engi
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(prefix=prefixes, body=st.binary(max_size=1300), source=sources)
     def feed(prefix: bytes, body: bytes, source: tuple[str, int]) -> None:
-        eng._call(lambda now: eng._dispatch(prefix + body, source, now))
+        eng._call(lambda now: eng._router._dispatch(prefix + body, source, now))
 
     feed()
     assert eng.roster() == ["bob"]
@@ -582,11 +582,12 @@ class OversizedThenOne:
 
 def test_windows_oversized_datagram_is_counted_and_the_batch_goes_on(tmp_path, caplog):
     from client.plain import PlainTransport
+    from client.reliable import Messenger
 
     eng = Engine(("127.0.0.1", 9), "alice", config_dir=tmp_path, bind=("127.0.0.1", 0))
     real = eng._udp.sock
     try:
-        eng._transport = PlainTransport(now=0.0)
+        eng._wire_peers(Messenger(now=0.0), PlainTransport(now=0.0))
         eng._udp.sock = OversizedThenOne()  # type: ignore[assignment]
         with caplog.at_level(logging.WARNING):  # neither the engine nor the UDP edge logs
             eng._drain(0.0)
