@@ -2,16 +2,16 @@
 
 What the faces (``client/terminal.py``, ``client/gui.py``) drive; see docs/ARCHITECTURE.md
 ("Engine", "Threads") for the contract and docs/PROTOCOL.md section 5 for the behaviour.
+``start()`` registers over TCP, then runs the engine thread, which owns every part below and
+loops on ``select`` with the earliest deadline as timeout:
 
-- ``start()`` registers over TCP (``client.serverlink.registration``), then starts the thread.
-- The engine thread owns the UDP edge (``client.udp``), the server channel
-  (``client.serverlink.channel``, sans-IO: PING cadence, roster, lost/back, reclaim), the
-  Messenger and the transport (``client.contracts.Transport``). It loops on ``select`` with the
-  earliest deadline as timeout. Public methods run on it through ``client.bridge``.
-- Datagrams starting with 0xC1 are peer traffic, accepted only from an address the roster lists
-  (and then authenticated by the secure transport); anything else must come from the server's
-  address and goes to the server channel. TCP (re-fetch, reclaim, re-registration the channel
-  asks for) always runs in a worker thread.
+- ``client.udp``: the socket (bind, family, wake-up, drain, send);
+- ``client.routing``: which layer a received datagram belongs to (peer, server, dropped);
+- ``client.serverlink``: the sans-IO server channel (PING cadence, roster, lost/back, reclaim)
+  and its IO half (``link``: TCP re-registration in a worker thread), the saved session;
+- ``client.peerlink``: Messenger and transport (``client.contracts.Transport``) pumped together,
+  their events for the face and the file layer (``client.contracts.FileService``);
+- ``client.bridge``: callers' commands in (call, post) and events out (``Outbox``).
 """
 
 from __future__ import annotations
