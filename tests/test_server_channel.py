@@ -3,19 +3,23 @@ reclaim backoff. No sockets, no sleeps."""
 
 from __future__ import annotations
 
+import ast
+import pathlib
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from client import events as ev
 from client.errors import RegistrationError, ServerUnreachable
+from client.serverlink import channel as channel_module
 from client.serverlink.channel import (
     GHOST_GRACE,
     RECLAIM_BACKOFF_MAX,
+    Enrollment,
     RegisterAgain,
     RosterChanged,
     ServerChannel,
 )
-from client.serverlink.registration import Enrollment
 from models import directory_wire as wire
 
 KW = "k" * 24
@@ -222,3 +226,11 @@ def test_arbitrary_datagrams_never_raise(datagrams: list[tuple[bytes, bytes]]) -
     assert "alice" not in ch.roster.nicknames()
     ch.take_events()
     ch.take_outgoing()
+
+
+def test_the_channel_imports_no_io() -> None:
+    tree = ast.parse(pathlib.Path(channel_module.__file__).read_text())
+    names = {alias.name.split(".")[0] for node in ast.walk(tree)
+             if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not names & {"socket", "select", "threading", "time", "client.serverlink.registration"}

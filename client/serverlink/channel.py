@@ -22,7 +22,6 @@ from typing import Any
 
 from client import events as ev
 from client.errors import RegistrationError
-from client.serverlink.registration import Enrollment
 from client.serverlink.roster import Changes, PeerRoster
 from models import directory_wire as wire
 from models.errors import ProtocolError
@@ -42,6 +41,19 @@ GHOST_GRACE = 3.0  # ping intervals a peer missing after a re-registration stays
 REFETCH_GRACE = 1.0
 BAD_DIGESTS_BEFORE_REFETCH = 2
 TRANSIENT_CODES = ("THROTTLED", "STORAGE")  # refusals that only mean "try again later"
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """What a registration over TCP (first, reclaim, re-fetch) gave us; what the channel
+    starts from and is handed back by ``on_registered``."""
+
+    keyword: str
+    nickname: str  # as the directory knows us (display form)
+    ping_interval: float
+    roster: tuple[tuple[str, str, int], ...]  # (nickname, ip, port), may include ourselves
+    reclaimed: bool  # the server gave our old keyword back
+    extended: bool  # the server speaks the extensions (INFO?, PONG)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import threading
 from collections.abc import Callable
 
 from client.errors import RegistrationError, ServerUnreachable
-from client.serverlink.channel import ChannelEvent, RegisterAgain, ServerChannel
-from client.serverlink.registration import Enrollment, register
+from client.serverlink.channel import ChannelEvent, Enrollment, RegisterAgain, ServerChannel
+from client.serverlink.registration import register
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from dataclasses import dataclass
 
 from client.errors import RegistrationError, ServerUnreachable
+from client.serverlink.channel import Enrollment
 from models import directory_wire as wire
 from models.errors import ProtocolError
 
@@ -28,18 +28,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PING_INTERVAL = 10.0
 MAX_REPLY_LINE = 8 * 1024 * 1024  # a REFERENCE of 100k rows fits; more is an attack
-
-
-@dataclass(frozen=True)
-class Enrollment:
-    """What a successful registration (or reclaim, or re-fetch) gave us."""
-
-    keyword: str
-    nickname: str  # as the directory knows us (display form)
-    ping_interval: float
-    roster: tuple[tuple[str, str, int], ...]  # (nickname, ip, port), may include ourselves
-    reclaimed: bool  # the server gave our old keyword back
-    extended: bool  # the server speaks the extensions (INFO?, PONG)
 
 
 class _Lines:
