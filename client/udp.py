@@ -135,7 +135,7 @@ class UdpEdge:
         append = got.append
         for _ in range(limit):
             try:
-                data, addr = recvfrom(MAX_UDP)
+                item = recvfrom(MAX_UDP)
             except (BlockingIOError, InterruptedError):
                 break
             except (ConnectionResetError, ConnectionRefusedError):
@@ -148,7 +148,7 @@ class UdpEdge:
                     log.warning("recvfrom failed: %s", exc)
                 break
             # (host, port, flowinfo, scope_id) -> the roster's (host, port)
-            append((data, addr[:2] if v6 else addr))
+            append((item[0], item[1][:2]) if v6 else item)
         return got
 
     def send(self, data: bytes, addr: Address | None) -> None:
