@@ -39,14 +39,26 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from hashlib import blake2b
 
+from models.directory_bytes import (
+    DEFAULT_PACK_LIMIT,
+    MAX_KEYWORD_LEN,
+    entry_text,
+    format_digest,
+    frame_bytes,
+    list_body,
+    pack_bodies,
+    ping_body,
+    pong_datagram,
+    reference_line,
+    text_hash,
+)
 from models.errors import ProtocolError
+
+__all__ = ["DEFAULT_PACK_LIMIT", "MAX_KEYWORD_LEN", "format_digest", "pack_bodies"]  # re-exported
 
 MAX_REQUEST_LINE = 1024  # bytes, client -> server TCP lines, terminator included
 MAX_DATAGRAM = 65507  # anything longer cannot be a UDP payload
-DEFAULT_PACK_LIMIT = 1200
-MAX_KEYWORD_LEN = 24
 DIGEST_LEN = 16
 EMPTY_DIGEST = "0" * DIGEST_LEN
 
@@ -209,11 +221,11 @@ def _format_float(value: float) -> str:
 # ---------------------------------------------------------------- TCP encode
 
 
-def _entries_text(entries: Iterable[Entry]) -> list[str]:
+def _entries_text(entries: Iterable[Entry]) -> list[bytes]:
     out = []
     for e in entries:
         _check_entry(e)
-        out.append(f"{e.nickname} {e.host} {e.port}")
+        out.append(entry_text(e.nickname, e.host, e.port))
     return out
 
 
@@ -233,8 +245,6 @@ def _line_text(msg: Request | Reply) -> str:
     if isinstance(msg, Keyword):
         _check_keyword(msg.keyword)
         return f"KEYWORD {msg.keyword}"
-    if isinstance(msg, Reference):
-        return " ".join(["REFERENCE", str(len(msg.entries)), *_entries_text(msg.entries)])
     if isinstance(msg, Info):
         if not (math.isfinite(msg.ping_interval) and msg.ping_interval > 0):
             raise ValueError(f"bad ping_interval {msg.ping_interval!r}")
@@ -254,6 +264,8 @@ def _line_text(msg: Request | Reply) -> str:
 
 def encode_line(msg: Request | Reply) -> bytes:
     """One TCP line, ``\\n`` included."""
+    if isinstance(msg, Reference):
+        return reference_line(_entries_text(msg.entries))
     return _line_text(msg).encode("utf-8") + b"\n"
 
 
@@ -391,37 +403,47 @@ def decode_reply(line: bytes) -> Reply:
 
 def frame(keyword: str, body: bytes) -> bytes:
     """``keyword len body``: wrap an already-encoded ``COMMAND args`` body for one recipient."""
-    return b"%s %d %s" % (keyword.encode("ascii"), len(body), body)
+    return frame_bytes(keyword.encode("ascii"), body)
 
 
 def _datagram_body(msg: Datagram) -> bytes:
     if isinstance(msg, Ping):
         _check_nick_token(msg.nickname)
         if msg.digest is None:
-            return f"PING {msg.nickname}".encode()
+            return ping_body(msg.nickname)
         if not is_digest(msg.digest):
             raise ValueError(f"bad digest {msg.digest!r}")
-        return f"PING {msg.nickname} {msg.digest}".encode()
+        return b"%s %s" % (ping_body(msg.nickname), msg.digest.encode())
     if isinstance(msg, Quit):
         _check_nick_token(msg.nickname)
         return f"QUIT {msg.nickname}".encode()
     if isinstance(msg, RefAdd):
-        return " ".join(["REF_ADD", str(len(msg.entries)), *_entries_text(msg.entries)]).encode()
+        return _list_or_empty(b"REF_ADD", _entries_text(msg.entries))
     if isinstance(msg, RefDel):
-        for nick in msg.nicknames:
-            _check_nick_token(nick)
-        return " ".join(["REF_DEL", str(len(msg.nicknames)), *msg.nicknames]).encode()
-    if isinstance(msg, Pong):
-        if not is_digest(msg.digest):
-            raise ValueError(f"bad digest {msg.digest!r}")
-        return f"PONG {msg.digest}".encode()
+        return _list_or_empty(b"REF_DEL", _nick_items(msg.nicknames))
     if isinstance(msg, Unknown):
         return b"UNKNOWN"
     raise ValueError(f"not a datagram message: {msg!r}")
 
 
+def _list_or_empty(command: bytes, items: list[bytes]) -> bytes:
+    return list_body(command, items) if items else command + b" 0"
+
+
+def _nick_items(nicknames: Iterable[str]) -> list[bytes]:
+    items = []
+    for nick in nicknames:
+        _check_nick_token(nick)
+        items.append(nick.encode("utf-8"))
+    return items
+
+
 def encode_datagram(msg: Datagram) -> bytes:
     _check_keyword(msg.keyword)
+    if isinstance(msg, Pong):
+        if not is_digest(msg.digest):
+            raise ValueError(f"bad digest {msg.digest!r}")
+        return pong_datagram(msg.keyword.encode("ascii"), int(msg.digest, 16))
     return frame(msg.keyword, _datagram_body(msg))
 
 
@@ -486,56 +508,13 @@ def decode_datagram(data: bytes) -> Datagram:
 # ---------------------------------------------------------------- packing
 
 
-def _pack_bodies(command: bytes, items: list[bytes], budget: int) -> list[bytes]:
-    """Greedy split of ``COMMAND n item item ...`` bodies of at most ``budget`` bytes each."""
-    bodies: list[bytes] = []
-    chunk: list[bytes] = []
-    size = 0  # bytes of the items in ``chunk``, one separating space each
-
-    def flush() -> None:
-        bodies.append(b"%s %d %s" % (command, len(chunk), b" ".join(chunk)))
-
-    for item in items:
-        # header "COMMAND nnn " counted with the count the chunk would have
-        need = len(command) + 2 + len(str(len(chunk) + 1)) + size + len(item)
-        if chunk and need > budget:
-            flush()
-            chunk, size = [], 0
-            need = len(command) + 3 + len(item)
-        if need > budget:
-            raise ValueError("a single entry does not fit the datagram limit")
-        chunk.append(item)
-        size += len(item) + 1
-    if chunk:
-        flush()
-    return bodies
-
-
-def pack_bodies(command: bytes, items: list[bytes], limit: int = DEFAULT_PACK_LIMIT
-                ) -> list[bytes]:
-    """Bodies ``COMMAND n item item ...`` from already-encoded, already-valid items (a row's
-    ``nickname ip port`` or a nickname), each fitting a datagram of ``limit`` with any keyword.
-    For callers that keep their rows encoded; no checks."""
-    return _pack_bodies(command, items, _body_budget(limit))
-
-
-def _body_budget(limit: int, keyword_len: int = MAX_KEYWORD_LEN) -> int:
-    # keyword, space, up to 5 len digits, space
-    return limit - keyword_len - 2 - len(str(limit))
-
-
 def ref_add_bodies(entries: Iterable[Entry], limit: int = DEFAULT_PACK_LIMIT) -> list[bytes]:
     """REF_ADD bodies that, framed with any keyword, give datagrams of at most ``limit`` bytes."""
-    items = [t.encode("utf-8") for t in _entries_text(entries)]
-    return _pack_bodies(b"REF_ADD", items, _body_budget(limit))
+    return pack_bodies(b"REF_ADD", _entries_text(entries), limit)
 
 
 def ref_del_bodies(nicknames: Iterable[str], limit: int = DEFAULT_PACK_LIMIT) -> list[bytes]:
-    items = []
-    for nick in nicknames:
-        _check_nick_token(nick)
-        items.append(nick.encode("utf-8"))
-    return _pack_bodies(b"REF_DEL", items, _body_budget(limit))
+    return pack_bodies(b"REF_DEL", _nick_items(nicknames), limit)
 
 
 def pack_ref_add(keyword: str, entries: Iterable[Entry], limit: int = DEFAULT_PACK_LIMIT
@@ -556,12 +535,7 @@ def pack_ref_del(keyword: str, nicknames: Iterable[str], limit: int = DEFAULT_PA
 
 def entry_hash(entry: Entry) -> int:
     """64-bit hash of one row, as it appears on the wire; a roster's digest XORs them."""
-    text = f"{entry.nickname} {entry.host} {entry.port}".encode()
-    return int.from_bytes(blake2b(text, digest_size=8).digest(), "big")
-
-
-def format_digest(value: int) -> str:
-    return f"{value & 0xFFFFFFFFFFFFFFFF:016x}"
+    return text_hash(entry_text(entry.nickname, entry.host, entry.port))
 
 
 def roster_digest(entries: Iterable[Entry]) -> str:

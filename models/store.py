@@ -126,14 +126,9 @@ class Store:
             raise StorageError(_explain(exc)) from None
         return rows
 
-    def add(self, nickname: str, keyword: str) -> None:
-        """A new registration. Replaces a stale row of the same nickname (memory is the
-        authority on uniqueness; a leftover row means its delete was lost)."""
-        self.write([(nickname, keyword)], ())
-
     def write(self, new_rows: list[tuple[str, str]], ops: Iterable[tuple]) -> None:
         """Group commit: joins/leaves (``apply``) and new registrations ``(nickname, keyword)``
-        (``add``) in one transaction, so a burst of registrations costs one commit."""
+        in one transaction, so a burst of registrations costs one commit."""
         try:
             with db.atomic():
                 self._apply(ops)
