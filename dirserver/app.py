@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import gevent
 from gevent import socket as gsocket
@@ -18,7 +18,8 @@ from dirserver.storage import StorageWriter
 from dirserver.tcp import Registrar
 from dirserver.udp import UdpSide
 from models.directory import Directory
-from models.store import Store
+from models.registration import StoreOp
+from models.store import Leaves, Store
 
 log = logging.getLogger("openlchat.server")
 
@@ -29,7 +30,8 @@ DEL_SPREAD = 8
 
 class DirectoryServer:
     def __init__(self, args: argparse.Namespace, store: Store, clock: Callable[[], float]
-                 = time.monotonic) -> None:
+                 = time.monotonic, leaves: Leaves | None = None,
+                 pending: Iterable[StoreOp] = ()) -> None:
         self.args = args
         self.now = clock
         self.directory = Directory(
@@ -38,7 +40,7 @@ class DirectoryServer:
             unknown_burst=max(args.unknown_rate, 1.0),
             del_spread=DEL_SPREAD,
         )
-        self.storage = StorageWriter(store)
+        self.storage = StorageWriter(store, leaves, pending)
         self.registrar = Registrar(args, self.directory, self.storage, clock)
         self.udp = UdpSide(self.directory, clock, args.ping_interval, self.storage.add_ops)
         self.stopping = Event()
@@ -84,7 +86,8 @@ class DirectoryServer:
             f"send_errors={self.udp.send_errors} joins={s.joins} leaves={s.leaves} "
             f"timeouts={s.timeouts} squatters={s.squatters} registrations={s.registrations} "
             f"reclaims={s.reclaims} tcp_connections={tcp['connections']} "
-            f"tcp_errors={tcp['errors']} storage_failures={self.storage.failures}"
+            f"tcp_errors={tcp['errors']} storage_failures={self.storage.failures} "
+            f"storage_pending={self.storage.pending}"
             f" log_lines_dropped={self.dropped_log_lines()}"
             f"{self.udp.fanout_summary()}"
         )

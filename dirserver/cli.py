@@ -19,7 +19,7 @@ import gevent
 
 from dirserver.app import DirectoryServer
 from dirserver.udp import bind_sockets
-from models.store import StorageError, Store
+from models.store import Leaves, StorageError, Store
 
 log = logging.getLogger("openlchat.server")
 
@@ -132,20 +132,26 @@ def setup_logging(level: str) -> logging.handlers.QueueListener:
 
 def run(args: argparse.Namespace) -> int:
     store = Store(args.db, busy_timeout=args.db_timeout)
+    leaves = Leaves(args.db)
     try:
         store.claim()
         rows = store.open()
+        gone = set(leaves.open())
     except StorageError as exc:
         print(f"server.py: cannot use database {args.db}: {exc}", file=sys.stderr)
         return 2
     store.close()  # the database thread opens its own connection
+    if gone:  # removed by the previous run, its deletes unwritten: neither loaded nor listed
+        rows = [r for r in rows if (r[0], r[1]) not in gone]
+        log.info("%d rows removed by the previous run are deleted now", len(gone))
     try:
         tcp, udp, port = bind_sockets(args.host, args.port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print(f"server.py: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 2
-    server = DirectoryServer(args, store)
+    server = DirectoryServer(args, store, leaves=leaves,
+                             pending=[("del", nick, kw) for nick, kw in sorted(gone)])
     server.dropped_log_lines = lambda: _DroppingQueueHandler.dropped
     server.start(tcp, udp, rows)
     log.info("listening on %s:%d (tcp+udp), db=%s, ping_interval=%g",
