@@ -39,6 +39,7 @@ class DirectoryServer:
             unknown_rate=args.unknown_rate,
             unknown_burst=max(args.unknown_rate, 1.0),
             del_spread=DEL_SPREAD,
+            log_window=args.log_window,
         )
         self.storage = StorageWriter(store, leaves, pending)
         self.registrar = Registrar(args, self.directory, self.storage, clock)

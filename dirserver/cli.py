@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="UNKNOWN replies per second, whole server (burst the same)")
     p.add_argument("--db-timeout", type=_positive, default=1.0,
                    help="seconds to wait for a locked database before giving up")
+    p.add_argument("--log-window", type=_positive, default=10.0,
+                   help="seconds: per-event lines anyone can cause (join, leave, freed, ...) "
+                        "beyond 20 in this long are summarised in one line")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     return p

@@ -50,11 +50,12 @@ class Registrar:
         self.conns: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self.log_budget = LogBudget(log, {
-            "reclaim": "... and {n} more reclaims in the last {window} s"})
+            "reclaim": "... and {n} more reclaims in the last {window} s"},
+            window=args.log_window)
         self.debug_budget = LogBudget(log, {
             "registered": "... and {n} more registrations in the last {window} s",
             "refused": "... and {n} more requests refused in the last {window} s",
-        }, level=logging.DEBUG)
+        }, window=args.log_window, level=logging.DEBUG)
         self._dispatch: dict[type, Callable] = {
             wire.Connect: self._on_connect,
             wire.ReferenceRequest: self._on_reference,

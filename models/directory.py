@@ -92,6 +92,7 @@ class Directory:
     unknown_rate: float = 50.0  # UNKNOWN replies per second, whole server
     unknown_burst: float = 50.0
     del_spread: int = 0  # pushes a batch of removals is spread over, under churn (0: off)
+    log_window: float = 10.0  # seconds: per-event log lines beyond a few are summarised
     make_keyword: Callable[[], str] = new_keyword
     stats: Stats = field(default_factory=Stats)
 
@@ -106,7 +107,7 @@ class Directory:
         self._ref_cache: tuple[int, bytes] | None = None
         self.push = PushPlanner(self._live, self.by_key, self.log_size, self.pack_limit,
                                 self.del_spread)
-        self.log_budget = LogBudget(log, _LOG_SUMMARIES)
+        self.log_budget = LogBudget(log, _LOG_SUMMARIES, window=self.log_window)
         self._store_ops: list[StoreOp] = []
         self._unknown_bucket = TokenBucket(self.unknown_rate, self.unknown_burst)
         self.timeout = self.liveness_factor * self.ping_interval
