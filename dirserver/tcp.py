@@ -16,6 +16,7 @@ from gevent import socket as gsocket
 
 from dirserver.storage import StorageWriter
 from models import directory_wire as wire
+from models.dirauth import Agreement, ServerAuth
 from models.directory import Directory, KeyedRateLimiter, Refused, Registration
 from models.errors import ProtocolError
 from models.ratelimit import LogBudget
@@ -140,7 +141,10 @@ class Registrar:
         if not self.limiter.allow(session.ip, now):
             self.stats["throttled"] += 1
             raise Refused("THROTTLED", "too many registrations from your address; slow down")
-        reg, reclaimed = self.directory.register(msg.nickname, msg.keyword, now)
+        # a bad key is refused before anything is reserved
+        agreement = Agreement.answer(msg.x25519) if msg.x25519 is not None else None
+        reg, reclaimed = self.directory.register(msg.nickname, msg.keyword, now,
+                                                 msg.x25519, msg.proof)
         if not reclaimed:
             exc = self.storage.register(reg.nickname, reg.keyword)
             if exc is not None:
@@ -154,7 +158,10 @@ class Registrar:
             self.log_budget.log("reclaim", now, "reclaimed %s from %s", reg.nickname,
                                 session.ip)
         session.reg = reg
-        return wire.encode_line(wire.Keyword(reg.keyword))
+        if agreement is None:
+            return wire.encode_line(wire.Keyword(reg.keyword))
+        self.directory.set_auth(reg, ServerAuth(agreement.key(reg.keyword)))
+        return wire.encode_line(wire.Keyword(reg.keyword, agreement.x25519))
 
     def flush_logs(self, now: float) -> None:
         self.log_budget.flush(now)

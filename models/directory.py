@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from models import nickname as nick_rules
+from models.dirauth import ServerAuth
 from models.directory_bytes import (
     entry_text,
     format_digest,
@@ -42,10 +43,12 @@ from models.directory_bytes import (
 from models.directory_push import Change, PushPlanner
 from models.directory_wire import (
     DEFAULT_PACK_LIMIT,
+    Auth,
     Entry,
     Ping,
     ProtocolError,
     Quit,
+    Rekey,
     Unknown,
     decode_datagram,
     encode_datagram,
@@ -206,13 +209,16 @@ class Directory:
 
     # ------------------------------------------------------------ TCP: registration
 
-    def register(self, raw_nickname: str, keyword: str | None, now: float
+    def register(self, raw_nickname: str, keyword: str | None, now: float,
+                 x25519: str | None = None, proof: Auth | None = None
                  ) -> tuple[Registration, bool]:
         """``CONNECT nickname [keyword]`` -> ``(registration, reclaimed)``. Raises ``Refused``.
 
         A new registration is reserved at once (so of two racers exactly one wins) but not
         announced until its first PING. With the right keyword, an existing registration is
-        reclaimed: same keyword, liveness refreshed, nothing announced.
+        reclaimed: same keyword, liveness refreshed, nothing announced. A registration using
+        the MAC extension is reclaimed only with a new key (``x25519``) and a ``proof`` made
+        with its current key: its keyword alone, seen by any sniffer, is not enough.
         """
         try:
             display, key = nick_rules.normalize(raw_nickname)
@@ -222,6 +228,11 @@ class Directory:
         if reg is not None:
             if keyword is None or not secrets.compare_digest(keyword, reg.keyword):
                 raise Refused("NICK_TAKEN", f"nickname {display} is taken")
+            if reg.auth is not None and (
+                    x25519 is None or not reg.auth.check_proof(reg.keyword, x25519, proof)):
+                self.stats.bad_mac += 1
+                raise Refused("AUTH_REQUIRED", "this registration uses the MAC extension: "
+                                               "reclaim it with x25519= and proof=")
             self._touch(reg, now)
             self.stats.reclaims += 1
             return reg, True
@@ -237,6 +248,10 @@ class Directory:
         self._unconfirmed[new_kw] = reg
         self.stats.registrations += 1
         return reg, False
+
+    def set_auth(self, reg: Registration, auth: ServerAuth) -> None:
+        """From now on only MACed PINGs/QUITs with fresh counters count for ``reg``."""
+        reg.auth = auth
 
     def cancel(self, reg: Registration) -> None:
         """Undo a registration whose storage write failed (nothing was announced)."""
@@ -264,7 +279,7 @@ class Directory:
         parts = data.split(b" ", 2)
         if len(parts) == 3:
             reg = self._by_kw_bytes.get(parts[0])
-            if reg is not None:
+            if reg is not None and reg.auth is None:
                 body = parts[2]
                 plain = reg.ping_body
                 if body.startswith(plain) and parts[1] == b"%d" % len(body):
@@ -303,6 +318,22 @@ class Directory:
                 return None
         return reg
 
+    def _verified(self, reg: Registration, msg: Ping | Quit) -> bool:
+        """With the MAC extension in use, only a valid MAC with a fresh counter counts."""
+        if reg.auth is None or reg.auth.check(msg):
+            return True
+        self.stats.bad_mac += 1
+        return False
+
+    def _small_reply(self, reply: bytes, size: int, now: float) -> bytes | None:
+        """UNKNOWN / REKEY: never larger than what provoked it, and globally rate-limited,
+        so the server is no reflector."""
+        if len(reply) <= size and self._unknown_bucket.take(now):
+            self.stats.unknown_replies += 1
+            return reply
+        self.stats.unknown_throttled += 1
+        return None
+
     def ping(self, msg: Ping, addr: Address, size: int, now: float) -> bytes | None:
         """A PING of ``size`` bytes from ``addr``: liveness, address, PONG or UNKNOWN reply."""
         self.stats.pings += 1
@@ -310,14 +341,13 @@ class Directory:
         if reg is None:
             if msg.keyword in self.by_keyword:
                 return None  # known keyword, wrong nickname: silently dropped
-            reply = encode_datagram(Unknown(msg.keyword))
-            # never larger than what provoked it, and globally rate-limited: no reflector
-            if len(reply) <= size and self._unknown_bucket.take(now):
-                self.stats.unknown_replies += 1
-                return reply
-            self.stats.unknown_throttled += 1
+            return self._small_reply(encode_datagram(Unknown(msg.keyword)), size, now)
+        if not self._verified(reg, msg):
             return None
-        return self._on_ping(reg, msg.digest is not None, addr, now)
+        reply = self._on_ping(reg, msg.digest is not None, addr, now)
+        if msg.auth is not None and reg.auth is None:  # we lost its key (a restart)
+            return self._small_reply(encode_datagram(Rekey(msg.keyword)), size, now)
+        return reply
 
     def _on_ping(self, reg: Registration, pong: bool, addr: Address, now: float
                  ) -> bytes | None:
@@ -342,7 +372,7 @@ class Directory:
     def quit(self, msg: Quit, now: float) -> Registration | None:
         self.stats.quits += 1
         reg = self._authentic(msg.keyword, msg.nickname)
-        if reg is None:
+        if reg is None or not self._verified(reg, msg):
             return None
         self._remove(reg, "quit", now)
         return reg

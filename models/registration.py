@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from models.directory_wire import Entry
+
+if TYPE_CHECKING:
+    from models.dirauth import ServerAuth
 
 Address = tuple[str, int]
 StoreOp = tuple[Literal["addr"], str, str, str, int] | tuple[Literal["del"], str, str]
@@ -30,7 +33,7 @@ class Registration:
     kw_prefix: bytes = b""
     text: bytes = b""  # "nickname host port" as it appears in REFERENCE / REF_ADD
     ping_body: bytes = b""  # b"PING nickname": what its PINGs carry after ``len``
-    auth: object | None = None  # a models.dirauth.ServerAuth once it asked for the MAC extension
+    auth: ServerAuth | None = None  # its MAC key and counter once it uses the MAC extension
 
     def entry(self) -> Entry:
         assert self.addr is not None
