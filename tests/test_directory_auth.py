@@ -217,3 +217,25 @@ def test_real_server_ignores_a_sniffers_quit(server, joined) -> None:
     finally:
         alice.close()
         sniffer.close()
+
+
+def test_the_worked_example_of_protocol_md() -> None:
+    """docs/PROTOCOL.md, "MAC extension": pinned keys, exact bytes."""
+    client = ClientAuth(lambda n: b"\x01" * n)
+    connect = client.connect("Evan")
+    assert w.encode_line(connect) == (
+        b"CONNECT Evan x25519=pOCSkrZRwni5dyxWn1-puxPZBrRqtoyd-dwrRAn4ogk\n")
+    agreement = Agreement.answer(connect.x25519, lambda n: b"\x02" * n)
+    reply = w.Keyword("kw1", agreement.x25519)
+    assert w.encode_line(reply) == (
+        b"KEYWORD kw1 x25519=zo060cy2M-x7cMF4FKXHbs0CloUFDTRHRboFhw5YfVk\n")
+    assert client.accept(reply)
+    assert client.key == agreement.key("kw1") == bytes.fromhex(
+        "b8006ad1aa7ed9442c152be9e6f2980f45add5839ca1b3629fa7fe12f31cc3d8")
+    assert client.seal(w.Ping("kw1", "Evan")) == b"kw1 35 PING Evan #1.JSePMGijT3nXfnAaUS7nCQ"
+    assert client.seal(w.Ping("kw1", "Evan", "0123456789abcdef")) == (
+        b"kw1 52 PING Evan 0123456789abcdef #2.0l8o7X0azk8u7f9jI-PKTQ")
+    assert client.seal(w.Quit("kw1", "Evan")) == b"kw1 35 QUIT Evan #3.JVbe9-q_CwzT3o25YiMryw"
+    assert w.encode_line(client.connect("Evan", "kw1")) == (
+        b"CONNECT Evan kw1 x25519=pOCSkrZRwni5dyxWn1-puxPZBrRqtoyd-dwrRAn4ogk "
+        b"proof=#4.oqjJBdp3eoXL42dRGV6eyQ\n")
