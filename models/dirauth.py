@@ -15,6 +15,7 @@ Client side (``ClientAuth``), the calls a client makes::
     auth.accept(reply)                                    # the Keyword reply: key derived
     data = auth.seal(Ping(keyword, nickname, digest))     # bytes to send; also Quit(...)
     auth.forget()                                         # on REKEY (server restarted)
+    auth.saved() / auth.restore(key, counter)             # with the saved session (crash)
 
 Server side: ``Agreement.answer(client_x25519)`` before registering (a bad key is refused
 before anything is reserved), then ``ServerAuth(agreement.key(keyword))`` on the registration;
@@ -211,6 +212,16 @@ class ClientAuth:
             return encode_datagram(Ping(msg.keyword, msg.nickname, msg.digest,
                                         Auth(counter, tag)))
         return encode_datagram(Quit(msg.keyword, msg.nickname, Auth(counter, tag)))
+
+    def saved(self) -> tuple[str, int] | None:
+        """What a saved session keeps so a restarted client can reclaim: (key, counter)."""
+        return None if self.key is None else (b64(self.key), self.counter)
+
+    def restore(self, key: str, counter: int, margin: int = 1 << 20) -> None:
+        """Back from a saved session. The counter jumps ``margin`` ahead: datagrams sent after
+        the session was saved used counters the server has seen, and it only wants larger."""
+        self.key = unb64(key)
+        self.counter = min(counter + margin, MAX_COUNTER - 1)
 
     def forget(self) -> None:
         """REKEY: the server lost our key (it restarted); the next CONNECT starts afresh."""

@@ -239,3 +239,19 @@ def test_the_worked_example_of_protocol_md() -> None:
     assert w.encode_line(client.connect("Evan", "kw1")) == (
         b"CONNECT Evan kw1 x25519=pOCSkrZRwni5dyxWn1-puxPZBrRqtoyd-dwrRAn4ogk "
         b"proof=#4.oqjJBdp3eoXL42dRGV6eyQ\n")
+
+
+def test_a_restarted_client_reclaims_with_its_saved_key() -> None:
+    d = Directory(ping_interval=10)
+    before = ClientAuth(counter_random(1))
+    reg = register(d, "alice", 0, before)
+    d.on_datagram(before.seal(w.Ping(reg.keyword, "alice")), A, 0)
+    saved = before.saved()
+    assert saved is not None
+    for t in (1, 2):  # sent after the session was saved
+        d.on_datagram(before.seal(w.Ping(reg.keyword, "alice")), A, t)
+    after = ClientAuth(counter_random(30))  # the new process
+    after.restore(*saved)
+    connect = after.connect("alice", reg.keyword)
+    again, reclaimed = d.register("alice", reg.keyword, 3, connect.x25519, connect.proof)
+    assert reclaimed and again is reg
