@@ -27,6 +27,7 @@ from typing import Any
 from client import config
 from client import events as ev
 from client.bridge import CALL_TIMEOUT, Bridge, Outbox
+from client.bulk import BulkPath
 from client.contracts import FileService, Transport
 from client.errors import (
     EngineClosed,
@@ -117,6 +118,7 @@ class Engine:
         self._transport: Transport | None = None
         self._peers: PeerLink | None = None
         self._router: Router | None = None
+        self._bulk: BulkPath | None = None  # file data on the UDP path, behind the chat
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
 
@@ -210,8 +212,10 @@ class Engine:
         files = FileTransfers(downloads=pathlib.Path(downloads), send_control=self.send_control,
                               emit=self.post_event, key_for=self.session_key_for,
                               address_of=self.address_of, listen_host=self._listen_host(),
-                              listen_port=self.address[1])
+                              listen_port=self.address[1], wake=self._udp.wake)
         files.start()
+        self._bulk = BulkPath(files.lane, self._transport, self._send_datagrams)
+        self._peers.bulk = self._bulk.on_frame
         self.files = files
         return files
 
@@ -395,6 +399,8 @@ class Engine:
                     if now >= self._due:
                         self._on_timers(now)
                     self._pump(now)
+                    if self._bulk is not None:
+                        self._bulk.run(now)
                 finally:
                     # callers learn their result only now that what their command queued
                     # (a message's datagrams) is sent: woken earlier, a caller takes the GIL
@@ -423,7 +429,8 @@ class Engine:
         if self.files is not None:
             deadlines.append(self._next_files_tick)
         self._due = min(deadlines)
-        return min(max(0.0, self._due - now), 1.0)
+        timeout = min(max(0.0, self._due - now), 1.0)
+        return timeout if self._bulk is None else self._bulk.wait(now, timeout)
 
     def _drain(self, now: float) -> None:
         self._router.drain(now)

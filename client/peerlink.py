@@ -24,6 +24,7 @@ from client.peer.messenger import (
 )
 from client.peer.secure import SessionStarted
 from client.serverlink.roster import Changes, PeerRoster
+from models.frames import FILE_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class PeerLink:
         self._send_datagrams = send_datagrams
         self._emit = emit
         self._with_files = with_files
+        # file data on the UDP path (client.bulk.BulkPath.on_frame), once files are attached
+        self.bulk: Callable[[str, bytes, float], None] | None = None
         self._closed = False
         # fetch_identity callers waiting for a handshake: (deadline, peer, callback)
         self._waiters: list[tuple[float, str, WhoisCallback]] = []
@@ -113,8 +116,12 @@ class PeerLink:
             frames = transport.take_frames()
             if frames:
                 moved = True
+                bulk = self.bulk
                 for peer, frame in frames:
-                    receive(peer, frame, now)
+                    if frame[0] == FILE_STREAM and bulk is not None:
+                        bulk(peer, frame, now)
+                    else:
+                        receive(peer, frame, now)
             outgoing = messenger.take_outgoing()
             if outgoing:
                 moved = True

@@ -163,6 +163,10 @@ class Stream:
     def readable(self) -> int:
         return self._ready_len
 
+    def owes_ack(self) -> bool:
+        """An acknowledgement (e.g. a window update after a read) should go out now."""
+        return self._ack_now
+
     def read_into(self, view: memoryview) -> int:
         got = 0
         want = len(view)

@@ -29,9 +29,10 @@ import struct
 from dataclasses import dataclass
 
 from models.errors import ProtocolError
+from models.frames import FILE_STREAM
 from models.peer_wire import MAX_FRAME
 
-STREAM = 0x10
+STREAM = FILE_STREAM
 FLAG_DATA = 0x01
 FLAG_FIN = 0x02
 FLAG_RESET = 0x04
