@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from client.contracts import BulkSource, Transport
 
-BUDGET = 64  # bulk frames per engine turn
+BUDGET = 128  # bulk frames per engine turn
 
 
 class BulkPath:

@@ -48,7 +48,7 @@ class StreamSettings:
     rto_init: float = 0.5
     rto_min: float = 0.1
     rto_max: float = 2.0
-    ack_every: int = 4              # segments in order before an acknowledgement goes out
+    ack_every: int = 8              # segments in order before an acknowledgement goes out
     ack_delay: float = 0.005        # ... or this long after the first of them
     dead_after: float = 15.0        # nothing acknowledged this long while waiting: peer gone
     base_bucket: float = 60.0       # base delay: minimum over ``base_buckets`` of this length
@@ -407,7 +407,10 @@ class Stream:
 
     def _segment(self, now: float, seq: int, o: _Out) -> bytes:
         flags = uw.FLAG_FIN if o.fin else uw.FLAG_DATA
-        return uw.encode(self._header(now, flags, uw.DATA_SACKS, seq, o.payload))
+        if self._ooo:
+            return uw.encode(self._header(now, flags, uw.DATA_SACKS, seq, o.payload))
+        return uw.encode_data(self.sid, flags, int(now * 1e6) % uw.U32, self._echo,
+                              self._rcv_nxt, self._window(), seq, o.payload)
 
     def _sacks(self, limit: int) -> tuple[tuple[int, int], ...]:
         if not self._ooo:
