@@ -117,6 +117,7 @@ class Stream:
         self._last_heard = now
         self._base = BaseDelay(cfg.base_bucket, cfg.base_buckets)
         self.qdelay = 0.0
+        self.stats = {"sent": 0, "resent": 0, "losses": 0, "timeouts": 0}
         # receiving
         self._rcv_nxt = 0
         self._ooo: dict[int, tuple[bytes, bool]] = {}
@@ -245,6 +246,7 @@ class Stream:
 
     def _congestion(self, seq: int) -> None:
         """A loss: halve the window, once per round trip (the recovery point)."""
+        self.stats["losses"] += 1
         if seq >= self._recovery:
             self.cwnd = max(self.cfg.min_cwnd, self.cwnd / 2)
             self._slow_start = False
@@ -341,12 +343,14 @@ class Stream:
                     continue
                 o.lost = False
                 o.sent_at = now
+                self.stats["resent"] += 1
                 out.append(self._segment(now, seq, o))
             elif pipe < self.cwnd and self._snd_nxt < self._limit and self._has_new():
                 seq = self._snd_nxt
                 o = self._next_segment(now)
                 inflight[seq] = o
                 self._snd_nxt += 1
+                self.stats["sent"] += 1
                 out.append(self._segment(now, seq, o))
             else:
                 probe = (not inflight and self._has_new() and self._snd_nxt >= self._limit
@@ -436,6 +440,7 @@ class Stream:
             return
         if self._inflight and now >= self._rto_at:
             # timeout: everything in flight counts as lost; the window starts over
+            self.stats["timeouts"] += 1
             for seq, o in self._inflight.items():
                 if not o.lost:
                     o.lost = True
