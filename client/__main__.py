@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder, OpenLChat subfolder)")
     p.add_argument("--no-files", action="store_true",
                    help="terminal client: do not offer or accept file transfers")
+    p.add_argument("--files-path", choices=("auto", "udp", "tcp"), default="auto",
+                   help="how files travel: auto = direct TCP, over the peers' UDP path when "
+                        "TCP fails both ways; udp = the UDP path at once; tcp = never UDP "
+                        "(default: %(default)s)")
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds before an unacknowledged message is reported "
                         "not delivered (default: %(default)s)")
@@ -69,7 +73,7 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
     try:
         client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
                                     downloads=downloads, bind=(args.bind, args.port),
-                                    deadline=args.deadline)
+                                    deadline=args.deadline, files_path=args.files_path)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...

@@ -50,9 +50,10 @@ def plug_in_files(engine: Engine, downloads: Path) -> FileTransfers | None:
 def open_client(server: tuple[str, int], nick: str, *, config_dir: Path | None = None,
                 downloads: Path | None = None, bind: tuple[str, int] | None = None,
                 deadline: float | None = None, timeout: float = 5.0,
-                make_engine: EngineFactory = Engine) -> Client:
+                make_engine: EngineFactory = Engine, files_path: str = "auto") -> Client:
     """Create the engine, register with the server (blocks up to ``timeout``), plug in file
-    transfer saving to ``downloads`` (None: no file transfer).
+    transfer saving to ``downloads`` (None: no file transfer); ``files_path``: "auto", "udp"
+    or "tcp" (``client.files.state.Settings.udp``).
 
     Raises what the engine raises (the client.errors classes; wording.describe_error says them
     in plain words) or ``CannotOpenSocket``; a half-made engine is closed first.
@@ -72,6 +73,8 @@ def open_client(server: tuple[str, int], nick: str, *, config_dir: Path | None =
         close_quietly(engine)
         raise
     transfers = plug_in_files(engine, downloads) if downloads is not None else None
+    if transfers is not None:
+        transfers.settings.udp = files_path
     return Client(engine, transfers)
 
 
