@@ -49,7 +49,7 @@ ACK = 0x02
 SKIP = 0x03
 # Not a Messenger frame: file data on the UDP path (client/files/udpwire.py), which the engine
 # hands to the file layer instead; docs/PROTOCOL.md section 8.6.
-FILE_STREAM = 0x10
+FILE_STREAM = 0x20
 
 KIND_ROOM = 0
 KIND_PRIVATE = 1

@@ -6,7 +6,7 @@ of a stream send the same layout: acknowledgement of what they received, and opt
 segment of their own bytes. Integers are big-endian; docs/PROTOCOL.md section 8.6 has it byte by
 byte::
 
-    0       0x10     STREAM
+    0       0x20     STREAM
     1..8    sid      u64  stream id: the first 8 bytes of the transfer's token
     9       flags    u8   0x01 DATA (seq + payload follow), 0x02 FIN (the segment ends the
                           sender's bytes; it carries no payload), 0x04 RESET (abort; nothing
