@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gevent
 
+from dirserver import relay
 from dirserver.app import DirectoryServer
 from dirserver.udp import bind_sockets
 from models.store import Leaves, StorageError, Store
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-window", type=_positive, default=10.0,
                    help="seconds: per-event lines anyone can cause (join, leave, freed, ...) "
                         "beyond 20 in this long are summarised in one line")
+    relay.add_arguments(p)
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     return p

@@ -16,6 +16,7 @@ from gevent import socket as gsocket
 from gevent.event import Event
 from gevent.server import DatagramServer
 
+from dirserver.relay import RelayEdge
 from models.directory import Directory
 from models.registration import StoreOp
 
@@ -100,6 +101,7 @@ class UdpSide:
         self.fanout: deque[float] = deque(maxlen=100_000)
         self.fanout_del: deque[float] = deque(maxlen=100_000)
         self.server: UdpServer | None = None
+        self.relay: RelayEdge | None = None   # the relay extension (dirserver/relay.py)
         self._raw: socket.socket | None = None
         self._last_error_log = -INTERNAL_ERROR_LOG_EVERY
 
@@ -118,6 +120,10 @@ class UdpSide:
 
     def handle(self, data: bytes, addr: tuple) -> None:
         d = self.directory
+        relay = self.relay
+        if relay is not None and relay.wants(data):
+            relay.handle(data, addr, self._raw.sendto)  # type: ignore[union-attr]
+            return
         try:
             reply = d.on_datagram(data, addr, self.now())
         except Exception:  # our bug, not the peer's: loud, but the loop goes on

@@ -1,0 +1,252 @@
+"""The directory's opt-in relay: its codec (models/relay_wire.py), its rules with fake time
+(models/relay.py), and the real server.py with --relay and without it, driven by plain
+sockets: only two registered clients that both asked are relayed, byte for byte, under the
+caps; unregistered sources, unknown targets and strangers get nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models import relay_wire as rw
+from models.errors import ProtocolError
+from models.relay import RelayLimits, RelayService
+from tests.conftest import DirClient
+
+# ------------------------------------------------------------------ codec
+
+
+@given(st.binary(max_size=300))
+def test_decoding_arbitrary_bytes_raises_only_protocol_error(data: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        rw.decode(data)
+    with contextlib.suppress(ProtocolError):
+        rw.decode(b"kw 20 RELAY? " + data)
+
+
+nicks = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=20
+                ).filter(lambda s: s.isprintable() and " " not in s)
+keywords = st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True)
+
+
+@given(keywords, nicks, nicks, st.binary(min_size=8, max_size=8),
+       st.sampled_from(rw.REASONS))
+def test_messages_round_trip(kw, nick, target, pair, reason) -> None:
+    for msg in (rw.RelayRequest(kw, nick, target), rw.RelayReady(kw, target, pair),
+                rw.RelayRefused(kw, target, reason), rw.RelayInvite(kw, nick)):
+        assert rw.decode(rw.encode(msg)) == msg
+    req = rw.encode(rw.RelayRequest(kw, nick, target))
+    assert rw.is_relay(req)
+    # what a request may cause is never larger than the request
+    for answer in (rw.RelayReady("x" * 24, nick, pair), rw.RelayRefused("x" * 24, target, reason),
+                   rw.RelayInvite("x" * 24, nick)):
+        assert len(rw.encode(answer)) <= len(req)
+
+
+# ------------------------------------------------------------------ rules, fake time
+
+
+@dataclass(eq=False)
+class Reg:
+    nickname: str
+    keyword: str
+    addr: tuple[str, int] | None
+
+
+class Table:
+    def __init__(self) -> None:
+        self.regs: dict[str, Reg] = {}
+
+    def add(self, nick: str, addr: tuple[str, int]) -> Reg:
+        reg = self.regs[nick.lower()] = Reg(nick, f"kw{nick}", addr)
+        return reg
+
+    def by_keyword(self, kw: str) -> Reg | None:
+        return next((r for r in self.regs.values() if r.keyword == kw), None)
+
+    def by_nickname(self, key: str) -> Reg | None:
+        return self.regs.get(key)
+
+
+def service(**limits) -> tuple[RelayService, Table]:
+    t = Table()
+    counter = itertools.count()
+    svc = RelayService(t.by_keyword, t.by_nickname, RelayLimits(enabled=True, **limits),
+                       rng=lambda n: next(counter).to_bytes(n, "big"))
+    return svc, t
+
+
+def ask(svc: RelayService, reg: Reg, target: str, now: float = 0.0, source=None) -> list:
+    data = rw.encode(rw.RelayRequest(reg.keyword, reg.nickname, target))
+    return svc.on_request(data, source or reg.addr, now)
+
+
+def test_a_pair_needs_both_to_ask_and_the_other_is_invited() -> None:
+    svc, t = service()
+    a, b = t.add("alice", ("1.1.1.1", 1000)), t.add("bob", ("2.2.2.2", 2000))
+    first = ask(svc, a, "bob")
+    kinds = {o.addr: rw.decode(o.data) for o in first}
+    assert kinds[b.addr] == rw.RelayInvite(b.keyword, "alice")
+    assert kinds[a.addr] == rw.RelayRefused(a.keyword, "bob", "wait")
+    second = ask(svc, b, "alice", 1.0)
+    ready = {o.addr: rw.decode(o.data) for o in second}
+    assert isinstance(ready[a.addr], rw.RelayReady) and ready[a.addr].target == "bob"
+    pid = ready[b.addr].pair
+    assert ready[a.addr].pair == pid and svc.pairs == 1
+    data = rw.wrap(pid, b"\xc1\x01\x20" + bytes(500))
+    out = svc.forward(data, a.addr, 2.0)
+    assert out is not None and out.addr == b.addr and out.data == data
+    back = svc.forward(data, b.addr, 2.0)
+    assert back is not None and back.addr == a.addr
+    assert svc.stats["bytes_out"] == svc.stats["bytes_in"]
+
+
+def test_strangers_unknown_targets_and_wrong_sources_get_nothing() -> None:
+    svc, t = service()
+    a, b = t.add("alice", ("1.1.1.1", 1000)), t.add("bob", ("2.2.2.2", 2000))
+    assert ask(svc, a, "bob", source=("6.6.6.6", 1000)) == []   # not from alice's address
+    forged = rw.encode(rw.RelayRequest("nosuchkw", "alice", "bob"))
+    assert svc.on_request(forged, a.addr, 0.0) == []
+    (refusal,) = ask(svc, a, "nobody")
+    assert rw.decode(refusal.data).reason == "unknown" and refusal.addr == a.addr
+    ask(svc, a, "bob")
+    ready = ask(svc, b, "alice", 0.5)
+    pid = rw.decode(ready[0].data).pair
+    assert svc.forward(rw.wrap(pid, b"x" * 100), ("6.6.6.6", 1000), 1.0) is None
+    assert svc.forward(rw.wrap(b"\xff" * 8, b"x" * 100), a.addr, 1.0) is None
+    assert svc.stats["dropped_source"] == 1 and svc.stats["dropped_unknown"] == 1
+
+
+def test_the_caps_hold() -> None:
+    svc, t = service(rate=10_000, burst=10_000, max_pairs=1)
+    a, b, c = (t.add(n, (f"1.1.1.{i}", 1000)) for i, n in enumerate(("alice", "bob", "carol")))
+    ask(svc, a, "bob")
+    pid = rw.decode(ask(svc, b, "alice")[0].data).pair
+    ask(svc, c, "alice")
+    (full,) = [o for o in ask(svc, a, "carol", 0.1) if o.addr == a.addr]
+    assert rw.decode(full.data).reason == "full"
+    sent = sum(1 for _ in range(50) if svc.forward(rw.wrap(pid, bytes(991)), a.addr, 1.0))
+    assert sent == 10                          # 10 kB banked, 1 kB datagrams
+    assert svc.forward(rw.wrap(pid, bytes(991)), a.addr, 1.1) is not None   # 1 kB refilled
+
+
+def test_a_pair_ends_when_a_client_leaves_or_is_silent() -> None:
+    svc, t = service(idle=10.0)
+    a, b = t.add("alice", ("1.1.1.1", 1000)), t.add("bob", ("2.2.2.2", 2000))
+    ask(svc, a, "bob")
+    pid = rw.decode(ask(svc, b, "alice")[0].data).pair
+    t.regs["bob"] = Reg("bob", "kwbob2", b.addr)     # bob registered again
+    assert svc.forward(rw.wrap(pid, b"x" * 10), a.addr, 1.0) is None and svc.pairs == 0
+    b2 = t.regs["bob"]
+    ask(svc, a, "bob", 2.0)
+    ask(svc, b2, "alice", 2.0)
+    assert svc.pairs == 1
+    svc.expire(11.0)
+    assert svc.pairs == 1
+    svc.expire(12.5)
+    assert svc.pairs == 0
+
+
+def test_without_relay_the_answer_says_off() -> None:
+    t = Table()
+    svc = RelayService(t.by_keyword, t.by_nickname, RelayLimits(enabled=False))
+    a, _b = t.add("alice", ("1.1.1.1", 1000)), t.add("bob", ("2.2.2.2", 2000))
+    (out,) = ask(svc, a, "bob")
+    assert rw.decode(out.data).reason == "off" and svc.pairs == 0
+
+
+# ------------------------------------------------------------------ the real server
+
+
+def _udp(port_owner: DirClient) -> socket.socket:
+    return port_owner.udp
+
+
+def _registered(server, nick: str) -> DirClient:
+    c = DirClient(server, nick)
+    c.register()
+    c.ping()
+    return c
+
+
+def _recv(sock: socket.socket, timeout: float = 1.0) -> bytes | None:
+    sock.settimeout(timeout)
+    while True:
+        try:
+            data, _src = sock.recvfrom(4096)
+        except TimeoutError:
+            return None
+        if data.startswith(b"kw") or b" RELAY" in data[:64] or data[:1] == b"\xc0":
+            return data
+
+
+def _relay_msgs(sock: socket.socket, timeout: float = 1.0) -> list:
+    out = []
+    while (data := _recv(sock, timeout)) is not None:
+        if data[:1] == b"\xc0":
+            out.append(data)
+        else:
+            with contextlib.suppress(ProtocolError):
+                out.append(rw.decode(data))
+        timeout = 0.2
+    return out
+
+
+def _request(c: DirClient, target: str) -> None:
+    c.send(rw.encode(rw.RelayRequest(c.keyword, c.nickname, target)))
+
+
+@pytest.mark.parametrize("server", [{"ping_interval": 10.0,
+                                     "extra_args": ["--relay", "--relay-rate", "20000"]}],
+                         indirect=True)
+def test_the_server_relays_only_for_two_registered_clients_that_asked(server) -> None:
+    alice, bob = _registered(server, "alice"), _registered(server, "bob")
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.1", 0))
+    try:
+        _request(alice, "bob")
+        assert any(isinstance(m, rw.RelayInvite) and m.nickname == "alice"
+                   for m in _relay_msgs(bob.udp))
+        _request(bob, "alice")
+        (ready,) = [m for m in _relay_msgs(alice.udp) if isinstance(m, rw.RelayReady)]
+        pid = ready.pair
+        payload = rw.wrap(pid, b"\xc1\x01\x20" + bytes(1000))
+        alice.send(payload)
+        got = [m for m in _relay_msgs(bob.udp) if isinstance(m, bytes)]
+        assert got == [payload]                           # the very same bytes
+        # a stranger using the pair id, an unknown pair, an unknown target: nothing
+        stranger.sendto(payload, server.address)
+        alice.send(rw.wrap(b"\x00" * 8, bytes(100)))
+        _request(alice, "nobody")
+        assert [m for m in _relay_msgs(bob.udp, 0.5) if isinstance(m, bytes)] == []
+        assert any(isinstance(m, rw.RelayRefused) and m.reason == "unknown"
+                   for m in _relay_msgs(alice.udp, 0.5))
+        stranger.sendto(rw.encode(rw.RelayRequest("nokeyword", "eve", "bob")), server.address)
+        assert _recv(stranger, 0.5) is None
+        # over the cap: 20 kB/s, then dropped (both still registered: they PING)
+        alice.ping()
+        bob.ping()
+        for _ in range(60):
+            alice.send(payload)
+        relayed = [m for m in _relay_msgs(bob.udp, 0.5) if isinstance(m, bytes)]
+        assert 10 <= len(relayed) <= 25
+        # and once bob is gone, nothing more reaches his address
+        bob.quit()
+        alice.ping()
+        alice.send(payload)
+        assert [m for m in _relay_msgs(bob.udp, 0.5) if isinstance(m, bytes)] == []
+    finally:
+        stranger.close()
+
+
+def test_a_server_without_relay_says_so(server) -> None:
+    alice, _bob = _registered(server, "alice"), _registered(server, "bob")
+    _request(alice, "bob")
+    msgs = _relay_msgs(alice.udp)
+    assert rw.RelayRefused(alice.keyword, "bob", "off") in msgs
