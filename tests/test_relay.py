@@ -250,3 +250,53 @@ def test_a_server_without_relay_says_so(server) -> None:
     _request(alice, "bob")
     msgs = _relay_msgs(alice.udp)
     assert rw.RelayRefused(alice.keyword, "bob", "off") in msgs
+
+
+# ------------------------------------------------------------------ the client's side
+
+
+def test_two_clients_get_a_pair_through_the_service_and_exchange_datagrams() -> None:
+    from client.reach.relay import RelayClient, RelayInvited, RelayState, RelayUp
+
+    svc, t = service()
+    a, b = t.add("alice", ("1.1.1.1", 1000)), t.add("bob", ("2.2.2.2", 2000))
+    ca, cb = RelayClient(), RelayClient()
+    regs = {a.addr: (a, ca), b.addr: (b, cb)}
+
+    def deliver(outs) -> list:
+        got = []
+        for o in outs:
+            reg, client = regs[o.addr]
+            got.append((reg.nickname, client.on_server(o.data, reg.keyword)))
+        return got
+
+    req = ca.want(a.keyword, "alice", "bob", 0.0)
+    assert ca.want(a.keyword, "alice", "bob", 1.0) is None        # not again so soon
+    got = deliver(svc.on_request(req, a.addr, 0.0))
+    assert ("bob", RelayInvited("alice")) in got
+    assert ca.state("bob") is RelayState.WAITING
+    req_b = cb.want(b.keyword, "bob", "alice", 0.5)
+    ups = dict(deliver(svc.on_request(req_b, b.addr, 0.5)))
+    assert isinstance(ups["alice"], RelayUp) and isinstance(ups["bob"], RelayUp)
+    relay_addr = ups["alice"].addr
+    assert ca.is_relay_addr(relay_addr)
+    datagram = b"\xc1\x01\x20" + bytes(300)
+    wrapped = ca.wrap(relay_addr, datagram)
+    out = svc.forward(wrapped, a.addr, 1.0)
+    assert out is not None and out.addr == b.addr
+    peer, addr, inner = cb.unwrap(out.data)
+    assert (peer, inner) == ("alice", datagram) and addr == ups["bob"].addr
+    assert cb.unwrap(rw.wrap(b"\x09" * 8, datagram)) is None
+
+
+def test_the_reason_is_said_in_plain_words() -> None:
+    from client.reach.relay import RelayClient
+
+    t = Table()
+    svc = RelayService(t.by_keyword, t.by_nickname, RelayLimits(enabled=False))
+    a, _b = t.add("alice", ("1.1.1.1", 1000)), t.add("bob", ("2.2.2.2", 2000))
+    ca = RelayClient()
+    (out,) = svc.on_request(ca.want(a.keyword, "alice", "bob", 0.0), a.addr, 0.0)
+    assert ca.on_server(out.data, a.keyword) is None
+    assert ca.unreachable_reason("bob", behind_nat=True) == \
+        "no direct path to bob: both behind strict NAT; the server does not relay"
