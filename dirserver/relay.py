@@ -51,12 +51,15 @@ class RelayEdge:
 
     def handle(self, data: bytes, addr: tuple, sendto: Callable[[bytes, tuple], object]) -> None:
         now = self.now()
-        if data[0] == rw.DATA:
+        if data[0] == rw.DATA:     # the hot path
             out = self.service.forward(data, addr, now)
-            outs = [] if out is None else [out]
-        else:
-            outs = self.service.on_request(data, addr, now)
-        for o in outs:
+            if out is not None:
+                try:
+                    sendto(data, out.addr)
+                except OSError:     # a full send buffer: relayed data is best effort
+                    self.send_errors += 1
+            return
+        for o in self.service.on_request(data, addr, now):
             try:
                 sendto(o.data, o.addr)
             except OSError:     # a full send buffer: relayed data is best effort
@@ -74,5 +77,5 @@ class RelayEdge:
         s = self.service.stats
         dropped = sum(s[k] for k in ("dropped_unknown", "dropped_source", "dropped_cap",
                                      "dropped_gone"))
-        return (f" relay_pairs={self.service.pairs} relay_forwarded={s['forwarded']} "
-                f"relay_bytes={s['bytes_out']} relay_dropped={dropped}")
+        return (f" relay_pairs={self.service.pairs} relay_forwarded={self.service.forwarded} "
+                f"relay_bytes={self.service.bytes} relay_dropped={dropped}")

@@ -87,6 +87,8 @@ class RelayService:
         self._wishes: dict[tuple[str, str], float] = {}       # (asker kw, target kw) -> when
         self._invited: dict[tuple[str, str], float] = {}
         self._answers = TokenBucket(self.limits.answer_rate, self.limits.answer_rate)
+        self.forwarded = 0      # datagrams, and bytes (in = out: the very same bytes)
+        self.bytes = 0
 
     @property
     def pairs(self) -> int:
@@ -134,7 +136,7 @@ class RelayService:
 
     def _authentic(self, msg: rw.RelayRequest, source: Addr) -> Client | None:
         reg = self.by_keyword(msg.keyword)
-        if reg is None or reg.addr is None or tuple(reg.addr) != (source[0], source[1]):
+        if reg is None or reg.addr is None or reg.addr != (source[0], source[1]):
             return None
         try:
             same = canonical(msg.nickname) == canonical(reg.nickname)
@@ -212,14 +214,15 @@ class RelayService:
             self.stats["dropped_unknown"] += 1
             return None
         a, b = pair.a, pair.b
-        if self.by_keyword(a.keyword) is not a or self.by_keyword(b.keyword) is not b:
+        by_keyword = self.by_keyword
+        if by_keyword(a.keyword) is not a or by_keyword(b.keyword) is not b:
             self._end(pair, "a client left")
             self.stats["dropped_gone"] += 1
             return None
-        src = (source[0], source[1])
-        if a.addr is not None and src == tuple(a.addr):
+        src = source if len(source) == 2 else (source[0], source[1])
+        if src == a.addr:
             sender, dest = a, b.addr
-        elif b.addr is not None and src == tuple(b.addr):
+        elif src == b.addr:
             sender, dest = b, a.addr
         else:
             self.stats["dropped_source"] += 1
@@ -228,9 +231,8 @@ class RelayService:
             self.stats["dropped_cap"] += 1
             return None
         pair.last = now
-        self.stats["bytes_in"] += n
-        self.stats["bytes_out"] += n
-        self.stats["forwarded"] += 1
+        self.forwarded += 1
+        self.bytes += n
         return Out(dest, data)
 
     # ---- time --------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_a_pair_needs_both_to_ask_and_the_other_is_invited() -> None:
     assert out is not None and out.addr == b.addr and out.data == data
     back = svc.forward(data, b.addr, 2.0)
     assert back is not None and back.addr == a.addr
-    assert svc.stats["bytes_out"] == svc.stats["bytes_in"]
+    assert svc.bytes == 2 * len(data) and svc.forwarded == 2
 
 
 def test_strangers_unknown_targets_and_wrong_sources_get_nothing() -> None:
