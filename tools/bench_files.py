@@ -126,7 +126,7 @@ def _usage() -> float:
 
 def _engine(args: argparse.Namespace, nick: str, downloads: Path) -> Engine:
     host, port = args.server.rsplit(":", 1)
-    eng = Engine((host, int(port)), nick, config_dir=Path(args.out or downloads) / f".{nick}",
+    eng = Engine((host, int(port)), nick, config_dir=Path(tempfile.mkdtemp()),  # fresh keys
                  bind=("127.0.0.1", 0))
     eng.start(timeout=10)
     files = eng.attach_files(downloads)
