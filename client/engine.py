@@ -215,7 +215,7 @@ class Engine:
                               listen_port=self.address[1], wake=self._udp.wake)
         files.start()
         self._bulk = BulkPath(files.lane, self._transport, self._send_datagrams)
-        self._peers.bulk = self._bulk.on_frame
+        self._peers.bulk = files.lane.on_frame
         self.files = files
         return files
 

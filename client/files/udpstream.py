@@ -174,7 +174,7 @@ class Stream:
         while got < want and self._ready:
             chunk = self._ready[0]
             take = min(want - got, len(chunk) - self._ready_off)
-            view[got:got + take] = chunk[self._ready_off:self._ready_off + take]
+            view[got:got + take] = memoryview(chunk)[self._ready_off:self._ready_off + take]
             got += take
             self._ready_off += take
             if self._ready_off == len(chunk):
