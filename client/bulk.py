@@ -25,9 +25,6 @@ class BulkPath:
         self._send = send_datagrams
         self._budget = budget
 
-    def on_frame(self, peer: str, frame: bytes, now: float) -> None:
-        self.source.on_frame(peer, frame, now)
-
     def wait(self, now: float, timeout: float) -> float:
         """The engine's select timeout, shortened to when the bulk lane has work."""
         due = self.source.next_deadline(now)
