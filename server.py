@@ -37,6 +37,7 @@ from gevent.threadpool import ThreadPool
 from models import directory_wire as wire
 from models.directory import Directory, KeyedRateLimiter, Refused, Registration
 from models.errors import ProtocolError
+from models.netaddrs import friends_line
 from models.store import StorageError, Store
 
 log = logging.getLogger("openlchat.server")
@@ -613,8 +614,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     server = DirectoryServer(args, store)
     server.start(tcp, udp, rows)
-    log.info("listening on %s:%d (tcp+udp), db=%s, ping_interval=%g",
-             args.host, port, args.db, args.ping_interval)
+    log.info("listening on %s:%d (tcp+udp), db=%s, ping_interval=%g; %s",
+             args.host, port, args.db, args.ping_interval, friends_line(port, args.host))
 
     def on_stop() -> None:
         server.stopping.set()
