@@ -23,6 +23,10 @@ class RegistrationError(ClientError):
 class ServerUnreachable(ClientError):
     """The directory server cannot be reached (resolve, connect, timeout, closed)."""
 
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
 
 class UnknownPeer(ClientError, ValueError):
     """The nickname is not (or no longer) online."""
@@ -32,15 +36,16 @@ class MessageTooLarge(ClientError, ValueError):
     """A message or control payload is over the protocol's size limit."""
 
 
-class EngineClosed(ClientError):
+# The engine's own states are also RuntimeErrors: what the faces caught before the hierarchy.
+class EngineClosed(ClientError, RuntimeError):
     """The engine was closed (or never started); the call cannot be carried out."""
 
 
-class EngineNotResponding(ClientError):
+class EngineNotResponding(ClientError, RuntimeError):
     """The engine thread did not answer a call in time."""
 
 
-class FilesUnavailable(ClientError):
+class FilesUnavailable(ClientError, RuntimeError):
     """File transfer is switched off or not wired into this engine."""
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 import re
 
 from client import errors
-from client import registration as _registration
 from models.errors import ProtocolError
 from models.nickname import display_form
 
-# The client API's classes, plus the ones client/registration.py and client/identity.py still
-# define themselves (until they raise client.errors; then these tuples shrink to one class).
-_REFUSED = (errors.RegistrationError, _registration.RegistrationError)
-_UNREACHABLE = (errors.ServerUnreachable, _registration.ServerUnreachable, OSError, TimeoutError)
+# The client API's classes, plus what the OS raises before the engine can wrap it.
+_REFUSED = (errors.RegistrationError,)
+_UNREACHABLE = (errors.ServerUnreachable, OSError, TimeoutError)
 _IDENTITY = (errors.IdentityError,)
 
 # Every ERROR code the directory sends (server.py, models/directory.py, models/directory_wire.py)

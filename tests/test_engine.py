@@ -176,7 +176,8 @@ def test_spoofed_and_garbage_datagrams_change_nothing(server, make_engine, udp_s
     spoof = make_envelope(PLAIN, data)
     udp_socket.sendto(spoof, target)
     # server-looking datagrams from a non-server address, and with a wrong keyword
-    udp_socket.sendto(wire.encode_datagram(wire.RefDel(b.engine._keyword, ("alice",))), target)
+    keyword = b.engine._channel.keyword
+    udp_socket.sendto(wire.encode_datagram(wire.RefDel(keyword, ("alice",))), target)
     fake_del = wire.encode_datagram(wire.RefDel("wrongkeyword", ("alice",)))
     for junk in [b"", b"\xc1", b"\xc1\x01\x10", b"\xc1\x01\x20" + os.urandom(60), os.urandom(1200),
                  b"garbage 3 PONG", fake_del, b"\xff" * 3000]:
@@ -289,7 +290,7 @@ def test_unreachable_server_and_refused_nickname(server_factory, tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    from client.registration import RegistrationError, ServerUnreachable
+    from client.errors import RegistrationError, ServerUnreachable
 
     eng = Engine(("127.0.0.1", port), "alice", config_dir=tmp_path / "x", encrypted=False)
     with pytest.raises(ServerUnreachable):
@@ -368,13 +369,13 @@ def test_arbitrary_datagrams_never_raise_nor_change_the_roster(server, make_engi
     peer_addr = eng.address_of("bob")
     sources = st.sampled_from([peer_addr, eng._server_addr, ("127.0.0.1", 9)])
     prefixes = st.sampled_from([b"", b"\xc1", b"\xc1\x01", b"\xc1\x01\x20",
-                                eng._keyword.encode() + b" "])
+                                eng._channel.keyword.encode() + b" "])
 
     @settings(max_examples=300, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(prefix=prefixes, body=st.binary(max_size=1300), source=sources)
     def feed(prefix: bytes, body: bytes, source: tuple[str, int]) -> None:
-        eng._call(lambda now: eng._dispatch(prefix + body, source, now))
+        eng._call(lambda now: eng._router._dispatch(prefix + body, source, now))
 
     feed()
     assert eng.roster() == ["bob"]
@@ -580,19 +581,20 @@ class OversizedThenOne:
 
 
 def test_windows_oversized_datagram_is_counted_and_the_batch_goes_on(tmp_path, caplog):
+    from client.peer.messenger import Messenger
     from client.peer.plain import PlainTransport
 
     eng = Engine(("127.0.0.1", 9), "alice", config_dir=tmp_path, bind=("127.0.0.1", 0))
-    real = eng._sock
+    real = eng._udp.sock
     try:
-        eng._transport = PlainTransport(now=0.0)
-        eng._sock = OversizedThenOne()
-        with caplog.at_level(logging.WARNING, logger="client.engine"):
+        eng._wire_peers(Messenger(now=0.0), PlainTransport(now=0.0))
+        eng._udp.sock = OversizedThenOne()  # type: ignore[assignment]
+        with caplog.at_level(logging.WARNING):  # neither the engine nor the UDP edge logs
             eng._drain(0.0)
         assert eng.stats["oversized"] == 2
         assert eng.stats["server_dropped"] == 1  # the datagram after them was still read
         assert eng._listen_host() == "127.0.0.1"  # an explicit bind address: files listen there
         assert not caplog.records
     finally:
-        eng._sock = real
+        eng._udp.sock = real
         eng.close()

@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from client.config import DEFAULT_PORT, parse_server
+from client.errors import RegistrationError, ServerUnreachable
 from client.gui.attention import NOTIFY_MIN_INTERVAL, Attention, title_for
 from client.gui.files import progress_text
 from client.gui.theme import NICK_PALETTE, THEMES, contrast, nick_colour
-from client.registration import RegistrationError, ServerUnreachable
 from client.wording import check_nickname, describe_error, human_size
 
 

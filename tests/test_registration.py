@@ -1,5 +1,5 @@
-"""client.registration against a scripted TCP peer (for replies a real server never gives) and
-against the real server.py (the normal path, reclaim, errors)."""
+"""client.serverlink.registration against a scripted TCP peer (for replies a real server
+never gives) and against the real server.py (the normal path, reclaim, errors)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from client.registration import RegistrationError, ServerUnreachable, register
+from client.errors import RegistrationError, ServerUnreachable
+from client.serverlink.registration import register
 
 
 class Scripted:

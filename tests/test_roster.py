@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.roster import Roster
+from client.serverlink.roster import PeerRoster
 from models.directory_wire import EMPTY_DIGEST, Entry, roster_digest
 
 
@@ -13,8 +13,8 @@ def expected(*rows):
     return roster_digest(Entry(n, ip, port) for n, ip, port in rows)
 
 
-def make() -> Roster:
-    return Roster("me")
+def make() -> PeerRoster:
+    return PeerRoster("me")
 
 
 def test_reference_excludes_self_and_indexes_addresses():
@@ -82,7 +82,7 @@ def test_two_nicknames_at_one_address_newest_wins_then_falls_back():
 
 
 def test_resolve_is_case_insensitive_and_self_is_never_listed():
-    r = Roster("Вася")
+    r = PeerRoster("Вася")
     r.add([("вася", "h", 1), ("Bob", "h", 2)])
     assert r.nicknames() == ["Bob"]
     assert r.resolve("bob") == "Bob" and r.resolve("ＢＯＢ") == "Bob"

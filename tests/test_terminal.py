@@ -214,7 +214,7 @@ def test_damaged_identity_key_is_a_one_line_error(server, tmp_path):
     assert code == 1
     lines = [x for x in err.getvalue().splitlines() if x.startswith("error:")]
     assert len(lines) == 1 and "identity" in lines[0]
-    from client.registration import register
+    from client.serverlink.registration import register
 
     assert register(server.address, "alice", timeout=3).keyword  # the nickname was never taken
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from client import errors, wording
 from client.config import DEFAULT_PORT, BadServerAddress, format_address, parse_server
-from client.registration import RegistrationError as OldRegistrationError
 from models.nickname import MAX_NICK_LEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +30,7 @@ def test_every_code_the_server_sends_has_plain_words() -> None:
     codes = codes_the_server_sends()
     assert {"NICK_TAKEN", "BAD_NICK", "THROTTLED", "STORAGE", "TOO_MANY_CONNECTIONS"} <= codes
     for code in codes:
-        for cls in (errors.RegistrationError, OldRegistrationError):
+        for cls in (errors.RegistrationError,):
             text = wording.describe_error(cls(code, "some detail"), "bob", "h:1")
             assert "refused to let us in" not in text, (code, text)   # not the fallback
             assert code not in text, text                            # words, not a code
@@ -69,7 +68,7 @@ def test_an_empty_nickname_asks_for_one() -> None:
         assert "choose a nickname" in str(info.value)
         assert "space" not in str(info.value)
     refused = wording.describe_error(
-        OldRegistrationError("BAD_NICK", "nickname must not contain spaces"), "", "h:1")
+        errors.RegistrationError("BAD_NICK", "nickname must not contain spaces"), "", "h:1")
     assert "choose a nickname" in refused and "spaces" not in refused
 
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from client.engine import Engine  # noqa: E402
 from client.peer.messenger import KIND_ROOM, Messenger  # noqa: E402
 from client.peer.plain import PlainTransport  # noqa: E402
-from client.roster import Roster  # noqa: E402
+from client.serverlink.roster import PeerRoster  # noqa: E402
 
 
 def run(peers: int, rounds: int, size: int,
@@ -98,7 +98,7 @@ def run_engine(peers: int, rounds: int, size: int, secure: bool) -> tuple[float,
     try:
         engine._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         names = [f"sim{i:03d}" for i in range(peers)]
-        engine._roster = Roster("sender")
+        engine._roster = PeerRoster("sender")
         engine._roster.replace([(n, "127.0.0.1", s.getsockname()[1])
                                 for n, s in zip(names, socks, strict=True)])
         engine._messenger = Messenger(now=now, deadline=30.0)
@@ -115,6 +115,7 @@ def run_engine(peers: int, rounds: int, size: int, secure: bool) -> tuple[float,
             def make(nick: str):  # type: ignore[no-untyped-def]
                 return PlainTransport(now=now)
         engine._transport = make("sender")
+        engine._wire_peers(engine._messenger, engine._transport)
         sims = [(s, Messenger(now=now), make(n)) for n, s in zip(names, socks, strict=True)]
         address = engine._sock.getsockname()
 

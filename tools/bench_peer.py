@@ -58,8 +58,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from client.engine import Engine  # noqa: E402
+from client.errors import RegistrationError  # noqa: E402
 from client.peer.messenger import KIND_PRIVATE, KIND_ROOM, Delivered, Messenger  # noqa: E402
-from client.registration import RegistrationError, register  # noqa: E402
+from client.serverlink.registration import register  # noqa: E402
 from models import directory_wire as wire  # noqa: E402
 from models.peer_wire import is_peer_datagram  # noqa: E402
 

@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import events as ev  # noqa: E402
-from client.errors import FilesUnavailable, ServerUnreachable  # noqa: E402
+from client.errors import FilesUnavailable  # noqa: E402
 
 log = logging.getLogger("screenshots")
 
@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import tkinter as tk
 
+        from client.errors import ServerUnreachable
         from client.gui import App, WhoisDialog
         from client.wording import describe_error
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from dataclasses import dataclass
 
+from client.errors import RegistrationError, ServerUnreachable
+from client.serverlink.channel import Enrollment
 from models import directory_wire as wire
 from models.errors import ProtocolError
 
@@ -27,33 +28,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PING_INTERVAL = 10.0
 MAX_REPLY_LINE = 8 * 1024 * 1024  # a REFERENCE of 100k rows fits; more is an attack
-
-
-class RegistrationError(Exception):
-    """The server refused us (``ERROR CODE text``) or spoke nonsense."""
-
-    def __init__(self, code: str, text: str) -> None:
-        super().__init__(f"{code}: {text}")
-        self.code = code
-        self.text = text
-
-
-class ServerUnreachable(Exception):
-    """No TCP conversation with the server was possible (refused, timed out, cut)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
-
-@dataclass(frozen=True)
-class Registration:
-    keyword: str
-    nickname: str  # as the directory knows us (display form)
-    ping_interval: float
-    roster: tuple[tuple[str, str, int], ...]  # (nickname, ip, port), may include ourselves
-    reclaimed: bool  # the server gave our old keyword back
-    extended: bool  # the server speaks the extensions (INFO?, PONG)
 
 
 class _Lines:
@@ -92,7 +66,7 @@ def _ask(sock: socket.socket, lines: _Lines, request: wire.Request) -> wire.Repl
 
 
 def register(server: tuple[str, int], nickname: str, *, keyword: str | None = None,
-             timeout: float = 5.0) -> Registration:
+             timeout: float = 5.0) -> Enrollment:
     """Register (or reclaim with ``keyword``) and fetch the roster. Blocking.
 
     Raises ``RegistrationError(code, text)`` when the server says no, ``ServerUnreachable`` when
@@ -121,7 +95,7 @@ def register(server: tuple[str, int], nickname: str, *, keyword: str | None = No
 
 
 def _converse(sock: socket.socket, lines: _Lines, nickname: str,
-              keyword: str | None) -> Registration:
+              keyword: str | None) -> Enrollment:
     reply = _ask(sock, lines, wire.Connect(nickname, keyword))
     if isinstance(reply, wire.Error):
         raise RegistrationError(reply.code, reply.text)
@@ -153,6 +127,6 @@ def _converse(sock: socket.socket, lines: _Lines, nickname: str,
         pass
     log.info("registered as %s (%s), %d listed, ping_interval %s", display,
              "reclaimed" if new_keyword == keyword else "new keyword", len(roster), ping_interval)
-    return Registration(new_keyword, display, ping_interval, roster,
+    return Enrollment(new_keyword, display, ping_interval, roster,
                         reclaimed=keyword is not None and new_keyword == keyword,
                         extended=extended)

@@ -58,7 +58,7 @@ class Changes:
         return bool(self.joined or self.left or self.moved)
 
 
-class Roster:
+class PeerRoster:
     def __init__(self, me: str) -> None:
         self.me = me
         self._me_key = _key(me)
@@ -92,9 +92,6 @@ class Roster:
         # Two nicknames at one address: the newer claim wins (the older one is stale and
         # will be REF_DEL'd or repaired).
         return nicks[-1] if nicks else None
-
-    def is_ghost(self, nickname: str) -> bool:
-        return nickname in self._ghosts
 
     def entries(self) -> list[Entry]:
         """The confirmed entries (ghosts excluded), as the directory would list them."""

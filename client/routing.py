@@ -1,0 +1,79 @@
+"""Which layer a received datagram belongs to.
+
+Peer traffic (first byte 0xC1) is accepted only from an address the roster lists, and goes to
+the transport (which authenticates it); anything else must come from the server's address and
+goes to the server link; our own wake-up byte is ignored; the rest is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from client.contracts import Transport
+from client.serverlink.link import ServerLink
+from client.serverlink.roster import PeerRoster
+from client.udp import UdpEdge
+from models.peer_wire import MAGIC
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+PEER_MAGIC = bytes((MAGIC,))  # first byte of every peer datagram
+DRAIN_BATCH = 512  # datagrams handled before timers get a turn
+
+
+class Router:
+    def __init__(self, udp: UdpEdge, roster: PeerRoster, transport: Transport,
+                 server: ServerLink | None, stats: dict[str, int]) -> None:
+        self._udp = udp
+        self._roster = roster
+        self._transport = transport
+        self._server = server
+        self._stats = stats
+
+    def drain(self, now: float) -> None:
+        """The ACK hot path of a room message: up to DRAIN_BATCH datagrams, then the layers
+        process them together (the engine's pump). A peer datagram from a listed address goes
+        straight to the transport here; everything else through ``_dispatch``."""
+        nickname_at = self._roster.nickname_at
+        unwrap = self._transport.unwrap
+        stats = self._stats
+        received = 0
+        for data, addr in self._udp.receive(DRAIN_BATCH):
+            try:
+                if data and data[0] == MAGIC and (peer := nickname_at(addr)) is not None:
+                    received += 1
+                    unwrap(peer, data, now)
+                else:
+                    self._dispatch(data, addr, now)
+            except Exception:  # our bug; one datagram must not take the engine down
+                stats["internal_errors"] = stats.get("internal_errors", 0) + 1
+                if stats["internal_errors"] <= 10:
+                    log.exception("internal error handling a datagram from %s", addr)
+        stats["received"] += received
+
+    def _dispatch(self, data: bytes, addr: Address, now: float) -> None:
+        if self._udp.is_wake(data, addr):
+            return
+        if data[:1] == PEER_MAGIC:
+            peer = self._roster.nickname_at(addr)
+            if peer is None:
+                self._drop("peer", addr, "datagram from an address nobody is listed at")
+                return
+            self._stats["received"] += 1
+            self._transport.unwrap(peer, data, now)
+            return
+        server = self._server
+        if server is None or addr != server.server:
+            self._drop("server", addr, "non-peer datagram not from the server")
+            return
+        why = server.on_datagram(data, now)
+        if why is not None:
+            self._drop("server", addr, why)
+
+    def _drop(self, which: str, addr: Address, why: str) -> None:
+        key = f"{which}_dropped"
+        n = self._stats[key] = self._stats[key] + 1
+        if n <= 10 or n % 1000 == 0:  # log, but not a flood
+            log.info("dropped datagram from %s:%d: %s (%d so far)", addr[0], addr[1], why, n)
