@@ -8,6 +8,7 @@ Each own message carries the tag ``m<msg_id>``; "not delivered to X" is inserted
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINES = 4000       # message view keeps at most this many lines (memory stays bounded)
 MAX_HISTORY = 100      # input lines remembered for Up/Down
-COLLAPSE_LINES = 12    # a longer message shows this many lines and "show more"
+COLLAPSE_LINES = 8     # a longer message shows this many lines and "show more"
 COLLAPSE_CHARS = 1500  # ... or this many characters
 DEFAULT_SIZE = 11      # text size in points (Settings changes it)
 
@@ -75,7 +76,7 @@ class MessageView(ttk.Frame):
         self.text = tk.Text(self, wrap="word", state="disabled", borderwidth=0, width=30, height=8,
                             highlightthickness=0, padx=10, pady=8, undo=False,
                             spacing1=2, spacing3=2, takefocus=0)
-        scroll = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
+        scroll = ttk.Scrollbar(self, orient="vertical", command=self._scrollbar)
         self.text.configure(yscrollcommand=scroll.set)
         self.text.grid(row=0, column=0, sticky="nsew")
         scroll.grid(row=0, column=1, sticky="ns")
@@ -83,6 +84,15 @@ class MessageView(ttk.Frame):
         self.columnconfigure(0, weight=1)
         self._own_ids: dict[int, str] = {}
         self._actions: dict[str, Callable[[], None]] = {}   # link tag -> what a click does
+        self._follow: str | None = None     # after_idle that scrolls to the end
+        self._folded: dict[str, list[str | tuple[str, ...]]] = {}   # fold -> its hidden rest
+        self.bind("<Destroy>", self._destroyed, add="+")
+        # following the end: new lines scroll into view, and so does a resize (the files panel
+        # appearing) -- until the user scrolls up to read
+        self._stick = True
+        for seq in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
+            self.text.bind(seq, lambda _e: self.text.after_idle(self._user_scrolled), add="+")
+        self.text.bind("<Configure>", lambda _e: self._stick and self._follow_end(), add="+")
         self._serial = itertools.count(1)
         self.colours = colours
         self.text.tag_configure("body", lmargin2=24)
@@ -136,30 +146,62 @@ class MessageView(ttk.Frame):
 
     # --- writing -------------------------------------------------------------------------------
     def _append(self, *chunks: str | tuple[str, ...]) -> None:
-        at_bottom = self.text.yview()[1] >= 0.999
+        at_bottom = self._stick
         self.text.configure(state="normal")
         for i in range(0, len(chunks), 2):
             self._insert(str(chunks[i]), tuple(chunks[i + 1]))
         self._trim()
         self.text.configure(state="disabled")
         if at_bottom:
-            self.text.see("end")
+            self.text.yview_moveto(1.0)
+            self._follow_end()
 
-    def _insert(self, text: str, tags: tuple[str, ...]) -> None:
-        """Insert at the end; emoji as pictures when there are pictures for them."""
+    def _follow_end(self) -> None:
+        # Tk measures wrapped lines lazily: look again once the layout is done
+        if self._follow is None:
+            self._follow = self.after_idle(self._to_bottom)
+
+    def _scrollbar(self, *args: str) -> None:
+        self.text.yview(*args)
+        self._user_scrolled()
+
+    def scroll_pages(self, pages: int) -> None:
+        self.text.yview_scroll(pages, "pages")
+        self._user_scrolled()
+
+    def _user_scrolled(self) -> None:
+        self._stick = self.text.yview()[1] >= 0.999
+
+    def _destroyed(self, event: tk.Event) -> None:
+        if event.widget is self and self._follow is not None:
+            with contextlib.suppress(tk.TclError):
+                self.after_cancel(self._follow)
+            self._follow = None
+
+    def _to_bottom(self) -> None:
+        self._follow = None
+        self.text.tk.call(self.text, "sync")    # line heights measured now, not later
+        self.text.see("end")
+        self.text.yview_moveto(1.0)
+
+    def _insert(self, text: str, tags: tuple[str, ...], at: str = "end") -> None:
+        """Insert at the end (or at mark ``at``, which moves on); emoji as pictures when there
+        are pictures for them."""
         art = self.art
         if art is None or not text or text.isascii():
-            self.text.insert("end", text, tags)
+            self.text.insert(at, text, tags)
             return
         pixels = pixel_size(self, self.size)
+        # "end" stays after Tk's final newline; a mark with right gravity moves past the image
+        placed = "end-2c" if at == "end" else f"{at}-1c"
         for piece, is_emoji in split_emoji(text):
             image = art.image(piece, pixels) if is_emoji and art.pictures else None
             if image is None:
-                self.text.insert("end", piece, (*tags, "emoji") if is_emoji else tags)
+                self.text.insert(at, piece, (*tags, "emoji") if is_emoji else tags)
                 continue
-            self.text.image_create("end", image=image, padx=1, align="center")
+            self.text.image_create(at, image=image, padx=1, align="center")
             for tag in tags:
-                self.text.tag_add(tag, "end-2c")
+                self.text.tag_add(tag, placed)
 
     def add_message(self, sender: str, text: str, *, when: float | None = None,
                     own: bool = False, msg_id: int | None = None,
@@ -177,44 +219,49 @@ class MessageView(ttk.Frame):
         if warning:
             chunks += [f"[{warning}] ", ("warning", *line, *mtag)]
         shown, folded = fold_text(printable(text).rstrip("\n"))
-        fold: tuple[str, ...] = ()
-        for part, extra in ((shown, ()), (folded, None)):
-            if extra is None:
-                if not folded:
-                    break
-                fold = (f"fold{next(self._serial)}",)
-                self.text.tag_configure(fold[0], elide=True)
-                extra = fold
+
+        def body(part: str, extra: tuple[str, ...], cont: tuple[str, ...]) -> None:
             first, *more = part.split("\n")
-            cont = ("cont",) if extra else ()
-            chunks += [first, ("body", *cont, *line, *mtag, *extra)]
+            chunks.extend([first, ("body", *cont, *line, *mtag, *extra)])
             for rest in more:   # continuation lines line up under the text, not the time
-                chunks += ["\n", ("body", *line, *mtag, *extra), rest,
-                           ("body", "cont", *line, *mtag, *extra)]
-        if fold:
-            more_lines = folded.count("\n") + 1
-            link = f"{fold[0]}link"
-            chunks += [f"  ▾ show more ({more_lines} more line{'s' * (more_lines > 1)})",
-                       ("more", "link", link, *line, *mtag)]
-            self._link(link, lambda f=fold[0]: self.unfold(f))
+                chunks.extend(["\n", ("body", *line, *mtag, *extra), rest,
+                               ("body", "cont", *line, *mtag, *extra)])
+
+        body(shown, (), ())
+        if folded:
+            # the rest waits here, not in the widget (Tk's elide draws stray lines)
+            fold = f"fold{next(self._serial)}"
+            more_lines = folded.strip("\n").count("\n") + 1
+            chunks += ["  ", ("body", *line, *mtag),
+                       f"▾ show more ({more_lines} more line{'s' * (more_lines > 1)})",
+                       ("more", "link", f"{fold}link", *line, *mtag)]
+            self._link(f"{fold}link", lambda f=fold: self.unfold(f))
+            start = len(chunks)
+            body(folded, (), ("cont",))
+            self._folded[fold] = chunks[start:]
+            del chunks[start:]
         chunks += ["\n", line]
         self._append(*chunks)
 
     def unfold(self, fold: str) -> None:
-        """Show the whole of a collapsed message."""
-        self.text.tag_configure(fold, elide=False)
+        """Show the whole of a collapsed message (its "show more" link)."""
+        chunks = self._folded.pop(fold, [])
         ranges = self.text.tag_ranges(f"{fold}link")
         self._actions.pop(f"{fold}link", None)
         if ranges:
             self.text.configure(state="normal")
+            self.text.mark_set("unfold", ranges[0])
+            self.text.mark_gravity("unfold", "right")
             self.text.delete(ranges[0], ranges[1])
+            for i in range(0, len(chunks), 2):
+                self._insert(str(chunks[i]), tuple(chunks[i + 1]), at="unfold")
+            self.text.mark_unset("unfold")
             self.text.configure(state="disabled")
         self.text.configure(cursor="")
 
     def folded(self) -> list[str]:
-        """The tags of messages still collapsed (oldest first)."""
-        return [t[:-4] for t in self.text.tag_names()
-                if t.startswith("fold") and t.endswith("link") and self.text.tag_ranges(t)]
+        """The folds of messages still collapsed (oldest first)."""
+        return list(self._folded)
 
     def add_system(self, text: str, *, when: float | None = None, error: bool = False,
                    links: Sequence[tuple[str, Callable[[], None]]] = ()) -> None:
@@ -275,6 +322,7 @@ class MessageView(ttk.Frame):
                     and not self.text.tag_ranges(tag):
                 self.text.tag_delete(tag)
                 self._actions.pop(tag, None)
+                self._folded.pop(tag.removesuffix("link"), None)
 
     def text_between(self, start: str, end: str) -> str:
         """The text from ``start`` to ``end``, emoji pictures given back as emoji."""
@@ -308,10 +356,7 @@ def fold_text(text: str) -> tuple[str, str]:
     if len(lines) <= COLLAPSE_LINES and len(text) <= COLLAPSE_CHARS:
         return text, ""
     shown = "\n".join(lines[:COLLAPSE_LINES])[:COLLAPSE_CHARS]
-    rest = text[len(shown):]
-    if rest.startswith("\n"):      # the folded part starts on its own line
-        return shown, rest[1:]
-    return shown, rest
+    return shown, text[len(shown):]     # the rest may start with its line break
 
 
 class InputLine(ttk.Frame):
@@ -457,7 +502,7 @@ class ChatTab(ttk.Frame):
             self.input.text.bind(key, lambda _e, n=pages: self._scroll(n))
 
     def _scroll(self, pages: int) -> str:
-        self.view.text.yview_scroll(pages, "pages")
+        self.view.scroll_pages(pages)
         return "break"
 
     def open_picker(self) -> None:

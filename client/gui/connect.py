@@ -42,7 +42,7 @@ class ConnectFrame(ttk.Frame):
         ttk.Label(box, text="Server").grid(row=2, column=0, sticky="w", padx=(0, 12), pady=6)
         self.server_entry = ttk.Entry(box, textvariable=self.server_var, width=32)
         self.server_entry.grid(row=2, column=1, sticky="ew", pady=6)
-        self.hint = ttk.Label(box, text=f"{SERVER_HINT} (port {DEFAULT_PORT} if omitted)")
+        self.hint = ttk.Label(box, text=f"host or host:port (port {DEFAULT_PORT} if omitted)")
         self.hint.grid(row=3, column=1, sticky="w")
         ttk.Label(box, text="Nickname").grid(row=4, column=0, sticky="w", padx=(0, 12), pady=6)
         self.nick_entry = ttk.Entry(box, textvariable=self.nick_var, width=32)
