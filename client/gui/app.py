@@ -261,6 +261,7 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         room = self._new_tab(None)
         self.notebook.select(room)
         self._chat_menu_state("normal")
+        self._colour_menus()
         room.input.text.focus_set()
 
     def _teardown_main(self) -> None:

@@ -131,6 +131,7 @@ class EmojiPicker:
         y = anchor.winfo_rooty() - top.winfo_reqheight() - 8
         top.geometry(f"+{max(0, x)}+{max(0, y)}")
         self.search_entry.focus_set()
+        self._pending: str | None = None
         top.bind("<FocusOut>", self._focus_out, add="+")
 
     def _cell(self, master: tk.Misc, sequence: str, action: Callable[[], None],
@@ -179,10 +180,13 @@ class EmojiPicker:
         self.close()
 
     def _focus_out(self, _event: object) -> None:
-        # a click in another window closes the picker, like a menu
-        self.top.after(150, self._close_if_unfocused)
+        # a click in another window closes the picker, like a menu (every child of the
+        # window reports FocusOut: look once)
+        if self._pending is None:
+            self._pending = self.top.after(150, self._close_if_unfocused)
 
     def _close_if_unfocused(self) -> None:
+        self._pending = None
         with contextlib.suppress(tk.TclError, KeyError):
             focus = self.top.focus_get()
             if focus is None or focus.winfo_toplevel() is not self.top:
@@ -190,4 +194,7 @@ class EmojiPicker:
 
     def close(self) -> None:
         with contextlib.suppress(tk.TclError):
+            if self._pending is not None:
+                self.top.after_cancel(self._pending)
+                self._pending = None
             self.top.destroy()
