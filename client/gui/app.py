@@ -56,6 +56,7 @@ from client.gui.theme import apply_theme, normalise_theme
 log = logging.getLogger(__name__)
 
 
+ROSTER_WIDTH = 190            # pixels the list of people keeps at least
 MAX_EVENTS_PER_TICK = 200     # so a flood of events never freezes the window
 CLOSE_JOIN = 1.5              # seconds the window waits for QUIT to go out
 _GEOMETRY = re.compile(r"^(\d{3,5})x(\d{3,5})([+-]-?\d{1,5})([+-]-?\d{1,5})$")
@@ -247,6 +248,7 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         panes.add(self.notebook, weight=4)
         panes.add(self.roster, weight=1)
         panes.pack(fill="both", expand=True)
+        panes.bind("<Configure>", self._keep_roster, add="+")
         self.panes = panes
         self.files = FilesPanel(main, on_accept=self._accept_file, on_decline=self._decline_file,
                                 on_cancel=self._cancel_file, on_change=self._files_changed)
@@ -263,6 +265,17 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         self._chat_menu_state("normal")
         self._colour_menus()
         room.input.text.focus_set()
+
+    def _keep_roster(self, _event: object = None) -> None:
+        """The list of people stays visible in a narrow window (the tabs' wide bottom row
+        would otherwise push it out of sight)."""
+        width = self.panes.winfo_width()
+        try:
+            sash = int(self.panes.sashpos(0))
+        except (tk.TclError, ValueError):
+            return
+        if width - sash < ROSTER_WIDTH and width > 2 * ROSTER_WIDTH:
+            self.panes.sashpos(0, width - ROSTER_WIDTH)
 
     def _teardown_main(self) -> None:
         if self.main_frame is not None:
