@@ -393,3 +393,20 @@ def test_dropped_files_go_to_the_private_tab(root: tk.Tk, tmp_path: Path) -> Non
     app.files_dropped([f, tmp_path])            # a folder is left out
     assert offered == [("carol", [f])]
     assert isinstance(app._dnd_ready(), bool)   # tkinterdnd2 loads, or the window goes on
+
+
+@gui
+def test_demo_tool_records_a_small_gif(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+    if not shutil.which("import"):
+        pytest.skip("ImageMagick's `import` is not installed (tools/demo.py needs it)")
+    pytest.importorskip("PIL", reason="tools/demo.py joins the frames with Pillow")
+    root_dir = Path(__file__).resolve().parent.parent
+    out = tmp_path / "demo.gif"
+    subprocess.run([sys.executable, "tools/demo.py", str(out)], cwd=root_dir,
+                   env=dict(os.environ), check=True, timeout=120, capture_output=True)
+    data = out.read_bytes()
+    assert data.startswith(b"GIF89a") and 100_000 < len(data) < 2_000_000

@@ -56,7 +56,8 @@ from client.gui.theme import apply_theme, normalise_theme
 log = logging.getLogger(__name__)
 
 
-ROSTER_WIDTH = 190            # pixels the list of people keeps at least
+ROSTER_WIDTH = 190            # pixels the list of people keeps at least...
+ROSTER_MAX = 260              # ... and starts with at most
 MAX_EVENTS_PER_TICK = 200     # so a flood of events never freezes the window
 CLOSE_JOIN = 1.5              # seconds the window waits for QUIT to go out
 _GEOMETRY = re.compile(r"^(\d{3,5})x(\d{3,5})([+-]-?\d{1,5})([+-]-?\d{1,5})$")
@@ -248,6 +249,7 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         panes.add(self.notebook, weight=4)
         panes.add(self.roster, weight=1)
         panes.pack(fill="both", expand=True)
+        self._roster_placed = False
         panes.bind("<Configure>", self._keep_roster, add="+")
         self.panes = panes
         self.files = FilesPanel(main, on_accept=self._accept_file, on_decline=self._decline_file,
@@ -274,7 +276,12 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
             sash = int(self.panes.sashpos(0))
         except (tk.TclError, ValueError):
             return
-        if width - sash < ROSTER_WIDTH and width > 2 * ROSTER_WIDTH:
+        if width <= 2 * ROSTER_WIDTH:
+            return
+        if not self._roster_placed:   # first layout: a list about as wide as its names
+            self._roster_placed = True
+            self.panes.sashpos(0, width - min(ROSTER_MAX, max(ROSTER_WIDTH, width // 5)))
+        elif width - sash < ROSTER_WIDTH:
             self.panes.sashpos(0, width - ROSTER_WIDTH)
 
     def _teardown_main(self) -> None:
