@@ -78,6 +78,11 @@ def test_fold_text() -> None:
     assert len(shown) == gui_chat.COLLAPSE_CHARS and shown + rest == wide
 
 
+def test_finished_progress_has_no_rate() -> None:
+    from client.gui.files import progress_text
+    assert progress_text(3_000_000, 3_000_000, 900_000.0) == "2.9 MiB of 2.9 MiB"
+
+
 def test_open_command_per_platform() -> None:
     f = Path("/home/a/Downloads/OpenLChat/x y.txt")
     assert open_command(f, platform="linux") == ["xdg-open", str(f)]

@@ -125,7 +125,7 @@ class EmojiArt:
                 log.debug("cannot load %s: %r", path, exc)
         if image is not None:
             self.names[str(image)] = sequence
-        if len(self._images) > 4096:    # a flood of distinct emoji stays bounded
+        if len(self._images) > 16384:    # bounded (Twemoji has ~4000, times a few sizes)
             self._images.clear()
         self._images[key] = image
         return image
