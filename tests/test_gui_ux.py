@@ -385,6 +385,27 @@ def test_file_dialog_starts_at_home_then_the_last_folder(root: tk.Tk, tmp_path: 
 
 
 @gui
+def test_linux_file_dialog_is_larger_without_dot_files(root: tk.Tk,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from client.gui import filepick
+    if str(root.tk.call("tk", "windowingsystem")) != "x11":
+        pytest.skip("Tk's own file dialog is the X11 one")
+    sizes: list[str] = []
+
+    def ask(**kw: Any) -> str:   # the dialog is up: the window grows once it exists
+        root.tk.call("toplevel", ".__tk_filedialog")
+        run_for(root, 0.2)
+        sizes.append(str(root.tk.call("wm", "geometry", ".__tk_filedialog")).split("+")[0])
+        root.tk.call("destroy", ".__tk_filedialog")
+        return ""
+
+    monkeypatch.setattr(filepick.filedialog, "askopenfilenames", ask)
+    assert filepick.ask_open_files(root, "Send", Path.home()) == []
+    assert sizes == [filepick.X11_SIZE]
+    assert str(root.tk.call("set", "::tk::dialog::file::showHiddenVar")) == "0"
+
+
+@gui
 def test_dropped_files_go_to_the_private_tab(root: tk.Tk, tmp_path: Path) -> None:
     app = connected_app(root, tmp_path)
     app.transfers = object()  # type: ignore[assignment]

@@ -9,7 +9,8 @@ Cyrillic and emoji, a key-change warning, a message not delivered, a long messag
 received file with Open / Show in folder, a file offer and a transfer in progress),
 ``private.png`` (a private tab with its close button and the emoji picker), ``whois.png``
 (the "Who is this?" dialog after a key change), ``room-dark.png`` (the dark theme), and
-``connecting.png``, ``settings.png``, ``help.png``, ``about.png``, ``disconnected.png``.
+``connecting.png``, ``send-file.png`` (the file dialog), ``settings.png``, ``help.png``,
+``about.png``, ``disconnected.png``.
 
 The real widgets (client/gui/) are fed engine events through ``App.handle``, exactly what
 the engine thread would deliver, from an offline stand-in engine (no server, no network), on
@@ -267,6 +268,26 @@ def scenes(root: Any, app: Any, out: Path, downloads: Path, size: tuple[int, int
     tab.picker.search_var.set("")
     shot("private")
     tab.picker.close()
+
+    def file_dialog() -> None:   # Tk's dialog waits modally: capture it from inside the wait
+        try:
+            settle(root, 0.5)
+            w = ".__tk_filedialog"   # made by Tcl: no Python widget to ask
+            x, y, width, height = (int(root.tk.call("winfo", what, w))
+                                   for what in ("rootx", "rooty", "width", "height"))
+            subprocess.run(["import", "-window", "root", "-crop",
+                            f"{width}x{height}+{x}+{y}", "+repage", str(out / "send-file.png")],
+                           check=True)
+        finally:
+            root.tk.call("::tk::dialog::file::CancelCmd", ".__tk_filedialog")
+
+    with tempfile.TemporaryDirectory() as folder:   # opens in the folder used last
+        for name in ("LAN party — seating plan (final, really final).pdf", "карта_уровня.zip",
+                     "photos from last year 📷.tar", "projector-manual.pdf", "snacks.ods"):
+            (Path(folder) / name).write_bytes(b"x" * 1000)
+        app.settings["last_folder"] = folder
+        root.after(100, file_dialog)
+        app.send_file("carol")
 
     app.roster.tree.selection_set("n:bob")
     dialog = WhoisDialog(app, "dave")

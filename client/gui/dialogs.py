@@ -11,8 +11,9 @@ import tkinter as tk
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from tkinter import filedialog, ttk
+from tkinter import ttk
 
+from client.gui.filepick import ask_folder
 from client.gui.theme import Colours, font
 
 MIN_SIZE, MAX_SIZE = 8, 20     # text sizes offered (points)
@@ -129,11 +130,11 @@ class SettingsDialog(_Dialog):
         self.place_over(master)
 
     def _browse(self) -> None:
-        chosen = filedialog.askdirectory(parent=self.top, initialdir=self.downloads_var.get(),
-                                         title="Where received files are saved",
-                                         mustexist=False)
-        if chosen:
-            self.downloads_var.set(chosen)
+        start = Path(self.downloads_var.get()).expanduser()
+        chosen = ask_folder(self.top, "Where received files are saved",
+                            start if start.is_dir() else Path.home())
+        if chosen is not None:
+            self.downloads_var.set(str(chosen))
 
     def values(self) -> Preferences:
         try:

@@ -6,10 +6,12 @@ import logging
 import tkinter as tk
 from collections.abc import Callable
 from pathlib import Path
-from tkinter import filedialog
+from tkinter import filedialog  # noqa: F401  (tests replace file_handlers.filedialog's dialogs)
+from typing import Any
 
 from client import events as ev
 from client.gui.base import EventHandlers, Window
+from client.gui.filepick import ask_folder, ask_open_files
 from client.gui.opener import open_path
 from client.wording import human_size
 
@@ -31,9 +33,7 @@ class FileHandlers(Window):
         if engine is None or self.transfers is None:
             tab.view.add_system("Sending files is not available in this version.", error=True)
             return
-        names = filedialog.askopenfilenames(parent=self.root, title=f"Send files to {nick}",
-                                            initialdir=str(self._start_folder()))
-        paths = [Path(n) for n in self.root.tk.splitlist(names)] if names else []
+        paths = ask_open_files(self.root, f"Send files to {nick}", self._start_folder())
         if not paths:
             return
         self.settings["last_folder"] = str(paths[0].parent)
@@ -112,8 +112,8 @@ class FileHandlers(Window):
                 self._dnd = False
         return self._dnd
 
-    def _dropped(self, event: object) -> str:
-        data = str(getattr(event, "data", ""))
+    def _dropped(self, event: Any) -> str:   # a tkinterdnd2.DnDEvent: .data lists the paths
+        data = str(event.data)
         self.files_dropped([Path(p) for p in self.root.tk.splitlist(data) if p])
         return "copy"
 
@@ -137,10 +137,9 @@ class FileHandlers(Window):
             self.files.pack_forget()
 
     def choose_downloads(self) -> None:
-        chosen = filedialog.askdirectory(parent=self.root, initialdir=str(self.downloads),
-                                         title="Where received files are saved", mustexist=False)
-        if chosen:
-            self.set_downloads(Path(chosen))
+        chosen = ask_folder(self.root, "Where received files are saved", self.downloads)
+        if chosen is not None:
+            self.set_downloads(chosen)
 
     def set_downloads(self, folder: Path) -> None:
         """Where received files go from now on (remembered in the settings)."""
