@@ -315,6 +315,7 @@ def test_text_size_and_theme_keep_status_padding_and_menus(root: tk.Tk, tmp_path
     assert str(style.lookup("Status.TLabel", "padding")) not in ("", "0")
     assert str(app.roster.menu.cget("background")) == THEMES["dark"].background
     assert str(app.room.view.menu.cget("background")) == THEMES["dark"].background
+    assert str(app.room.input.menu.cget("background")) == THEMES["dark"].background
     app.set_text_size(30)
     assert app.text_size == 20
     app.set_text_size(3)

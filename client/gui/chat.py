@@ -375,6 +375,13 @@ class InputLine(ttk.Frame):
                             relief="solid", highlightthickness=1)
         self.text.grid(row=0, column=0, sticky="nsew")
         self.columnconfigure(0, weight=1)
+        self.menu = tk.Menu(self, tearoff=False)
+        for label, event in (("Cut", "<<Cut>>"), ("Copy", "<<Copy>>"), ("Paste", "<<Paste>>")):
+            self.menu.add_command(label=label,
+                                  command=lambda e=event: self.text.event_generate(e))
+        self.menu.add_command(label="Select all",
+                              command=lambda: self.text.tag_add("sel", "1.0", "end-1c"))
+        self.text.bind("<Button-3>", self._context)
         self.recolour(colours)
         t = self.text
         t.bind("<Return>", self._enter)
@@ -390,7 +397,13 @@ class InputLine(ttk.Frame):
         for seq in ("<Control-Tab>", "<Control-Shift-Tab>", "<Control-ISO_Left_Tab>"):
             t.bind(seq, lambda _e: None)
 
+    def _context(self, event: tk.Event) -> str:
+        self.text.focus_set()
+        self.menu.tk_popup(event.x_root, event.y_root)
+        return "break"
+
     def recolour(self, colours: Colours) -> None:
+        colour_menu(self.menu, colours)
         self.text.configure(background=colours.background, foreground=colours.foreground,
                             insertbackground=colours.foreground,
                             selectbackground=colours.select, highlightcolor=colours.own,
