@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -143,21 +144,28 @@ def _engine_wait(eng: Engine, kinds: tuple, timeout: float = 600.0) -> object:
     raise SystemExit("timed out")
 
 
-def _udp_receive(args: argparse.Namespace) -> dict:
-    eng = _engine(args, "receiver", Path(args.out))
-    print("ready", flush=True)
-    offer = _engine_wait(eng, (FileOffered,))
+def _received(accept: Callable[[], None], wait_done: Callable[[], object],
+              close: Callable[[], None]) -> dict:
+    """The receiving side's measurement: accept, wait for the end, the figures."""
     sampler = _RssSampler()
     cpu0, t0 = _usage(), time.perf_counter()
-    eng.accept_file(offer.transfer_id)
-    done = _engine_wait(eng, (FileDone, FileFailed))
+    accept()
+    done = wait_done()
     wall, cpu = time.perf_counter() - t0, _usage() - cpu0
     mem = sampler.stop()
-    eng.close()
+    close()
     if not isinstance(done, FileDone):
         raise SystemExit(f"transfer failed: {done}")
     os.unlink(done.path)
     return {"wall": wall, "cpu": cpu, **mem}
+
+
+def _udp_receive(args: argparse.Namespace) -> dict:
+    eng = _engine(args, "receiver", Path(args.out))
+    print("ready", flush=True)
+    offer = _engine_wait(eng, (FileOffered,))
+    return _received(lambda: eng.accept_file(offer.transfer_id),
+                     lambda: _engine_wait(eng, (FileDone, FileFailed)), eng.close)
 
 
 def _udp_send(args: argparse.Namespace) -> dict:
@@ -187,17 +195,8 @@ def role_receiver(args: argparse.Namespace) -> dict:
     cond = threading.Condition()
     ft = _manager(_ControlPipe(conn, "sender"), Path(args.out), events, cond)
     offer = _wait(events, cond, (FileOffered,))
-    sampler = _RssSampler()
-    cpu0, t0 = _usage(), time.perf_counter()
-    ft.accept(offer.transfer_id)
-    done = _wait(events, cond, (FileDone, FileFailed))
-    wall, cpu = time.perf_counter() - t0, _usage() - cpu0
-    mem = sampler.stop()
-    ft.close()
-    if not isinstance(done, FileDone):
-        raise SystemExit(f"transfer failed: {done}")
-    os.unlink(done.path)
-    return {"wall": wall, "cpu": cpu, **mem}
+    return _received(lambda: ft.accept(offer.transfer_id),
+                     lambda: _wait(events, cond, (FileDone, FileFailed)), ft.close)
 
 
 def _plain_receive(conn: socket.socket, out_dir: Path, size: int) -> dict:

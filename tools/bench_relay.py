@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_peer import free_port  # noqa: E402
+from bench_peer import start_server  # noqa: E402
 
 from client.serverlink.registration import register  # noqa: E402
 from models import directory_wire as wire  # noqa: E402
@@ -41,24 +40,6 @@ def _cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _start(tmp: Path) -> tuple[subprocess.Popen, tuple[str, int]]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(REPO / "server.py"), "--host", "127.0.0.1",
-                             "--port", str(port), "--db", str(tmp / "relay.db"), "--relay",
-                             "--relay-rate", str(1 << 40), "--ping-interval", "30",
-                             "--register-rate", "0", "--log-level", "WARNING"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, ("127.0.0.1", port)
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("server.py did not start")
 
 
 class Client:
@@ -89,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mib", type=int, default=256, help="MiB to relay (default %(default)s)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        proc, server = _start(Path(tmp))
+        proc, server = start_server(Path(tmp), ("--relay", "--relay-rate", str(1 << 40),
+                                                "--ping-interval", "30"))
         try:
             a, b = Client(server, "alice"), Client(server, "bob")
             a.ask("bob")
