@@ -95,3 +95,37 @@ def test_chat_gets_through_during_a_transfer(pair, tmp_path) -> None:
     assert max(lags) < 1.0
     done = bob.wait(lambda e: isinstance(e, ev.FileDone | ev.FileFailed), 30)
     assert isinstance(done, ev.FileDone) and done.path.read_bytes() == data
+
+
+def test_a_cancel_mid_transfer_ends_both_sides_and_frees_the_stream(pair, tmp_path) -> None:
+    alice, bob = pair("alice"), pair("bob")
+    path, _data = _source(tmp_path, 64 << 20)
+    bob.wait(lambda e: "alice" in bob.engine.roster(), 5)
+    alice.wait(lambda e: "bob" in alice.engine.roster(), 5)
+    (tid,) = alice.engine.offer_files("bob", [path])
+    bob.engine.accept_file(bob.wait_for(ev.FileOffered, timeout=10).transfer_id)
+    bob.wait(lambda e: isinstance(e, ev.FileProgress) and e.done > 0, 10)
+    alice.engine.cancel_file(tid)
+    failed = bob.wait(lambda e: isinstance(e, ev.FileDone | ev.FileFailed), 10)
+    assert isinstance(failed, ev.FileFailed) and "cancelled" in failed.reason
+    assert isinstance(alice.wait_for(ev.FileFailed, timeout=10), ev.FileFailed)
+    end = time.monotonic() + 6     # the streams linger at most a few seconds
+    lanes = [p.engine.files.lane for p in (alice, bob)]
+    while any(lane.next_deadline(time.monotonic()) is not None for lane in lanes):
+        assert time.monotonic() < end, "a stream outlived its transfer"
+        time.sleep(0.1)
+    assert not list((tmp_path / "bob-dl").glob("*.part"))     # cancelled: no .part kept
+
+
+def test_stream_frames_for_no_transfer_are_dropped(tmp_path) -> None:
+    from client.files.udplane import UdpLane
+    from client.files.udpwire import FLAG_DATA, Segment, encode
+
+    refused = []
+    lane = UdpLane(wake=lambda: None, accept=lambda peer, sid, conn: refused.append(sid) or False)
+    for sid in range(100):
+        lane.on_frame("mallory", encode(Segment(sid, FLAG_DATA, seq=0, payload=b"x")), 0.0)
+        lane.on_frame("mallory", encode(Segment(sid, FLAG_DATA, seq=5, payload=b"x")), 0.0)
+        lane.on_frame("mallory", b"\x20garbage", 0.0)
+    assert len(refused) == 100 and lane.take_bulk(0.0, 100) == []
+    assert lane.next_deadline(0.0) is None and lane.dropped == 300
