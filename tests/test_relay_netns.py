@@ -43,8 +43,9 @@ class NatClient:
         self.sock.sendto(rw.encode(rw.RelayRequest(self.keyword, self.nick, target)),
                          self.server)
 
-    def take(self, wait: float = 1.0) -> list:
-        """Relay messages (decoded) and relayed data (bytes) received within ``wait``."""
+    def take(self, wait: float = 1.0, want: object = None) -> list:
+        """Relay messages (decoded) and relayed data (bytes) received within ``wait`` (or
+        until ``want`` arrives)."""
         out: list = []
         end = time.monotonic() + wait
         while (left := end - time.monotonic()) > 0:
@@ -55,9 +56,13 @@ class NatClient:
                 break
             if rw.is_data(data):
                 out.append(data)
+                if data == want:
+                    break
             elif rw.is_relay(data):
                 with contextlib.suppress(ProtocolError):
                     out.append(rw.decode(data))
+                    if out[-1] == want or want is rw.RelayReady and isinstance(out[-1], want):
+                        break
         return out
 
 
@@ -101,15 +106,16 @@ def test_two_peers_behind_strict_nats_talk_through_the_relay(strict, tmp_path) -
                     assert data != b"\xc1hello"
 
         alice.ask("bob")
-        assert rw.RelayInvite(bob.keyword, "alice") in bob.take()
+        invite = rw.RelayInvite(bob.keyword, "alice")
+        assert invite in bob.take(want=invite)
         bob.ask("alice")
-        (ready,) = [m for m in alice.take() if isinstance(m, rw.RelayReady)]
+        (ready,) = [m for m in alice.take(want=rw.RelayReady) if isinstance(m, rw.RelayReady)]
         datagram = rw.wrap(ready.pair, b"\xc1\x01\x20" + bytes(range(200)) * 5)
         alice.sock.sendto(datagram, srv.address)
-        assert datagram in bob.take()
+        assert datagram in bob.take(want=datagram)
         back = rw.wrap(ready.pair, b"\xc1\x01\x20" + b"from bob")
         bob.sock.sendto(back, srv.address)
-        assert back in alice.take()
+        assert back in alice.take(want=back)
 
         # a stranger with the pair id, and a request under no registration: nothing
         stranger.sendto(datagram, srv.address)
@@ -122,7 +128,7 @@ def test_two_peers_behind_strict_nats_talk_through_the_relay(strict, tmp_path) -
         # never sent more than it received
         for _ in range(300):
             alice.sock.sendto(datagram, srv.address)
-        relayed = [m for m in bob.take(1.0) if isinstance(m, bytes)]
+        relayed = [m for m in bob.take(0.6) if isinstance(m, bytes)]
         assert 60 <= len(relayed) <= 110
     finally:
         stranger.close()
@@ -138,6 +144,7 @@ def test_without_relay_the_server_says_so_across_strict_nats(strict, tmp_path) -
         alice = NatClient(ha.ns, ha.ip, srv.address, "alice")
         NatClient(hb.ns, hb.ip, srv.address, "bob")
         alice.ask("bob")
-        assert rw.RelayRefused(alice.keyword, "bob", "off") in alice.take()
+        off = rw.RelayRefused(alice.keyword, "bob", "off")
+        assert off in alice.take(want=off)
     finally:
         srv.stop()
