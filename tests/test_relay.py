@@ -300,3 +300,59 @@ def test_the_reason_is_said_in_plain_words() -> None:
     assert ca.on_server(out.data, a.keyword) is None
     assert ca.unreachable_reason("bob", behind_nat=True) == \
         "no direct path to bob: both behind strict NAT; the server does not relay"
+
+
+# ------------------------------------------------------------------ the engine's glue
+
+
+class _Transport:
+    """The one Transport call RelayLink makes: unwrap (authenticates; here: accepts)."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bytes]] = []
+
+    def unwrap(self, peer: str, datagram: bytes, now: float) -> bool:
+        self.got.append((peer, datagram))
+        return True
+
+
+def test_relay_link_asks_adds_the_candidate_relays_and_says_why_not() -> None:
+    from client import events as ev
+    from client.relaylink import Credentials, RelayLink
+    from client.udp import UdpEdge
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(2)
+    udp = UdpEdge(("127.0.0.1", 0), {"sent": 0})
+    transport, added, heard, emitted = _Transport(), [], [], []
+    creds = Credentials(server.getsockname(), "kwA", "alice")
+    link = RelayLink(udp, transport, server=lambda: creds,
+                     add_candidate=lambda p, a, now: added.append((p, a)),
+                     heard=lambda p, a, now, n: heard.append((p, a, n)),
+                     emit=emitted.append, behind_nat=lambda: True)
+    try:
+        link.no_path("bob", 0.0)
+        request, src = server.recvfrom(4096)
+        assert rw.decode(request) == rw.RelayRequest("kwA", "alice", "bob")
+        pair = bytes(range(8))
+        assert link.on_server_datagram(rw.encode(rw.RelayReady("kwA", "bob", pair)), 0.1)
+        ((peer, addr),) = added
+        assert peer == "bob" and link.client.is_relay_addr(addr)
+        assert link.send(b"\xc1\x01\x20sealed", addr)
+        assert server.recvfrom(4096)[0] == rw.wrap(pair, b"\xc1\x01\x20sealed")
+        assert not link.send(b"x", ("127.0.0.1", 9))           # a real address: not ours
+        assert link.on_server_datagram(rw.wrap(pair, b"\xc1\x01\x20from bob"), 0.2)
+        assert transport.got == [("bob", b"\xc1\x01\x20from bob")] and heard[0][:2] == ("bob", addr)
+        assert not link.on_server_datagram(b"kwA 5 PONG x", 0.3)   # not the relay's
+
+        link.no_path("carol", 10.0)
+        assert link.on_server_datagram(rw.encode(rw.RelayRefused("kwA", "carol", "off")), 10.1)
+        assert ev.PeerUnreachable("carol", "no direct path to carol: both behind strict NAT; "
+                                  "the server does not relay") in emitted
+        assert link.reason("carol") is not None and link.reason("bob") is not None
+        link.path_found("carol")
+        assert link.reason("carol") is None
+    finally:
+        udp.close()
+        server.close()
