@@ -44,6 +44,7 @@ class UdpConn:
         self.cond = threading.Condition(threading.Lock())
         self.closed = False          # closed by us: only lingers to deliver what is written
         self.linger_until = math.inf
+        self.waiting = 0             # workers blocked on ``cond`` (notify only then: it costs)
         self._lane = lane
         self._timeout: float | None = None
 
@@ -104,13 +105,14 @@ class UdpConn:
         return None if self._timeout is None else time.monotonic() + self._timeout
 
     def _wait(self, deadline: float | None) -> None:
-        if deadline is None:
-            self.cond.wait(1.0)
-            return
-        left = deadline - time.monotonic()
+        left = 1.0 if deadline is None else deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("timed out")
-        self.cond.wait(left)
+        self.waiting += 1
+        try:
+            self.cond.wait(left)
+        finally:
+            self.waiting -= 1
 
 
 class UdpLane:
@@ -179,7 +181,8 @@ class UdpLane:
                 return
         with conn.cond:
             conn.stream.receive(seg, now)
-            conn.cond.notify_all()
+            if conn.waiting:
+                conn.cond.notify_all()
 
     def _incoming(self, peer: str, seg: uw.Segment, now: float) -> UdpConn | None:
         if seg.flags & uw.FLAG_RESET or not seg.has_seq or seg.seq != 0:
@@ -217,7 +220,7 @@ class UdpLane:
                 frames = conn.stream.poll(now, min(share, budget - len(out)))
                 finished = conn.closed and (conn.stream.flushed() or now >= conn.linger_until
                                             or conn.stream.error is not None)
-                if frames or conn.stream.error is not None:
+                if conn.waiting and (frames or conn.stream.error is not None):
                     conn.cond.notify_all()      # room in the send buffer, or broken
             out.extend((conn.peer, f) for f in frames)
             if finished:
