@@ -216,3 +216,12 @@ def test_segments_round_trip(sid, flags, ts, echo, ack, window, ranges, seq, pay
     frame = uw.encode(seg)
     assert len(frame) <= 1165
     assert uw.decode(frame) == seg
+
+
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+       st.integers(0, 2**63), st.integers(0, 2**32 - 1), st.integers(0, 2**63),
+       st.binary(max_size=uw.MAX_PAYLOAD))
+def test_the_hot_path_encodes_what_encode_does(sid, ts, echo, ack, window, seq, payload) -> None:
+    fast = uw.data_prefix(sid, ts, echo, ack, window) + uw.SEQ.pack(seq) + payload
+    assert fast == uw.encode(uw.Segment(sid, uw.FLAG_DATA, ts, echo, ack, window, (), seq,
+                                        payload))

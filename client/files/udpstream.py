@@ -117,6 +117,7 @@ class Stream:
         self._last_heard = now
         self._base = BaseDelay(cfg.base_bucket, cfg.base_buckets)
         self.qdelay = 0.0
+        self._prefix: bytes | None = None
         self.stats = {"sent": 0, "resent": 0, "losses": 0, "timeouts": 0}
         # receiving
         self._rcv_nxt = 0
@@ -333,6 +334,7 @@ class Stream:
             return []
         out: list[bytes] = []
         inflight = self._inflight
+        self._prefix = None     # the DATA header of this poll: the same for all its segments
         pipe = len(inflight) - len(self._lost)
         probe = False
         while len(out) < budget:
@@ -410,11 +412,14 @@ class Stream:
                           self._window(), self._sacks(max_sacks), seq, payload)
 
     def _segment(self, now: float, seq: int, o: _Out) -> bytes:
-        flags = uw.FLAG_FIN if o.fin else uw.FLAG_DATA
-        if self._ooo:
+        if o.fin or self._ooo:
+            flags = uw.FLAG_FIN if o.fin else uw.FLAG_DATA
             return uw.encode(self._header(now, flags, uw.DATA_SACKS, seq, o.payload))
-        return uw.encode_data(self.sid, flags, int(now * 1e6) % uw.U32, self._echo,
-                              self._rcv_nxt, self._window(), seq, o.payload)
+        prefix = self._prefix
+        if prefix is None:
+            prefix = self._prefix = uw.data_prefix(self.sid, int(now * 1e6) % uw.U32,
+                                                   self._echo, self._rcv_nxt, self._window())
+        return prefix + uw.SEQ.pack(seq) + o.payload
 
     def _sacks(self, limit: int) -> tuple[tuple[int, int], ...]:
         if not self._ooo:

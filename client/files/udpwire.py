@@ -66,10 +66,10 @@ class Segment(NamedTuple):    # a tuple: made once per datagram, on the hot path
         return bool(self.flags & (FLAG_DATA | FLAG_FIN))
 
 
-def encode_data(sid: int, flags: int, ts: int, echo: int, ack: int, window: int, seq: int,
-                payload: bytes) -> bytes:
-    """``encode`` of a segment without SACK ranges: the sender's hot path."""
-    return HEADER.pack(STREAM, sid, flags, ts, echo, ack, window, 0) + SEQ.pack(seq) + payload
+def data_prefix(sid: int, ts: int, echo: int, ack: int, window: int) -> bytes:
+    """The header of a DATA segment without SACK ranges: the sender's hot path appends
+    ``SEQ.pack(seq) + payload`` (the same bytes as ``encode``)."""
+    return HEADER.pack(STREAM, sid, FLAG_DATA, ts, echo, ack, window, 0)
 
 
 def encode(seg: Segment) -> bytes:
