@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from client import events as ev
 from client.contracts import Transport
@@ -36,10 +37,21 @@ log = logging.getLogger(__name__)
 Addr = tuple[str, int]
 
 
+class ServerInfo(Protocol):
+    """How the directory knows us, and where it is (``client.reachlink.ServerView`` fits)."""
+
+    @property
+    def addr(self) -> Addr: ...
+
+    @property
+    def keyword(self) -> str: ...
+
+    @property
+    def nickname(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """How the directory knows us, and where it is (None while there is no server)."""
-
     addr: Addr
     keyword: str
     nickname: str
@@ -47,7 +59,7 @@ class Credentials:
 
 class RelayLink:
     def __init__(self, udp: UdpEdge, transport: Transport, *,
-                 server: Callable[[], Credentials | None],
+                 server: Callable[[], ServerInfo | None],
                  add_candidate: Callable[[str, Addr, float], None],
                  heard: Callable[[str, Addr, float, int], None],
                  emit: Callable[[ev.Event], None],

@@ -1,0 +1,111 @@
+"""Files and chat through emulated home routers (tests/nat.py, engines in network namespaces):
+a file of a few MB between two peers behind two routers (over the UDP path: TCP gets into
+neither) and between two behind one router (LAN); two peers behind strict NATs
+(``masquerade random``) chat and send a file through ``server.py --relay``, shown "via relay",
+and without a relay each is told plainly why the other cannot be reached."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from client import events as ev
+from tests.nat import INTERNET_IP, Lab, lab_unavailable, nat_lab
+
+# engines behind the routers need the path manager wired in (issue 10, client/reachlink.py)
+reachlab = pytest.importorskip("tests.reachlab", reason="the path manager is not wired in yet")
+LabEngine, LabServer = reachlab.LabEngine, reachlab.LabServer
+
+reason = lab_unavailable(nat=True)
+pytestmark = [pytest.mark.netns, pytest.mark.skipif(reason is not None, reason=reason or ""),
+              pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+def lab(request, tmp_path: Path):
+    """(routers, server, made) for ``request.param`` = (homes, random NAT, server args)."""
+    shape, random, extra = getattr(request, "param", ((1, 1), False, ()))
+    made: list = []
+    with Lab() as lab:
+        inet, routers = nat_lab(lab, shape, udp_timeout=5, random=random)
+        srv = LabServer(inet, INTERNET_IP, tmp_path / "dir.db", extra_args=tuple(extra))
+        srv.start()
+        try:
+            yield routers, srv, made
+        finally:
+            for e in made:
+                e.close()
+            srv.kill()
+
+
+def engine(made: list, host, srv, nick: str, tmp_path: Path, **kw):
+    e = LabEngine(host.ns, srv.address, nick, tmp_path / nick, **kw)
+    e.run(lambda: e.engine.attach_files(tmp_path / f"{nick}-dl"))
+    made.append(e)
+    return e
+
+
+def send_file(alice, bob, tmp_path: Path, size: int) -> Path:
+    data = os.urandom(size)
+    src = tmp_path / "photos.zip"
+    src.write_bytes(data)
+    alice.engine.offer_files("bob", [src])
+    offer = bob.wait_for(ev.FileOffered, timeout=10)
+    bob.engine.accept_file(offer.transfer_id)
+    bob.wait_until(lambda: bob.of(ev.FileDone) or bob.of(ev.FileFailed), "the file", 40)
+    assert not bob.of(ev.FileFailed), bob.of(ev.FileFailed)
+    (done,) = bob.of(ev.FileDone)
+    assert hashlib.sha256(done.path.read_bytes()).digest() == hashlib.sha256(data).digest()
+    alice.wait_for(ev.FileDone, timeout=10)
+    return done.path
+
+
+def test_a_file_between_two_homes_goes_over_the_udp_path(lab, tmp_path) -> None:
+    (ra, rb), srv, made = lab
+    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
+    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
+    alice.wait_roster(["bob"])
+    bob.wait_roster(["alice"])
+    alice.engine.send_private("bob", "a file for you")
+    bob.wait_for(ev.PrivateMessage, text="a file for you")
+    send_file(alice, bob, tmp_path, 4 << 20)
+    assert alice.path("bob").startswith("direct through NAT")
+
+
+@pytest.mark.parametrize("lab", [((2,), False, ())], indirect=True)
+def test_a_file_between_two_behind_one_router(lab, tmp_path) -> None:
+    (ra,), srv, made = lab
+    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path, lan=True)
+    bob = engine(made, ra.hosts[1], srv, "bob", tmp_path, lan=True)
+    alice.wait_until(lambda: alice.path("bob").startswith("LAN"), "a LAN path", 10)
+    send_file(alice, bob, tmp_path, 4 << 20)
+
+
+@pytest.mark.parametrize("lab", [((1, 1), True, ("--relay",))], indirect=True)
+def test_strict_nats_chat_and_send_a_file_via_the_relay(lab, tmp_path) -> None:
+    (ra, rb), srv, made = lab
+    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
+    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
+    alice.wait_roster(["bob"])
+    bob.wait_roster(["alice"])
+    alice.wait_until(lambda: alice.path("bob").startswith("via relay"), "a relayed path", 15)
+    alice.engine.send_private("bob", "through the relay")
+    bob.wait_for(ev.PrivateMessage, text="through the relay")
+    bob.engine.send_private("alice", "and back")
+    alice.wait_for(ev.PrivateMessage, text="and back")
+    send_file(alice, bob, tmp_path, 2 << 20)
+    assert "via relay" in bob.path("alice")
+
+
+@pytest.mark.parametrize("lab", [((1, 1), True, ())], indirect=True)
+def test_strict_nats_without_a_relay_are_told_why(lab, tmp_path) -> None:
+    (ra, rb), srv, made = lab
+    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
+    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
+    alice.wait_roster(["bob"])
+    why = alice.wait_for(ev.PeerUnreachable, timeout=15, nickname="bob")
+    assert why.reason == "no direct path to bob: both behind strict NAT; the server does not relay"
+    bob.wait_for(ev.PeerUnreachable, timeout=15, nickname="alice")
