@@ -73,7 +73,7 @@ def open_client(server: tuple[str, int], nick: str, *, config_dir: Path | None =
         close_quietly(engine)
         raise
     transfers = plug_in_files(engine, downloads) if downloads is not None else None
-    if transfers is not None:
+    if transfers is not None and files_path != "auto":   # "auto" is the manager's default
         transfers.settings.udp = files_path
     return Client(engine, transfers)
 
