@@ -98,6 +98,7 @@ def test_strict_nats_chat_and_send_a_file_via_the_relay(lab, tmp_path) -> None:
     alice.wait_for(ev.PrivateMessage, text="and back")
     send_file(alice, bob, tmp_path, 2 << 20)
     assert "via relay" in bob.path("alice")
+    assert any(line.startswith("bob: via relay") for line in alice.engine.netcheck())
 
 
 @pytest.mark.parametrize("lab", [((1, 1), True, ())], indirect=True)
@@ -108,4 +109,5 @@ def test_strict_nats_without_a_relay_are_told_why(lab, tmp_path) -> None:
     alice.wait_roster(["bob"])
     why = alice.wait_for(ev.PeerUnreachable, timeout=15, nickname="bob")
     assert why.reason == "no direct path to bob: both behind strict NAT; the server does not relay"
+    assert why.reason in alice.engine.netcheck()
     bob.wait_for(ev.PeerUnreachable, timeout=15, nickname="alice")
