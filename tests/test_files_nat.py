@@ -2,7 +2,8 @@
 a file of a few MB between two peers behind two routers (over the UDP path: TCP gets into
 neither) and between two behind one router (LAN); two peers behind strict NATs
 (``masquerade random``) chat and send a file through ``server.py --relay``, shown "via relay",
-and without a relay each is told plainly why the other cannot be reached."""
+and without a relay each is told plainly why the other cannot be reached; over a 20 Mbit/s
+uplink (``tbf`` on router A's WAN port) a file fills the link while chat stays quick."""
 
 from __future__ import annotations
 
@@ -111,3 +112,56 @@ def test_strict_nats_without_a_relay_are_told_why(lab, tmp_path) -> None:
     assert why.reason == "no direct path to bob: both behind strict NAT; the server does not relay"
     assert why.reason in alice.engine.netcheck()
     bob.wait_for(ev.PeerUnreachable, timeout=15, nickname="alice")
+
+
+@pytest.fixture
+def shaped(tmp_path: Path):
+    """Two homes; router A's WAN port shaped to 20 Mbit/s (tbf; its queue may hold 400 ms)."""
+    made: list = []
+    with Lab() as lab:
+        inet, routers = nat_lab(lab, (1, 1), udp_timeout=5)
+        lab.run(routers[0].ns, ["tc", "qdisc", "add", "dev", "wan", "root", "tbf", "rate",
+                                "20mbit", "burst", "32kbit", "latency", "400ms"])
+        srv = LabServer(inet, INTERNET_IP, tmp_path / "dir.db").start()
+        try:
+            yield routers, srv, made
+        finally:
+            for e in made:
+                e.close()
+            srv.kill()
+
+
+def test_a_slow_uplink_is_filled_and_the_chat_stays_quick(shaped, tmp_path) -> None:
+    import time
+
+    (ra, rb), srv, made = shaped
+    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
+    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
+    alice.wait_roster(["bob"])
+    bob.wait_roster(["alice"])
+    size = 8 << 20
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(size))
+    alice.engine.offer_files("bob", [src])
+    bob.engine.accept_file(bob.wait_for(ev.FileOffered, timeout=10).transfer_id)
+    bob.wait_until(lambda: any(p.done > 0 for p in bob.of(ev.FileProgress)), "progress", 10)
+    first = next(p for p in bob.of(ev.FileProgress) if p.done > 0)
+    started = time.monotonic()
+    lags = []
+    for i in range(40):
+        t0 = time.monotonic()
+        alice.engine.send_private("bob", f"ping {i}")
+        bob.wait_until(lambda i=i: any(m.text == f"ping {i}" for m in bob.of(ev.PrivateMessage)),
+                       f"ping {i}", 5)
+        lags.append(time.monotonic() - t0)
+        time.sleep(max(0.0, 0.05 - (time.monotonic() - t0)))
+    bob.wait_until(lambda: bob.of(ev.FileDone) or bob.of(ev.FileFailed), "the file", 30)
+    ended = time.monotonic()
+    (done,) = bob.of(ev.FileDone)
+    assert done.path.read_bytes() == src.read_bytes()
+    rate = (size - first.done) / (ended - started) * 8 / 1e6
+    lags.sort()
+    p99 = lags[int(0.99 * (len(lags) - 1))]
+    print(f"file {rate:.1f} Mbit/s of 20 through router A's WAN; chat p99 {p99 * 1000:.0f} ms")
+    assert rate >= 0.7 * 20
+    assert p99 <= 0.3
