@@ -32,6 +32,9 @@ from models.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 Accept = Callable[[str, int, "UdpConn"], bool]
+# A worker is woken when this much can be read (or written), not for every datagram: each
+# wake-up costs a thread switch, which in CPython costs more than handling a datagram.
+BATCH = 256 << 10
 
 
 class UdpConn:
@@ -45,6 +48,8 @@ class UdpConn:
         self.closed = False          # closed by us: only lingers to deliver what is written
         self.linger_until = math.inf
         self.waiting = 0             # workers blocked on ``cond`` (notify only then: it costs)
+        self.want_read = 0           # bytes a blocked reader waits for (0: none waits)
+        self.want_write = 0          # room a blocked writer waits for (0: none waits)
         self._lane = lane
         self._timeout: float | None = None
 
@@ -64,24 +69,37 @@ class UdpConn:
                     n = self.stream.write(view)
                     if n:
                         break
-                    self._wait(deadline)
+                    self.want_write = min(len(view), BATCH)
+                    try:
+                        self._wait(deadline)
+                    finally:
+                        self.want_write = 0
             view = view[n:]
             self._lane.kick()
 
     def recv_into(self, view: memoryview | bytearray) -> int:
+        """Like a socket's, but returns only once ``min(len(view), BATCH)`` bytes are there
+        (or the stream ended or broke): fewer, larger wake-ups."""
         deadline = self._deadline()
+        mv = memoryview(view).cast("B")
+        want = min(len(mv), BATCH)
         with self.cond:
+            s = self.stream
             while True:
                 if self.closed:
                     return 0
-                n = self.stream.read_into(memoryview(view).cast("B"))
-                if n:
+                if s.readable() >= want or s.readable() and (s.eof or s.error is not None):
+                    n = s.read_into(mv)
                     break
-                if self.stream.eof:
+                if s.eof:
                     return 0
-                if self.stream.error is not None:
-                    raise ConnectionResetError(errno.ECONNRESET, self.stream.error)
-                self._wait(deadline)
+                if s.error is not None:
+                    raise ConnectionResetError(errno.ECONNRESET, s.error)
+                self.want_read = want
+                try:
+                    self._wait(deadline)
+                finally:
+                    self.want_read = 0
             update = self.stream.owes_ack()   # e.g. a window update
         if update:
             self._lane.kick()
@@ -180,8 +198,10 @@ class UdpLane:
             if conn is None:
                 return
         with conn.cond:
-            conn.stream.receive(seg, now)
-            if conn.waiting:
+            s = conn.stream
+            s.receive(seg, now)
+            if conn.waiting and (conn.want_read and s.readable() >= conn.want_read
+                                 or s.eof or s.error is not None):
                 conn.cond.notify_all()
 
     def _incoming(self, peer: str, seg: uw.Segment, now: float) -> UdpConn | None:
@@ -220,7 +240,9 @@ class UdpLane:
                 frames = conn.stream.poll(now, min(share, budget - len(out)))
                 finished = conn.closed and (conn.stream.flushed() or now >= conn.linger_until
                                             or conn.stream.error is not None)
-                if conn.waiting and (frames or conn.stream.error is not None):
+                s = conn.stream
+                if conn.waiting and (conn.want_write and s.writable() >= conn.want_write
+                                     or s.error is not None):
                     conn.cond.notify_all()      # room in the send buffer, or broken
             out.extend((conn.peer, f) for f in frames)
             if finished:
