@@ -27,11 +27,15 @@ pytestmark = [pytest.mark.netns, pytest.mark.skipif(reason is not None, reason=r
 
 @pytest.fixture
 def lab(request, tmp_path: Path):
-    """(routers, server, made) for ``request.param`` = (homes, random NAT, server args)."""
-    shape, random, extra = getattr(request, "param", ((1, 1), False, ()))
+    """(routers, server, made) for ``request.param`` = (homes, random NAT, server args, and
+    whether router A's WAN port is shaped to 20 Mbit/s: tbf, its queue may hold 400 ms)."""
+    shape, random, extra, shaped = getattr(request, "param", ((1, 1), False, (), False))
     made: list = []
     with Lab() as lab:
         inet, routers = nat_lab(lab, shape, udp_timeout=5, random=random)
+        if shaped:
+            lab.run(routers[0].ns, ["tc", "qdisc", "add", "dev", "wan", "root", "tbf", "rate",
+                                    "20mbit", "burst", "32kbit", "latency", "400ms"])
         srv = LabServer(inet, INTERNET_IP, tmp_path / "dir.db", extra_args=tuple(extra))
         srv.start()
         try:
@@ -47,6 +51,16 @@ def engine(made: list, host, srv, nick: str, tmp_path: Path, **kw):
     e.run(lambda: e.engine.attach_files(tmp_path / f"{nick}-dl"))
     made.append(e)
     return e
+
+
+def pair(lab, tmp_path: Path):
+    """alice behind router A and bob behind router B, each seeing the other listed."""
+    (ra, rb), srv, made = lab
+    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
+    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
+    alice.wait_roster(["bob"])
+    bob.wait_roster(["alice"])
+    return alice, bob
 
 
 def send_file(alice, bob, tmp_path: Path, size: int) -> Path:
@@ -65,18 +79,14 @@ def send_file(alice, bob, tmp_path: Path, size: int) -> Path:
 
 
 def test_a_file_between_two_homes_goes_over_the_udp_path(lab, tmp_path) -> None:
-    (ra, rb), srv, made = lab
-    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
-    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
-    alice.wait_roster(["bob"])
-    bob.wait_roster(["alice"])
+    alice, bob = pair(lab, tmp_path)
     alice.engine.send_private("bob", "a file for you")
     bob.wait_for(ev.PrivateMessage, text="a file for you")
     send_file(alice, bob, tmp_path, 4 << 20)
     assert alice.path("bob").startswith("direct through NAT")
 
 
-@pytest.mark.parametrize("lab", [((2,), False, ())], indirect=True)
+@pytest.mark.parametrize("lab", [((2,), False, (), False)], indirect=True)
 def test_a_file_between_two_behind_one_router(lab, tmp_path) -> None:
     (ra,), srv, made = lab
     alice = engine(made, ra.hosts[0], srv, "alice", tmp_path, lan=True)
@@ -85,13 +95,9 @@ def test_a_file_between_two_behind_one_router(lab, tmp_path) -> None:
     send_file(alice, bob, tmp_path, 4 << 20)
 
 
-@pytest.mark.parametrize("lab", [((1, 1), True, ("--relay",))], indirect=True)
+@pytest.mark.parametrize("lab", [((1, 1), True, ("--relay",), False)], indirect=True)
 def test_strict_nats_chat_and_send_a_file_via_the_relay(lab, tmp_path) -> None:
-    (ra, rb), srv, made = lab
-    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
-    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
-    alice.wait_roster(["bob"])
-    bob.wait_roster(["alice"])
+    alice, bob = pair(lab, tmp_path)
     alice.wait_until(lambda: alice.path("bob").startswith("via relay"), "a relayed path", 15)
     alice.engine.send_private("bob", "through the relay")
     bob.wait_for(ev.PrivateMessage, text="through the relay")
@@ -102,43 +108,20 @@ def test_strict_nats_chat_and_send_a_file_via_the_relay(lab, tmp_path) -> None:
     assert any(line.startswith("bob: via relay") for line in alice.engine.netcheck())
 
 
-@pytest.mark.parametrize("lab", [((1, 1), True, ())], indirect=True)
+@pytest.mark.parametrize("lab", [((1, 1), True, (), False)], indirect=True)
 def test_strict_nats_without_a_relay_are_told_why(lab, tmp_path) -> None:
-    (ra, rb), srv, made = lab
-    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
-    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
-    alice.wait_roster(["bob"])
+    alice, bob = pair(lab, tmp_path)
     why = alice.wait_for(ev.PeerUnreachable, timeout=15, nickname="bob")
     assert why.reason == "no direct path to bob: both behind strict NAT; the server does not relay"
     assert why.reason in alice.engine.netcheck()
     bob.wait_for(ev.PeerUnreachable, timeout=15, nickname="alice")
 
 
-@pytest.fixture
-def shaped(tmp_path: Path):
-    """Two homes; router A's WAN port shaped to 20 Mbit/s (tbf; its queue may hold 400 ms)."""
-    made: list = []
-    with Lab() as lab:
-        inet, routers = nat_lab(lab, (1, 1), udp_timeout=5)
-        lab.run(routers[0].ns, ["tc", "qdisc", "add", "dev", "wan", "root", "tbf", "rate",
-                                "20mbit", "burst", "32kbit", "latency", "400ms"])
-        srv = LabServer(inet, INTERNET_IP, tmp_path / "dir.db").start()
-        try:
-            yield routers, srv, made
-        finally:
-            for e in made:
-                e.close()
-            srv.kill()
-
-
-def test_a_slow_uplink_is_filled_and_the_chat_stays_quick(shaped, tmp_path) -> None:
+@pytest.mark.parametrize("lab", [((1, 1), False, (), True)], indirect=True)
+def test_a_slow_uplink_is_filled_and_the_chat_stays_quick(lab, tmp_path) -> None:
     import time
 
-    (ra, rb), srv, made = shaped
-    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
-    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
-    alice.wait_roster(["bob"])
-    bob.wait_roster(["alice"])
+    alice, bob = pair(lab, tmp_path)
     size = 8 << 20
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(size))
