@@ -58,7 +58,7 @@ class SessionStarted:
 
 class _Peer:
     __slots__ = ("session", "initiator", "half_open", "queue", "last_trigger", "tokens",
-                 "token_time", "holdoff_until")
+                 "token_time", "holdoff_until", "wanted")
 
     def __init__(self, now: float, burst: float) -> None:
         self.session: Session | None = None
@@ -71,6 +71,10 @@ class _Peer:
         self.tokens = burst
         self.token_time = now
         self.holdoff_until = -math.inf
+        # we asked for this session (a frame of ours, a whois): its failure is shown. A
+        # handshake we start only because the peer talked in a session we lack is not: any
+        # roster member could make us show "cannot talk to" by sending garbage.
+        self.wanted = False
 
     def end_session(self, peer: str) -> None:
         self.session = None
@@ -202,6 +206,7 @@ class SecureTransport:
             self._drop("peer unreachable", peer)
             return
         frame = bytes(frame)
+        st.wanted = True
         if frame in st.queue:
             self.stats["queued twice"] += 1
         elif len(st.queue) >= self.max_queue or self._queued_total >= self.max_queued_total:
@@ -323,6 +328,7 @@ class SecureTransport:
         st = self._peer(peer, now)
         if st is None or now < st.holdoff_until:
             return False
+        st.wanted = True
         if st.initiator is None and st.half_open is None:
             self._start_handshake(peer, st, now)
         return False
@@ -424,6 +430,8 @@ class SecureTransport:
         self._trust.check(peer, session, old, now)
         st.session = session
         st.holdoff_until = -math.inf
+        if session.confirmed:
+            st.wanted = False
         if session.initiator:
             self._timed.add(peer)
         self._events.append(SessionStarted(peer, restarted=old is not None))
@@ -450,6 +458,7 @@ class SecureTransport:
         if frame is not None:
             if not s.confirmed:
                 s.confirm()
+                st.wanted = False
             if frame:
                 self._frames.append((peer, frame))
 
@@ -505,6 +514,11 @@ class SecureTransport:
         self._queued_total -= dropped
         st.queue.clear()
         st.holdoff_until = now + self.HOLDOFF
+        if not (st.wanted or dropped):
+            log.info("secure handshake with %s (started because it sent us datagrams of no "
+                     "session we know) failed: %s", peer, reason)
+            return
+        st.wanted = False
         self._events.append(PeerUnreachable(peer, reason))
         log.warning("secure handshake with %s failed: %s (%d queued frame(s) dropped)",
                     peer, reason, dropped)
