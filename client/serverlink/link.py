@@ -65,7 +65,8 @@ class ServerLink:
         def work() -> None:
             try:
                 result: Enrollment | Exception = register(
-                    server, request.nickname, keyword=request.keyword, timeout=request.timeout)
+                    server, request.nickname, keyword=request.keyword, timeout=request.timeout,
+                    offer=request.offer)
             except (RegistrationError, ServerUnreachable) as exc:
                 result = exc
             except Exception as exc:  # never let a worker die silently
