@@ -376,6 +376,7 @@ class Engine:
                                send_datagrams=self._send_datagrams, emit=self._emit,
                                with_files=self._with_files)
         self._router = Router(self._udp, self._roster, transport, self._server, self.stats)
+
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
         udp, bridge = self._udp, self._bridge
