@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def codes_the_server_sends() -> set[str]:
-    """Every ERROR code the server (server.py, dirserver/, models/) can answer a registration with."""
+    """Every ERROR code the server (server.py, dirserver/, models/) can answer with."""
     found: set[str] = set()
     sources = [ROOT / "server.py", *sorted((ROOT / "dirserver").glob("*.py")),
                *sorted((ROOT / "models").glob("*.py"))]
