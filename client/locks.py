@@ -31,16 +31,16 @@ def lock_path(path: Path) -> Path:
 
 
 @contextmanager
-def locked(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+def locked(path: Path, timeout: float | None = None) -> Iterator[None]:
     """Hold the lock of ``path`` (its ``.lock`` file) for the ``with`` block.
 
-    Raises ``LockBusy`` after ``timeout`` seconds, ``OSError`` when the lock file cannot be
-    made (a read-only directory).
+    Raises ``LockBusy`` after ``timeout`` seconds (``LOCK_TIMEOUT``), ``OSError`` when the lock
+    file cannot be made (a read-only directory).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = filelock.FileLock(lock_path(path), thread_local=False)
     try:
-        lock.acquire(timeout=timeout)
+        lock.acquire(timeout=LOCK_TIMEOUT if timeout is None else timeout)
     except filelock.Timeout:
         raise LockBusy(f"{path} is locked by another process") from None
     try:

@@ -10,8 +10,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import filelock
 import pytest
 
+from client.locks import lock_path
 from client.peer.pins import PinStore
 from client.serverlink.session import SavedSession
 from tests.netns import ClientProc
@@ -125,3 +127,19 @@ def test_killed_client_sharing_a_config_folder_reclaims_its_nickname(server, tmp
     finally:
         for c in made:
             c.kill()
+
+
+def test_pins_not_saved_while_another_process_holds_the_lock_are_saved_later(
+        tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr("client.locks.LOCK_TIMEOUT", 0.05)
+    pins = PinStore.in_dir(tmp_path)
+    other = filelock.FileLock(lock_path(pins.path), thread_local=False)
+    other.acquire()
+    try:
+        pins.pin("alice", b"\x01" * 32)  # the other writer is slow: not written yet
+    finally:
+        other.release()
+    assert "cannot save pinned keys" in caplog.text and pins.dirty
+    assert len(PinStore.in_dir(tmp_path)) == 0
+    pins.pin("bob", b"\x02" * 32)
+    assert PinStore.in_dir(tmp_path).nicknames() == ["alice", "bob"]
