@@ -149,8 +149,7 @@ class Engine:
         keys = _load_keys(self._encrypted, self._config_dir)
         # TCP to the address the UDP side uses: for a name with IPv4 and IPv6 addresses, the
         # server must see both channels come from the same family
-        reg, auth = enroll(self._server_addr, self.nickname,
-                           self._session.claim(self.nickname), timeout=timeout)
+        reg, auth = enroll(self._server_addr, self.nickname, self._session, timeout=timeout)
         now = time.monotonic()
         self._channel = ServerChannel(reg, now, auth)
         self._server = ServerLink(self._channel, self._server_addr, send=self._udp.send,

@@ -299,6 +299,23 @@ def test_a_reclaim_proves_the_old_key_and_moves_to_the_new_one() -> None:
     assert not server.check(dataclasses.replace(ping, auth=wire.Auth(99, ping.auth.mac)))
 
 
+def test_a_reclaim_that_failed_after_keyword_still_moves_to_the_new_key() -> None:
+    ch, server = agreed()
+    ch.on_timer(0)
+    ch.on_timer(3.1)
+    ch.on_timer(6.1)
+    [ask] = requests(ch.take_events())
+    result, new_server = answer(ask, server)
+    sent(ch)
+    # the server agreed (and now holds the new key), then REFERENCE timed out
+    ch.on_registered(ask, ServerUnreachable("server did not answer in time"), 7,
+                     wire.Keyword(KW, result.x25519))
+    assert SaveSession() in ch.take_events()
+    ch.on_timer(8)
+    pings = sent(ch)
+    assert pings and all(new_server.check(m) for m in pings)
+
+
 def test_rekey_reclaims_at_once_but_at_most_once_per_interval() -> None:
     ch, server = agreed()
     rekey = wire.encode_datagram(wire.Rekey(KW))

@@ -180,12 +180,16 @@ class ServerChannel:
             self._ask("reclaim")
 
     def on_registered(self, request: RegisterAgain, result: Enrollment | Exception,
-                      now: float) -> None:
-        """The outcome of a ``RegisterAgain``: an ``Enrollment`` or the exception it raised."""
+                      now: float, agreed: wire.Keyword | None = None) -> None:
+        """The outcome of a ``RegisterAgain``: an ``Enrollment`` or the exception it raised.
+        ``agreed``: the KEYWORD reply, if one came before the exchange failed (the server
+        holds the key it agreed from then on: ours must follow)."""
         if request is self._asking:
             self._asking = None
         reason = request.reason
         if isinstance(result, Exception):
+            if agreed is not None and agreed.keyword == self.keyword == request.keyword:
+                self._accept_key(request, agreed)
             if isinstance(result, RegistrationError) and result.code not in TRANSIENT_CODES:
                 log.warning("%s refused: %s", reason, result)
                 if reason == "reregister" or result.code == "NICK_TAKEN":
@@ -279,11 +283,11 @@ class ServerChannel:
                                      max(2.0, self.ping_interval), offer)
         self._events.append(self._asking)
 
-    def _accept_key(self, request: RegisterAgain, result: Enrollment) -> None:
+    def _accept_key(self, request: RegisterAgain, result: Enrollment | wire.Keyword) -> None:
         """The outcome of a registration that offered a key: use the agreed one, or none."""
         if self._auth is None or request.offer is None:
             return
-        if result.plain_only:
+        if isinstance(result, Enrollment) and result.plain_only:
             self._offer_mac = False
             log.info("the server does not speak the MAC extension: plain PINGs from now on")
         was = self._auth.key

@@ -24,10 +24,11 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 
 from client.errors import RegistrationError, ServerUnreachable
 from client.serverlink.channel import Enrollment
-from client.serverlink.session import Saved
+from client.serverlink.session import SavedSession
 from models import directory_wire as wire
 from models.dirauth import ClientAuth, unb64
 from models.errors import ProtocolError
@@ -73,12 +74,17 @@ def _ask(sock: socket.socket, lines: _Lines, request: wire.Request) -> wire.Repl
         raise RegistrationError("BAD_REPLY", f"unreadable server reply ({exc.text})") from None
 
 
-def enroll(server: tuple[str, int], nickname: str, saved: Saved | None,
+def enroll(server: tuple[str, int], nickname: str, session: SavedSession,
            timeout: float = 5.0) -> tuple[Enrollment, ClientAuth]:
-    """The first registration, offering the MAC extension; with a ``saved`` session a reclaim
-    (with the proof made with its MAC key, if it has one). Blocking; raises as ``register``.
-    The ``ClientAuth`` is then the server channel's."""
+    """The first registration, offering the MAC extension; with the session saved for
+    ``nickname`` (claimed for this process) a reclaim, with the proof made with its MAC key if
+    it has one. Blocking; raises as ``register``. The ``ClientAuth`` is then the channel's.
+
+    The key the server agreed is saved as soon as its KEYWORD arrives: if the rest of the
+    exchange fails, the server already holds the new key, and only it can prove the next
+    reclaim."""
     auth = ClientAuth()
+    saved = session.claim(nickname)
     keyword, mac = (saved.keyword, saved.mac) if saved is not None else (None, None)
     if keyword is not None and not wire.is_keyword(keyword):
         keyword = None  # a damaged saved session: register afresh
@@ -88,16 +94,23 @@ def enroll(server: tuple[str, int], nickname: str, saved: Saved | None,
                 auth.restore(*mac)
         except ValueError:
             log.warning("ignoring a damaged MAC key in the saved session")
+
+    def agreed(reply: wire.Keyword) -> None:
+        auth.accept(reply)
+        session.save(nickname, reply.keyword, auth.saved())
+
     reg = register(server, nickname, keyword=keyword, timeout=timeout,
-                   offer=auth.connect(nickname, keyword))
-    auth.accept(wire.Keyword(reg.keyword, reg.x25519))
+                   offer=auth.connect(nickname, keyword), on_keyword=agreed)
     return reg, auth
 
 
 def register(server: tuple[str, int], nickname: str, *, keyword: str | None = None,
-             timeout: float = 5.0, offer: wire.Connect | None = None) -> Enrollment:
+             timeout: float = 5.0, offer: wire.Connect | None = None,
+             on_keyword: Callable[[wire.Keyword], None] | None = None) -> Enrollment:
     """Register (or reclaim with ``keyword``) and fetch the roster. Blocking. ``offer``: the
-    MAC extension's CONNECT (for the same nickname and keyword), tried first.
+    MAC extension's CONNECT (for the same nickname and keyword), tried first;
+    ``on_keyword(reply)`` as soon as the server's KEYWORD is in (the key it agreed counts from
+    then on, even if the rest of the exchange fails).
 
     Raises ``RegistrationError(code, text)`` when the server says no, ``ServerUnreachable`` when
     it cannot be talked to within ``timeout`` seconds overall.
@@ -115,7 +128,7 @@ def register(server: tuple[str, int], nickname: str, *, keyword: str | None = No
         raise ServerUnreachable(f"cannot reach {server[0]}:{server[1]}: {exc}") from None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _converse(sock, _Lines(sock, deadline), nickname, keyword, offer)
+        return _converse(sock, _Lines(sock, deadline), nickname, keyword, offer, on_keyword)
     except TimeoutError:
         raise ServerUnreachable("server did not answer in time") from None
     except OSError as exc:
@@ -124,8 +137,9 @@ def register(server: tuple[str, int], nickname: str, *, keyword: str | None = No
         sock.close()
 
 
-def _converse(sock: socket.socket, lines: _Lines, nickname: str,
-              keyword: str | None, offer: wire.Connect | None) -> Enrollment:
+def _converse(sock: socket.socket, lines: _Lines, nickname: str, keyword: str | None,
+              offer: wire.Connect | None,
+              on_keyword: Callable[[wire.Keyword], None] | None) -> Enrollment:
     plain = wire.Connect(nickname, keyword)
     reply = _ask(sock, lines, offer or plain)
     plain_only = False
@@ -139,6 +153,8 @@ def _converse(sock: socket.socket, lines: _Lines, nickname: str,
     if not isinstance(reply, wire.Keyword):
         raise RegistrationError("BAD_REPLY", f"expected KEYWORD, got {type(reply).__name__}")
     new_keyword, x25519 = reply.keyword, reply.x25519
+    if on_keyword is not None:
+        on_keyword(reply)
 
     ping_interval, display, extended = DEFAULT_PING_INTERVAL, nickname, False
     reply = _ask(sock, lines, wire.InfoRequest())
