@@ -4,6 +4,7 @@ after a ``kill -9`` reclaims the nickname at once."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import filelock
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from client.locks import lock_path
 from client.peer.pins import PinStore
@@ -143,3 +146,23 @@ def test_pins_not_saved_while_another_process_holds_the_lock_are_saved_later(
     assert len(PinStore.in_dir(tmp_path)) == 0
     pins.pin("bob", b"\x02" * 32)
     assert PinStore.in_dir(tmp_path).nicknames() == ["alice", "bob"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4), max_leaves=10)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(["server", "nickname", "keyword", "mac_key",
+                                        "mac_counter", "other"]), json_values, max_size=6))
+def test_any_session_file_loads_as_a_session_or_none(tmp_path_factory, data) -> None:
+    folder = tmp_path_factory.mktemp("s")
+    session = SavedSession(folder, ("h", 1))
+    path = session.path_for("alice")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    saved = session.load_saved("alice")
+    assert saved is None or (isinstance(saved.keyword, str) and (
+        saved.mac is None or (isinstance(saved.mac[0], str) and saved.mac[1] >= 0)))
