@@ -102,6 +102,23 @@ class _Peer:
             return "simultaneous open (we initiate)"
         return None
 
+    def fail(self, peer: str, reason: str, now: float,
+             holdoff: float) -> tuple[int, PeerUnreachable | None]:
+        """A handshake failed: drop the frames waiting for it and hold off. Returns how many
+        were dropped and the notice for the user (None if we never asked for this session)."""
+        dropped = len(self.queue)
+        self.initiator = None
+        self.queue.clear()
+        self.holdoff_until = now + holdoff
+        if not (self.wanted or dropped):
+            log.info("secure handshake with %s failed: %s (started only because it sent "
+                     "datagrams of no session we know: not shown)", peer, reason)
+            return 0, None
+        self.wanted = False
+        log.warning("secure handshake with %s failed: %s (%d queued frame(s) dropped)",
+                    peer, reason, dropped)
+        return dropped, PeerUnreachable(peer, reason)
+
     def take_token(self, now: float, burst: float, rate: float) -> bool:
         """One HS_INIT's worth of crypto from this peer's token bucket, if there is one."""
         self.tokens = min(burst, self.tokens + (now - self.token_time) * rate)
@@ -430,8 +447,7 @@ class SecureTransport:
         self._trust.check(peer, session, old, now)
         st.session = session
         st.holdoff_until = -math.inf
-        if session.confirmed:
-            st.wanted = False
+        st.wanted = st.wanted and not session.confirmed
         if session.initiator:
             self._timed.add(peer)
         self._events.append(SessionStarted(peer, restarted=old is not None))
@@ -509,19 +525,10 @@ class SecureTransport:
                 self._out.append((peer, finish))
 
     def _fail(self, peer: str, st: _Peer, now: float, reason: str) -> None:
-        st.initiator = None
-        dropped = len(st.queue)
+        dropped, notice = st.fail(peer, reason, now, self.HOLDOFF)
         self._queued_total -= dropped
-        st.queue.clear()
-        st.holdoff_until = now + self.HOLDOFF
-        if not (st.wanted or dropped):
-            log.info("secure handshake with %s (started because it sent us datagrams of no "
-                     "session we know) failed: %s", peer, reason)
-            return
-        st.wanted = False
-        self._events.append(PeerUnreachable(peer, reason))
-        log.warning("secure handshake with %s failed: %s (%d queued frame(s) dropped)",
-                    peer, reason, dropped)
+        if notice is not None:
+            self._events.append(notice)
 
     def _peer(self, peer: str, now: float) -> _Peer | None:
         st = self._peers.get(peer)
