@@ -6,13 +6,13 @@ import logging
 import tkinter as tk
 from collections.abc import Callable
 from pathlib import Path
-from tkinter import filedialog  # noqa: F401  (tests replace file_handlers.filedialog's dialogs)
+from tkinter import filedialog, messagebox  # noqa: F401  (tests replace file_handlers.filedialog's dialogs)
 from typing import Any
 
 from client import events as ev
 from client.gui.base import EventHandlers, Window
 from client.gui.filepick import ask_open_files
-from client.gui.opener import open_path
+from client.gui.opener import open_path, runs_code
 from client.wording import human_size
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,12 @@ class FileHandlers(Window):
                                      ("Show in folder", lambda: self._open(path, True))])
 
     def _open(self, path: Path, reveal: bool) -> None:
+        if not reveal and runs_code(path) and not messagebox.askyesno(
+                "Run a program?",
+                f"“{path.name}” is a program or script: opening it runs it with your rights. "
+                "Only do this if you trust the sender and expected this file.\n\nRun it?",
+                icon="warning", default="no", parent=self.root):
+            return
         problem = open_path(path, reveal=reveal)
         if problem:
             self.room.view.add_system(problem, error=True)
