@@ -442,6 +442,11 @@ def test_dropped_files_go_to_the_private_tab(root: tk.Tk, tmp_path: Path) -> Non
     f.write_text("hi")
     app.files_dropped([f])                      # the room: say where to drop instead
     assert offered == [] and "drop them on a private conversation" in app.room.view.content()
+    app.roster.add("carol")
+    app.roster.tree.selection_set(app.roster.tree.get_children()[-1])
+    assert app.roster.selected() == "carol"
+    app.files_dropped([f])                      # an old click in the list picks nobody
+    assert offered == []
     app.open_private("carol")
     app.files_dropped([f, tmp_path])            # a folder is left out
     assert offered == [("carol", [f])]

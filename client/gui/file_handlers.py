@@ -118,15 +118,16 @@ class FileHandlers(Window):
         return "copy"
 
     def files_dropped(self, paths: list[Path]) -> None:
-        """Files dropped on the window go to the private tab shown (or the selected person)."""
+        """Files dropped on the window go to the private conversation shown, never to whoever
+        happens to be selected in the list (an old click must not pick the recipient)."""
         files = [p for p in paths if p.is_file()]
         tab = self.current_tab()
-        nick = tab.peer if tab is not None and tab.peer else self.roster.selected()
+        nick = tab.peer if tab is not None and tab.peer else None
         if not files:
             self.room.view.add_system("Only files can be sent (not folders).", error=True)
         elif nick is None:
             self.room.view.add_system("To send files, drop them on a private conversation "
-                                      "(or select someone in the list first).")
+                                      "(double-click a name to open one).")
         else:
             self.offer_paths(nick, files)
 
