@@ -118,7 +118,7 @@ class Engine:
         self._transport: Transport | None = None
         self._peers: PeerLink | None = None
         self._router: Router | None = None
-        self._bulk: BulkPath | None = None  # file data on the UDP path, behind the chat
+        self._bulk = BulkPath()  # file data on the UDP path, behind the chat (attach_files)
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
 
@@ -213,8 +213,7 @@ class Engine:
                               address_of=self.address_of, listen_host=self._listen_host(),
                               listen_port=self.address[1], wake=self._udp.wake)
         files.start()
-        self._bulk = BulkPath(files.lane, self._transport, self._send_datagrams)
-        self._peers.bulk = files.lane.on_frame
+        self._bulk.attach(files.lane, self._peers, self._transport, self._send_datagrams)
         self.files = files
         return files
 
@@ -398,8 +397,7 @@ class Engine:
                     if now >= self._due:
                         self._on_timers(now)
                     self._pump(now)
-                    if self._bulk is not None:
-                        self._bulk.run(now)
+                    self._bulk.run(now)
                 finally:
                     # callers learn their result only now that what their command queued
                     # (a message's datagrams) is sent: woken earlier, a caller takes the GIL
@@ -428,8 +426,7 @@ class Engine:
         if self.files is not None:
             deadlines.append(self._next_files_tick)
         self._due = min(deadlines)
-        timeout = min(max(0.0, self._due - now), 1.0)
-        return timeout if self._bulk is None else self._bulk.wait(now, timeout)
+        return self._bulk.wait(now, min(max(0.0, self._due - now), 1.0))
 
     def _drain(self, now: float) -> None:
         self._router.drain(now)
