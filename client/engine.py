@@ -39,6 +39,7 @@ from client.errors import (
 )
 from client.peer.messenger import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE, Messenger
 from client.peerlink import PeerLink, answer
+from client.reachlink import ReachConfig, ReachLink, lan_key, server_view
 from client.routing import Router
 from client.serverlink.channel import ChannelEvent, RosterChanged, ServerChannel
 from client.serverlink.link import ServerLink
@@ -88,7 +89,8 @@ class Engine:
     def __init__(self, server: tuple[str, int], nickname: str, *,
                  config_dir: pathlib.Path | None = None,
                  bind: tuple[str, int] = ("0.0.0.0", 0), encrypted: bool = True,
-                 notify: Callable[[], None] | None = None, deadline: float = 10.0) -> None:
+                 notify: Callable[[], None] | None = None, deadline: float = 10.0,
+                 reach: ReachConfig | None = None) -> None:
         self.server = (server[0], int(server[1]))
         self.nickname = nickname
         self._outbox = Outbox(notify)
@@ -117,6 +119,8 @@ class Engine:
         self._transport: Transport | None = None
         self._peers: PeerLink | None = None
         self._router: Router | None = None
+        self._reach_cfg = reach or ReachConfig()  # paths, NAT, LAN discovery: client/reachlink
+        self._reach: ReachLink | None = None
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
 
@@ -160,7 +164,8 @@ class Engine:
         self._roster = self._channel.roster
         self._roster_view = tuple(self._roster.nicknames())
         self._wire_peers(Messenger(now=now, deadline=self._deadline),
-                         _make_transport(keys, self.nickname, now))
+                         _make_transport(keys, self.nickname, now), lan_key(keys), now)
+        self._reach.on_roster(Changes(joined=list(self._roster_view)), now)  # punch at once
         for nick in self._roster_view:
             self._peers.update_verified(nick, now)
         self._emit(ev.Registered(self.nickname, self._roster_view))
@@ -209,16 +214,11 @@ class Engine:
 
         files = FileTransfers(downloads=pathlib.Path(downloads), send_control=self.send_control,
                               emit=self.post_event, key_for=self.session_key_for,
-                              address_of=self.address_of, listen_host=self._listen_host(),
+                              address_of=self.address_of, listen_host=self._udp.listen_host(),
                               listen_port=self.address[1])
         files.start()
         self.files = files
         return files
-
-    def _listen_host(self) -> str:
-        """Where the file listener binds: our explicit bind address, else the wildcard of our
-        socket's family (peers of an IPv6 server connect over IPv6)."""
-        return self._udp.listen_host()
 
     def roster(self) -> list[str]:
         """Nicknames online, not including ourselves, sorted."""
@@ -229,7 +229,7 @@ class Engine:
         return self._call(lambda now: self._roster.resolve(typed))
 
     def address_of(self, peer: str) -> tuple[str, int] | None:
-        return self._call(lambda now: self._roster.address_of(peer))
+        return self._call(lambda now: self._reach.address_of(peer))
 
     def session_key_for(self, peer: str, label: bytes) -> bytes | None:
         transport = self._transport
@@ -241,7 +241,11 @@ class Engine:
         return None if self._transport is None else self._transport.own_fingerprint()
 
     def whois(self, nickname: str) -> ev.Whois | None:
-        return self._call(lambda now: self._peers.whois(nickname))
+        return self._call(lambda now: self._reach.whois(self._peers.whois(nickname)))
+
+    def netcheck(self) -> list[str]:
+        """``/netcheck`` lines (client.reachlink.ReachLink.netcheck)."""
+        return self._call(lambda now: self._reach.netcheck(now))
 
     def mark_verified(self, nickname: str) -> bool:
         """Remember that the user checked ``nickname``'s fingerprint. False if there is none."""
@@ -254,7 +258,8 @@ class Engine:
         once it completes, fails, or ``timeout`` passes (then with what is known, maybe no
         fingerprint). ``on_result`` runs on the engine thread (or at once, if the engine is
         not running, with None): it must only hand the result over, e.g. to a queue."""
-        self._bridge.post(lambda now: self._peers.ask_identity(nickname, on_result, timeout, now),
+        with_path = lambda info: on_result(self._reach.whois(info))  # noqa: E731
+        self._bridge.post(lambda now: self._peers.ask_identity(nickname, with_path, timeout, now),
                           lambda: answer(on_result, None))
 
     def mark_verified_later(self, nickname: str, on_result: Callable[[bool], None]) -> None:
@@ -369,12 +374,18 @@ class Engine:
         self.nickname = self._channel.nickname
         self._session.save(asked_as, self._channel.keyword)
 
-    def _wire_peers(self, messenger: Messenger, transport: Transport) -> None:
+    def _wire_peers(self, messenger: Messenger, transport: Transport, key: bytes | None,
+                    now: float) -> None:
         self._messenger, self._transport = messenger, transport
+        self._reach = ReachLink(self._udp, transport, self._roster, cfg=self._reach_cfg,
+                                server=lambda: server_view(self._server), emit=self._emit,
+                                post=lambda go: self._bridge.post(go, lambda: None),
+                                lan_key=key, now=now)
         self._peers = PeerLink(messenger, transport, self._roster,
-                               send_datagrams=self._send_datagrams, emit=self._emit,
-                               with_files=self._with_files)
-        self._router = Router(self._udp, self._roster, transport, self._server, self.stats)
+                               send_datagrams=self._reach.send_many, emit=self._emit,
+                               with_files=self._with_files,
+                               on_path_frame=self._reach.on_path_frame)
+        self._router = Router(self._udp, self._reach, transport, self._server, self.stats)
 
 
     # ------------------------------------------------------------------ engine thread
@@ -386,7 +397,7 @@ class Engine:
                 if readable is None:
                     break  # socket closed under us
                 if readable:
-                    self._drain(time.monotonic())
+                    self._router.drain(time.monotonic())
                 answered = bridge.run_commands()
                 try:
                     now = time.monotonic()
@@ -394,7 +405,7 @@ class Engine:
                     # no timer work; deadlines made since _timeout() are all later than now
                     if now >= self._due:
                         self._on_timers(now)
-                    self._pump(now)
+                    self._peers.pump(now, self.on_acked)
                 finally:
                     # callers learn their result only now that what their command queued
                     # (a message's datagrams) is sent: woken earlier, a caller takes the GIL
@@ -414,19 +425,14 @@ class Engine:
     def _close_transport(self) -> None:
         if self._peers is not None:
             self._peers.close()
+        if self._reach is not None:
+            self._reach.close()
 
     def _timeout(self, now: float) -> float:
-        deadlines = [self._channel.next_deadline()]
-        peers_due = self._peers.next_deadline()
-        if peers_due is not None:
-            deadlines.append(peers_due)
-        if self.files is not None:
-            deadlines.append(self._next_files_tick)
-        self._due = min(deadlines)
+        files = self._next_files_tick if self.files is not None else None
+        self._due = min(d for d in (self._channel.next_deadline(), self._peers.next_deadline(),
+                                    self._reach.next_deadline(), files) if d is not None)
         return min(max(0.0, self._due - now), 1.0)
-
-    def _drain(self, now: float) -> None:
-        self._router.drain(now)
 
     def _on_timers(self, now: float) -> None:
         self._peers.on_timer(now)
@@ -435,6 +441,7 @@ class Engine:
             self._next_files_tick = now + FILES_TICK
             self._with_files(lambda files: files.tick(now))
         self._peers.on_late_timer(now)
+        self._reach.on_timer(now)
 
     # ------------------------------------------------------------------ server channel
     def _on_channel_event(self, event: ChannelEvent, now: float) -> None:
@@ -443,6 +450,7 @@ class Engine:
             return
         if isinstance(event, ev.Reregistered):
             self._adopted()
+        self._reach.server_changed(isinstance(event, ev.ServerBack | ev.Reregistered), now)
         self._emit(event)
 
     def _send_quit(self, now: float) -> None:
@@ -450,20 +458,16 @@ class Engine:
             self._server.quit()
 
     def _stop(self, now: float) -> None:
-        self._closing = True  # the loop ends after this turn's _pump (queued sends go out)
+        self._closing = True  # the loop ends after this turn's pump (queued sends go out)
 
     # ------------------------------------------------------------------ peers
     def _send(self, peers: list[str], kind: int, payload: bytes, now: float) -> int:
+        self._reach.sent(peers, now)
         return self._peers.send(peers, kind, payload, now)
-
-    def _send_datagrams(self, out: list[tuple[str, bytes]]) -> None:
-        self._udp.send_many(out, self._roster.address_of)
-
-    def _pump(self, now: float) -> None:
-        self._peers.pump(now, self.on_acked)
 
     def _apply(self, changes: Changes, now: float) -> None:
         if changes:
+            self._reach.on_roster(changes, now)  # first: the candidates a handshake goes to
             self._peers.apply(changes, now)
             self._roster_view = tuple(self._roster.nicknames())
 

@@ -123,6 +123,7 @@ class Whois:
     verified: bool = False
     key_changed: bool = False
     address: tuple[str, int] | None = field(default=None)
+    path: str | None = None  # "LAN 10.0.0.2:5000, rtt 1 ms", "direct through NAT ...", "none yet"
 
 
 Event = (

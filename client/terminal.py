@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 INDENT = "  "
 LEAVE_GRACE = 2.0  # seconds to let the last messages be acknowledged before QUIT
 WHOIS_WAIT = 1.5  # seconds /whois waits for a handshake to bring a peer's key
-HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /send NICK PATH, "
+HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /netcheck, /send NICK PATH, "
         "/accept ID, /decline ID, /cancel ID, /quit; type \\n for a line break")
 
 
@@ -188,6 +188,12 @@ class Terminal:
             self._whois(rest.strip())
         elif command == "/verify":
             self._verify(rest.strip())
+        elif command == "/netcheck":
+            try:
+                for text in self.engine.netcheck():
+                    self.write(f"-!- {text}")
+            except RuntimeError as exc:
+                self.write(f"-!- netcheck failed: {exc}")
         elif command == "/send":
             nick, _, path = rest.strip(" ").partition(" ")
             if not nick or not path:
@@ -255,6 +261,8 @@ class Terminal:
             state += ", KEY CHANGED"
         where = f" at {format_address(info.address)}" if info.address else ""
         self.write(f"-!- {info.nickname}{where}: fingerprint {fp} ({state})")
+        if info.path is not None:
+            self.write(f"-!- {info.nickname} path: {info.path}")
 
     def _verify(self, nick: str) -> None:
         if not nick:

@@ -18,6 +18,7 @@ import pytest
 from client import events as ev
 from client.engine import Engine, MessageTooLarge, UnknownPeer
 from client.peer.messenger import MAX_MESSAGE
+from client.reachlink import ReachConfig
 from models import directory_wire as wire
 from models import frames
 from models.peer_wire import PLAIN, make_envelope
@@ -66,9 +67,10 @@ def make_engine(tmp_path: Path):
     made: list[Engine] = []
 
     def make(server, nick: str, *, encrypted: bool = False, config: str | None = None,
-             start: bool = True, deadline: float = 10.0) -> Probe:
+             start: bool = True, deadline: float = 10.0, punch: bool = True) -> Probe:
         eng = Engine(server.address, nick, config_dir=tmp_path / (config or nick),
-                     bind=("127.0.0.1", 0), encrypted=encrypted, deadline=deadline)
+                     bind=("127.0.0.1", 0), encrypted=encrypted, deadline=deadline,
+                     reach=ReachConfig(punch_at_join=punch))
         made.append(eng)
         if start:
             eng.start(timeout=5)
@@ -386,8 +388,9 @@ def test_arbitrary_datagrams_never_raise_nor_change_the_roster(server, make_engi
 
 @pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
 def test_fetch_identity_handshakes_without_a_message(server, make_engine):
-    a = make_engine(server, "alice", encrypted=True)
-    b = make_engine(server, "bob", encrypted=True)
+    # without the punch at join (issue 10), which would bring the key before anyone asks
+    a = make_engine(server, "alice", encrypted=True, punch=False)
+    b = make_engine(server, "bob", encrypted=True, punch=False)
     wait_roster(a, ["bob"])
     assert a.engine.whois("bob").fingerprint is None  # nothing exchanged, nothing pinned
     answers: queue.Queue = queue.Queue()
@@ -442,7 +445,7 @@ def test_engines_over_ipv6(server_factory, tmp_path):
             eng.start(timeout=5)
         a, b = Probe(made[0]), Probe(made[1])
         assert a.engine.address[0] == "::" and len(a.engine.address) == 2
-        assert a.engine._listen_host() == "::"  # the file listener takes our socket's family
+        assert a.engine._udp.listen_host() == "::"  # the file listener takes our socket's family
         wait_roster(a, ["bob"])
         assert a.engine.address_of("bob") == ("::1", b.engine.address[1])
         a.engine.send_room("привет over v6 🚀")  # a command: the wake-up datagram works
