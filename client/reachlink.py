@@ -339,6 +339,9 @@ class ReachLink:
                     self.udp.send(datagram, send.addr)
         for event in step.events:
             if isinstance(event, pm.PathChosen):
+                info = self.paths.path_of(event.peer)
+                if info is None or info.addr != event.addr:
+                    continue  # stale: the peer left (or moved on) since
                 self._path[event.peer] = event.addr
                 log.info("path to %s: %s", event.peer, self.path_text(event.peer))
             elif isinstance(event, pm.PathLost):
