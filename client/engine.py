@@ -289,8 +289,7 @@ class Engine:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every message sent so far is acknowledged or given up (and no handshake
-        is under way), at most ``timeout`` seconds; True if idle. For leaving after
-        end of input without cutting off what was just typed."""
+        is under way), at most ``timeout`` seconds; True if idle (before leaving)."""
         end = time.monotonic() + timeout
         while True:
             try:
@@ -378,11 +377,10 @@ class Engine:
                     now: float) -> None:
         self._messenger, self._transport = messenger, transport
         self._reach = ReachLink(self._udp, transport, self._roster, cfg=self._reach_cfg,
-                                server=lambda: server_view(self._server), emit=self._emit,
-                                post=lambda go: self._bridge.post(go, lambda: None),
-                                lan_key=key, now=now)
+                                server=lambda: server_view(self._server), lan_key=key, now=now,
+                                post=lambda go: self._bridge.post(go, lambda: None))
         self._peers = PeerLink(messenger, transport, self._roster,
-                               send_datagrams=self._reach.send_many, emit=self._emit,
+                               send_datagrams=self._send_datagrams, emit=self._emit,
                                with_files=self._with_files,
                                on_path_frame=self._reach.on_path_frame)
         self._router = Router(self._udp, self._reach, transport, self._server, self.stats)
@@ -457,13 +455,16 @@ class Engine:
         if self._server is not None:
             self._server.quit()
 
-    def _stop(self, now: float) -> None:
-        self._closing = True  # the loop ends after this turn's pump (queued sends go out)
+    def _stop(self, now: float) -> None:  # the loop ends after this turn (sends go out)
+        self._closing = True
 
     # ------------------------------------------------------------------ peers
     def _send(self, peers: list[str], kind: int, payload: bytes, now: float) -> int:
         self._reach.sent(peers, now)
         return self._peers.send(peers, kind, payload, now)
+
+    def _send_datagrams(self, out: list[tuple[str, bytes]]) -> None:  # tools wrap it
+        self._reach.send_many(out)
 
     def _apply(self, changes: Changes, now: float) -> None:
         if changes:

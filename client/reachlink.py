@@ -81,8 +81,8 @@ class ServerView:
 class ReachLink:
     def __init__(self, udp: UdpEdge, transport: Transport, roster: PeerRoster, *,
                  cfg: ReachConfig, server: Callable[[], ServerView | None],
-                 post: Callable[[Callable[[float], None]], None],
-                 emit: Callable[[ev.Event], None], lan_key: bytes | None, now: float) -> None:
+                 post: Callable[[Callable[[float], None]], None], lan_key: bytes | None,
+                 now: float) -> None:
         self.udp = udp
         self.transport = transport
         self.roster = roster
@@ -91,7 +91,6 @@ class ReachLink:
         self.nat = NatWatch(udp.address[1])
         self._server = server
         self._post = post
-        self._emit = emit
         self._path: dict[str, Addr] = {}          # chosen path per peer (hot path of sending)
         self._direct: dict[Addr, str] = {}        # directory candidates: addr -> nickname
         self._lan_owner: dict[Addr, str] = {}     # LAN candidates: first claim holds

@@ -11,8 +11,9 @@ Same framing as every directory datagram, ``keyword len COMMAND args`` (ASCII ke
     kw len NUDGE nickname target pad     c -> s  ask ``target`` to punch toward me
     tkw len NUDGE nickname ip port       s -> target: ``nickname`` (at ``ip port``) wants a path
 
-``pad`` is one token of ``-`` characters making the request at least ``PAD_TO`` (64) bytes in
-all, so nothing the server sends because of a request is ever larger than the request. A
+``pad`` is one token of ``-`` characters making the request at least ``PAD_TO`` (96) bytes in
+all (a NUDGE request: ``PAD_TO`` plus the bytes of the asker's nickname), so nothing the server
+sends because of a request is ever larger than the request (the server also checks that). A
 request is authenticated like PING: the keyword must be registered under that nickname.
 ``decode`` raises only ``ProtocolError``; a datagram of the base protocol raises
 ``ProtocolError("NOT_REACH")`` so callers can hand it on.
@@ -27,11 +28,11 @@ from dataclasses import dataclass
 from models.errors import ProtocolError
 from models.nickname import MAX_NICK_LEN
 
-PAD_TO = 64
+PAD_TO = 96  # > the longest HERE: 24-byte keyword, IPv4-mapped IPv6 literal, port
 MAX_REACH_DATAGRAM = 256
 COMMANDS = (b"WHERE?", b"HERE", b"PROBE?", b"PROBE", b"NUDGE")
 _KEYWORD = re.compile(r"[A-Za-z0-9_-]{1,24}\Z")
-_PAD = re.compile(r"-{1,200}\Z")
+_PAD = re.compile(r"-{1,240}\Z")
 Addr = tuple[str, int]
 
 
@@ -81,9 +82,9 @@ def _frame(keyword: str, body: str) -> bytes:
     return b"%s %d %s" % (keyword.encode("ascii"), len(raw), raw)
 
 
-def _padded(keyword: str, body: str) -> bytes:
+def _padded(keyword: str, body: str, extra: int = 0) -> bytes:
     plain = _frame(keyword, body + " -")
-    short = PAD_TO - len(plain)
+    short = PAD_TO + extra - len(plain)
     return _frame(keyword, body + " " + "-" * (1 + max(0, short)))
 
 
@@ -104,7 +105,8 @@ def encode(msg: Message) -> bytes:
         return _padded(msg.keyword, f"PROBE? {msg.nickname}")
     if isinstance(msg, NudgeRequest):
         _check(msg.keyword, msg.nickname, msg.target)
-        return _padded(msg.keyword, f"NUDGE {msg.nickname} {msg.target}")
+        return _padded(msg.keyword, f"NUDGE {msg.nickname} {msg.target}",
+                       len(msg.nickname.encode("utf-8")))
     if isinstance(msg, Here):
         _check(msg.keyword)
         return _frame(msg.keyword, f"HERE {format_here(msg.addr)}")
