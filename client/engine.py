@@ -26,7 +26,7 @@ from typing import Any
 
 from client import config
 from client import events as ev
-from client.bridge import CALL_TIMEOUT, Bridge, Outbox
+from client.bridge import Bridge, Outbox
 from client.contracts import FileService, Transport
 from client.errors import (
     EngineClosed,
@@ -37,14 +37,16 @@ from client.errors import (
     ServerUnreachable,
     UnknownPeer,
 )
+from client.identity_calls import IdentityCalls
 from client.peer.messenger import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE, Messenger
-from client.peerlink import PeerLink, answer
-from client.reachlink import ReachConfig, ReachLink, lan_key, server_view
+from client.peerlink import PeerLink
+from client.reach.merged import MergedRoster
+from client.reachlink import ReachConfig, ReachLink, lan_key, no_server_text, server_view
 from client.routing import Router
+from client.seeker import Found, ServerSeeker
 from client.serverlink.channel import ChannelEvent, RosterChanged, ServerChannel
 from client.serverlink.link import ServerLink
-from client.serverlink.registration import register
-from client.serverlink.roster import Changes, PeerRoster
+from client.serverlink.roster import Changes
 from client.serverlink.session import SavedSession
 from client.udp import UdpEdge, bind_for, literal_family
 
@@ -85,13 +87,13 @@ def _make_transport(keys: Any, nickname: str, now: float) -> Transport:
     return SecureTransport(signing_key, nickname, pins, now=now)
 
 
-class Engine:
-    def __init__(self, server: tuple[str, int], nickname: str, *,
+class Engine(IdentityCalls):
+    def __init__(self, server: tuple[str, int] | None, nickname: str, *,
                  config_dir: pathlib.Path | None = None,
                  bind: tuple[str, int] = ("0.0.0.0", 0), encrypted: bool = True,
                  notify: Callable[[], None] | None = None, deadline: float = 10.0,
                  reach: ReachConfig | None = None) -> None:
-        self.server = (server[0], int(server[1]))
+        self.server = None if server is None else (server[0], int(server[1]))
         self.nickname = nickname
         self._outbox = Outbox(notify)
         self.events: queue.Queue[ev.Event] = self._outbox.queue
@@ -105,13 +107,15 @@ class Engine:
         self._deadline = deadline
         # the socket's family follows the server's address: an IPv6 server needs an AF_INET6
         # socket (a host name is resolved in start(), which may re-open the socket then)
-        self._udp = UdpEdge(bind_for(bind, literal_family(self.server[0])), self.stats)
+        family = literal_family(self.server[0]) if self.server is not None else None
+        self._udp = UdpEdge(bind_for(bind, family), self.stats)
         self._bridge = Bridge(self._udp.wake)
-        self._session = SavedSession(config_dir, self.server)
+        self._session: SavedSession | None = None
+        self._seeker: ServerSeeker | None = None  # finds a server (none named, none reachable)
         self._close_lock = threading.Lock()
         self._roster_view: tuple[str, ...] = ()
         # state owned by the engine thread once started
-        self._roster = PeerRoster(nickname)
+        self._roster = MergedRoster(nickname)  # the directory's peers and the LAN's
         self._channel: ServerChannel | None = None
         self._server: ServerLink | None = None
         self._server_addr: tuple[str, int] | None = None
@@ -135,39 +139,33 @@ class Engine:
         return self._channel is not None and self._channel.online
 
     def start(self, timeout: float = 5.0) -> None:
-        """Register over TCP (blocking), then run the engine thread.
+        """Register over TCP (blocking), then run the engine thread. With LAN discovery on
+        (``ReachConfig.lan``) and no server named or reachable, run in LAN mode and keep
+        looking (client/seeker.py).
 
         Raises ``RegistrationError`` or ``ServerUnreachable``; the engine is then unusable
         and should be closed.
         """
         if self._bridge.thread is not None:
             raise RuntimeError("engine already started")
-        host = self.server[0]
-        try:
-            self._server_addr = self._udp.resolve(*self.server)
-        except OSError as exc:
-            raise ServerUnreachable(f"cannot resolve {host}: {exc}") from None
-        except LookupError as exc:
-            raise ServerUnreachable(str(exc)) from None
-        # before registering: a damaged key file fails fast
-        keys = _load_keys(self._encrypted, self._config_dir)
-        # TCP to the address the UDP side uses: for a name with IPv4 and IPv6 addresses, the
-        # server must see both channels come from the same family
-        reg = register(self._server_addr, self.nickname,
-                       keyword=self._session.load(self.nickname), timeout=timeout)
+        lan = self._reach_cfg.lan
+        try:  # TCP to the address the UDP side uses (same family as the UDP channel)
+            named = self._udp.resolve(*self.server) if self.server is not None else None
+        except (OSError, LookupError) as exc:
+            if not lan:
+                raise ServerUnreachable(f"cannot resolve {self.server[0]}: {exc}") from None
+            named = None
+        keys = _load_keys(self._encrypted, self._config_dir)  # a damaged key file fails fast
         now = time.monotonic()
-        self._channel = ServerChannel(reg, now)
-        self._server = ServerLink(self._channel, self._server_addr, send=self._udp.send,
-                                  put=self._bridge.put, handle=self._on_channel_event,
-                                  stopping=lambda: self._closing or self._bridge.closed)
-        self._adopted()
-        self._roster = self._channel.roster
-        self._roster_view = tuple(self._roster.nicknames())
         self._wire_peers(Messenger(now=now, deadline=self._deadline),
                          _make_transport(keys, self.nickname, now), lan_key(keys), now)
-        self._reach.on_roster(Changes(joined=list(self._roster_view)), now)  # punch at once
-        for nick in self._roster_view:
-            self._peers.update_verified(nick, now)
+        self._seeker = ServerSeeker(named, self.nickname, self._config_dir,
+                                    self._reach.lan_servers, timeout=timeout)
+        found = self._seeker.first(lan)
+        if found is not None:
+            self._attach(found, now, initial=True)
+        else:
+            self._emit(ev.Notice(no_server_text(self.server)))
         self._emit(ev.Registered(self.nickname, self._roster_view))
         self._bridge.thread = threading.Thread(target=self._run, name=f"engine-{self.nickname}",
                                                daemon=True)
@@ -214,11 +212,16 @@ class Engine:
 
         files = FileTransfers(downloads=pathlib.Path(downloads), send_control=self.send_control,
                               emit=self.post_event, key_for=self.session_key_for,
-                              address_of=self.address_of, listen_host=self._udp.listen_host(),
+                              address_of=self.address_of, listen_host=self._listen_host(),
                               listen_port=self.address[1])
         files.start()
         self.files = files
         return files
+
+    def _listen_host(self) -> str:
+        """Where the file listener binds: our explicit bind address, else the wildcard of our
+        socket's family (peers of an IPv6 server connect over IPv6)."""
+        return self._udp.listen_host()
 
     def roster(self) -> list[str]:
         """Nicknames online, not including ourselves, sorted."""
@@ -230,62 +233,6 @@ class Engine:
 
     def address_of(self, peer: str) -> tuple[str, int] | None:
         return self._call(lambda now: self._reach.address_of(peer))
-
-    def session_key_for(self, peer: str, label: bytes) -> bytes | None:
-        transport = self._transport
-        if transport is None:
-            return None
-        return self._call(lambda now: transport.session_key_for(peer, label))
-
-    def own_fingerprint(self) -> str | None:
-        return None if self._transport is None else self._transport.own_fingerprint()
-
-    def whois(self, nickname: str) -> ev.Whois | None:
-        return self._call(lambda now: self._reach.whois(self._peers.whois(nickname)))
-
-    def netcheck(self) -> list[str]:
-        """``/netcheck`` lines (client.reachlink.ReachLink.netcheck)."""
-        return self._call(lambda now: self._reach.netcheck(now))
-
-    def mark_verified(self, nickname: str) -> bool:
-        """Remember that the user checked ``nickname``'s fingerprint. False if there is none."""
-        return self._call(lambda now: self._peers.mark_verified(nickname))
-
-    def fetch_identity(self, nickname: str, on_result: Callable[[ev.Whois | None], None],
-                       timeout: float = 1.5) -> None:
-        """Non-blocking ``whois`` that first makes sure the peer's key is known: with no
-        session yet, a handshake starts (no message needed) and ``on_result`` gets the answer
-        once it completes, fails, or ``timeout`` passes (then with what is known, maybe no
-        fingerprint). ``on_result`` runs on the engine thread (or at once, if the engine is
-        not running, with None): it must only hand the result over, e.g. to a queue."""
-        with_path = lambda info: on_result(self._reach.whois(info))  # noqa: E731
-        self._bridge.post(lambda now: self._peers.ask_identity(nickname, with_path, timeout, now),
-                          lambda: answer(on_result, None))
-
-    def mark_verified_later(self, nickname: str, on_result: Callable[[bool], None]) -> None:
-        """Non-blocking ``mark_verified`` (for the Tk face: saving the pins may fsync).
-        ``on_result(ok)`` runs on the engine thread (False at once if it is not running)."""
-        self._bridge.post(lambda now: answer(on_result, self._peers.mark_verified(nickname)),
-                          lambda: answer(on_result, False))
-
-    def whois_fetched(self, nickname: str, timeout: float = 1.5) -> ev.Whois | None:
-        """Blocking ``fetch_identity`` (for the terminal): waits up to ``timeout`` for the key."""
-        box: list[ev.Whois | None] = []
-        done = threading.Event()
-
-        def got(info: ev.Whois | None) -> None:
-            box.append(info)
-            done.set()
-
-        self.fetch_identity(nickname, got, timeout)
-        if not done.wait(timeout + CALL_TIMEOUT):
-            raise EngineNotResponding("engine did not answer")
-        return box[0]
-
-    def is_verified(self, nickname: str) -> bool:
-        """Whether ``nickname`` (as the roster shows it) is online with a key the user verified,
-        in this run or an earlier one (pins file). Thread-safe, never waits on the engine."""
-        return self._peers is not None and nickname in self._peers.verified
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every message sent so far is acknowledged or given up (and no handshake
@@ -363,27 +310,46 @@ class Engine:
             raise FilesUnavailable("file transfer is not available")
         return self.files
 
-    def _call(self, fn: Callable[[float], Any]) -> Any:
-        return self._bridge.call(fn)
-
     # ------------------------------------------------------------------ set-up
+    def _attach(self, found: Found, now: float, initial: bool = False) -> None:
+        """A server took our registration: at start, or later (from LAN mode)."""
+        self._server_addr, self._session = found.server, found.session
+        self._channel = ServerChannel(found.enrollment, now)
+        self._server = ServerLink(self._channel, found.server, send=self._udp.send,
+                                  put=self._bridge.put, handle=self._on_channel_event,
+                                  stopping=lambda: self._closing or self._bridge.closed)
+        self._adopted()
+        self._router.set_server(self._server)
+        changes = self._roster.set_directory(self._channel.roster)
+        if not initial:
+            self._apply(changes, now)
+            self._emit(ev.Notice(f"registered with the server at {found.server[0]}:"
+                                 f"{found.server[1]}: peers beyond this network can reach you"))
+            return
+        self._roster_view = tuple(self._roster.nicknames())
+        self._reach.on_roster(changes, now)  # punch at once
+        for nick in self._roster_view:
+            self._peers.update_verified(nick, now)
+
     def _adopted(self) -> None:
         """The channel has a (new) registration: take its nickname, save its keyword."""
         asked_as = self.nickname
         self.nickname = self._channel.nickname
-        self._session.save(asked_as, self._channel.keyword)
+        if self._session is not None:
+            self._session.save(asked_as, self._channel.keyword)
 
-    def _wire_peers(self, messenger: Messenger, transport: Transport, key: bytes | None,
-                    now: float) -> None:
+    def _wire_peers(self, messenger: Messenger, transport: Transport, key: bytes | None = None,
+                    now: float = 0.0) -> None:
         self._messenger, self._transport = messenger, transport
         self._reach = ReachLink(self._udp, transport, self._roster, cfg=self._reach_cfg,
                                 server=lambda: server_view(self._server), lan_key=key, now=now,
-                                post=lambda go: self._bridge.post(go, lambda: None))
+                                post=lambda go: self._bridge.post(go, lambda: None),
+                                emit=self._emit, on_changes=self._apply)
         self._peers = PeerLink(messenger, transport, self._roster,
                                send_datagrams=self._send_datagrams, emit=self._emit,
                                with_files=self._with_files,
                                on_path_frame=self._reach.on_path_frame)
-        self._router = Router(self._udp, self._reach, transport, self._server, self.stats)
+        self._router = Router(self._udp, self._reach, transport, None, self.stats)
 
 
     # ------------------------------------------------------------------ engine thread
@@ -395,7 +361,7 @@ class Engine:
                 if readable is None:
                     break  # socket closed under us
                 if readable:
-                    self._router.drain(time.monotonic())
+                    self._drain(time.monotonic())
                 answered = bridge.run_commands()
                 try:
                     now = time.monotonic()
@@ -428,13 +394,21 @@ class Engine:
 
     def _timeout(self, now: float) -> float:
         files = self._next_files_tick if self.files is not None else None
-        self._due = min(d for d in (self._channel.next_deadline(), self._peers.next_deadline(),
-                                    self._reach.next_deadline(), files) if d is not None)
+        server = self._channel.next_deadline() if self._channel else self._seeker.next_deadline(now)
+        self._due = min((d for d in (server, self._peers.next_deadline(),
+                                     self._reach.next_deadline(), files) if d is not None),
+                        default=now + 1.0)
         return min(max(0.0, self._due - now), 1.0)
+
+    def _drain(self, now: float) -> None:
+        self._router.drain(now)
 
     def _on_timers(self, now: float) -> None:
         self._peers.on_timer(now)
-        self._server.on_timer(now)
+        if self._server is not None:
+            self._server.on_timer(now)
+        else:
+            self._seeker.poll(now, lambda go: self._bridge.post(go, lambda: None), self._attach)
         if self.files is not None and now >= self._next_files_tick:
             self._next_files_tick = now + FILES_TICK
             self._with_files(lambda files: files.tick(now))
@@ -444,7 +418,7 @@ class Engine:
     # ------------------------------------------------------------------ server channel
     def _on_channel_event(self, event: ChannelEvent, now: float) -> None:
         if isinstance(event, RosterChanged):
-            self._apply(event.changes, now)
+            self._apply(self._roster.from_directory(event.changes), now)
             return
         if isinstance(event, ev.Reregistered):
             self._adopted()

@@ -117,6 +117,14 @@ class Fatal:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something about reaching people to tell the user in plain words (no server: LAN mode;
+    a server found; a nickname clash on the LAN)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Whois:
     nickname: str
     fingerprint: str | None
@@ -129,5 +137,5 @@ class Whois:
 Event = (
     Registered | RoomMessage | PrivateMessage | Joined | Left | NotDelivered | ServerLost
     | ServerBack | Reregistered | KeyChanged | PeerUnreachable | FileOffered | FileProgress
-    | FileDone | FileFailed | Fatal
+    | FileDone | FileFailed | Fatal | Notice
 )

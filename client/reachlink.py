@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -36,9 +37,10 @@ from client.contracts import Transport
 from client.reach import paths as pm
 from client.reach.lan import Identity, LanDiscovery, lan_interfaces
 from client.reach.lancache import Clash, LanEvent, PeerGone, PeerSeen, ServerGone, ServerSeen
+from client.reach.merged import MergedRoster
 from client.reach.nat import NatWatch, Reach
 from client.serverlink.link import ServerLink
-from client.serverlink.roster import Changes, PeerRoster
+from client.serverlink.roster import Changes
 from client.udp import UdpEdge
 from models import reach_wire as rw
 from models.errors import ProtocolError
@@ -79,10 +81,11 @@ class ServerView:
 
 
 class ReachLink:
-    def __init__(self, udp: UdpEdge, transport: Transport, roster: PeerRoster, *,
+    def __init__(self, udp: UdpEdge, transport: Transport, roster: MergedRoster, *,
                  cfg: ReachConfig, server: Callable[[], ServerView | None],
                  post: Callable[[Callable[[float], None]], None], lan_key: bytes | None,
-                 now: float) -> None:
+                 now: float, emit: Callable[[ev.Event], None],
+                 on_changes: Callable[[Changes, float], None]) -> None:
         self.udp = udp
         self.transport = transport
         self.roster = roster
@@ -91,10 +94,16 @@ class ReachLink:
         self.nat = NatWatch(udp.address[1])
         self._server = server
         self._post = post
+        self._emit = emit
+        self._on_changes = on_changes  # LAN peers joining/leaving the merged roster
+        self._lan_pending: list[LanEvent] = []  # from the discovery thread, not handled yet
+        self._lan_lock = threading.Lock()
         self._path: dict[str, Addr] = {}          # chosen path per peer (hot path of sending)
         self._direct: dict[Addr, str] = {}        # directory candidates: addr -> nickname
+        self._direct_of: dict[str, Addr] = {}
         self._lan_owner: dict[Addr, str] = {}     # LAN candidates: first claim holds
         self._lan_of: dict[str, set[Addr]] = {}
+        self._lan_key: dict[str, bytes] = {}      # the key a LAN nickname belongs to
         self._sources: dict[str, dict[Addr, float]] = {}
         self._last_heard: dict[str, float] = {}
         self._last_nudge: dict[str, float] = {}
@@ -206,17 +215,18 @@ class ReachLink:
     def on_roster(self, changes: Changes, now: float, *, punch: bool = True) -> None:
         for nick in changes.left:
             self._forget(nick)
-        fresh = [*changes.joined, *changes.moved]
-        for nick in fresh:
-            addr = self.roster.address_of(nick)
-            if addr is None:
-                continue
-            for old, owner in list(self._direct.items()):
-                if owner == nick and old != addr:
+        for nick in (*changes.joined, *changes.moved):
+            addr = self.roster.directory_address(nick)
+            old = self._direct_of.get(nick)
+            if old is not None and old != addr:
+                del self._direct_of[nick]
+                if self._direct.get(old) == nick:
                     del self._direct[old]
-                    self.paths.remove_candidate(nick, old, pm.PathKind.DIRECT, now)
-            self._direct[addr] = nick
-            self.paths.add_candidate(nick, addr, pm.PathKind.DIRECT, now)
+                self.paths.remove_candidate(nick, old, pm.PathKind.DIRECT, now)
+            if addr is not None:
+                self._direct[addr] = nick
+                self._direct_of[nick] = addr
+                self.paths.add_candidate(nick, addr, pm.PathKind.DIRECT, now)
             for lan_addr in self._lan_of.get(nick, ()):
                 self.paths.add_candidate(nick, lan_addr, pm.PathKind.LAN, now)
         if punch and self.cfg.punch_at_join and len(changes.joined) <= PUNCH_AT_JOIN_MAX:
@@ -248,6 +258,8 @@ class ReachLink:
         return min(times, default=None)
 
     def on_timer(self, now: float) -> None:
+        if self._lan_pending:
+            self._on_lan(now)
         self.nat.poll(now)
         view = self._server()
         if self._next_where is not None and now >= self._next_where and view is not None \
@@ -323,7 +335,8 @@ class ReachLink:
         self._sources.pop(nick, None)
         self._last_heard.pop(nick, None)
         self._last_nudge.pop(nick, None)
-        for addr in [a for a, n in self._direct.items() if n == nick]:
+        addr = self._direct_of.pop(nick, None)
+        if addr is not None and self._direct.get(addr) == nick:
             del self._direct[addr]
 
     def _flush(self, now: float) -> None:
@@ -389,11 +402,20 @@ class ReachLink:
             self.udp.send(rw.encode(msg), view.addr)
 
     # ------------------------------------------------------------------ LAN
-    def _lan_events(self, events: list[LanEvent]) -> None:
-        """On the discovery thread: hand over to the engine thread."""
-        self._post(lambda now: self._on_lan(events, now))
+    def lan_servers(self) -> list[Addr]:
+        """Directory servers heard on the LAN (any thread)."""
+        return [] if self.lan is None else [s.addr for s in self.lan.snapshot()[1]]
 
-    def _on_lan(self, events: list[LanEvent], now: float) -> None:
+    def _lan_events(self, events: list[LanEvent]) -> None:
+        """On the discovery thread: queue, and hand over to the engine thread (which also
+        takes the queue on its timer: events from before it ran are not lost)."""
+        with self._lan_lock:
+            self._lan_pending += events
+        self._post(self._on_lan)
+
+    def _on_lan(self, now: float) -> None:
+        with self._lan_lock:
+            events, self._lan_pending = self._lan_pending, []
         for event in events:
             if isinstance(event, PeerSeen):
                 self._lan_seen(event, now)
@@ -401,8 +423,9 @@ class ReachLink:
                 self._lan_gone(event, now)
             elif isinstance(event, Clash):
                 self.clashes[event.nickname] = event.keys
-                log.warning("nickname clash on the LAN: %s announced by %d keys",
-                            event.nickname, len(event.keys))
+                self._emit(ev.Notice(f"nickname clash on this network: {event.nickname} is "
+                                     f"announced by {len(event.keys)} different keys (the "
+                                     "first one heard keeps the name; the key decides)"))
             elif isinstance(event, ServerSeen | ServerGone):
                 pass  # snapshot() has them for /netcheck and the connect screen
         self._flush(now)
@@ -416,22 +439,35 @@ class ReachLink:
         if known is not None and known != fingerprint(peer.key):
             log.info("LAN announcement of %s with another key than we know: ignored", nick)
             return
+        key = self._lan_key.setdefault(nick, peer.key)
+        if key != peer.key:
+            return  # a second key for a listed nickname: a clash (reported), never merged
         addrs = self._lan_of.setdefault(nick, set())
         for addr in peer.addrs:
             if self._lan_owner.setdefault(addr, nick) != nick:
                 continue  # someone else claimed it first (a forger, or a stale entry)
             addrs.add(addr)
-            if nick in self.roster:
-                self.paths.add_candidate(nick, addr, pm.PathKind.LAN, now)
-        if nick in self.roster and self.paths.path_of(nick) is None:
-            self.transport.ensure_session(nick, now)
+            self.paths.add_candidate(nick, addr, pm.PathKind.LAN, now)
+        if addrs:
+            self._on_changes(self.roster.lan_add(nick, peer.addrs[0]), now)
 
     def _lan_gone(self, event: PeerGone, now: float) -> None:
         nick = self.roster.resolve(event.nickname) or event.nickname
+        if self._lan_key.get(nick) != event.key:
+            return  # the clashing second key went: the first one stays
+        del self._lan_key[nick]
         for addr in self._lan_of.pop(nick, ()):
             if self._lan_owner.get(addr) == nick:
                 del self._lan_owner[addr]
             self.paths.remove_candidate(nick, addr, pm.PathKind.LAN, now)
+        self._on_changes(self.roster.lan_remove([nick]), now)
+
+
+def no_server_text(named: Addr | None) -> str:
+    where = f"the server at {named[0]}:{named[1]} does not answer" if named else \
+        "no server found on this network"
+    return (f"{where}: chatting with the people on this network only (room, private "
+            "messages and files work as usual); still looking for a server")
 
 
 def server_view(link: ServerLink | None) -> ServerView | None:

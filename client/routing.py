@@ -35,6 +35,10 @@ class Router:
         self._server = server
         self._stats = stats
 
+    def set_server(self, server: ServerLink | None) -> None:
+        """A server took our registration (at start, or later from LAN mode)."""
+        self._server = server
+
     def drain(self, now: float) -> None:
         """The ACK hot path of a room message: up to DRAIN_BATCH datagrams, then the layers
         process them together (the engine's pump). A peer datagram from a listed address goes

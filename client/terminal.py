@@ -102,6 +102,8 @@ def format_event(event: object) -> str | None:
         return f"-!- file #{event.transfer_id} {event.name} from {event.peer} saved as {event.path}"
     if isinstance(event, ev.FileFailed):
         return f"-!- file #{event.transfer_id} {event.name} ({event.peer}) failed: {event.reason}"
+    if isinstance(event, ev.Notice):
+        return f"-!- {event.text}"
     if isinstance(event, ev.Registered):
         names = ", ".join(event.roster)
         return f"-!- registered as {event.nickname}; online: {names or 'nobody else'}"

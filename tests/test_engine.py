@@ -265,7 +265,7 @@ def test_roster_repaired_after_a_lost_ref_del(server, make_engine, joined):
     wait_roster(a, ["ghost"])
     # inject a stale row alice never hears the end of: alice believes "phantom" is online
     a.engine._call(lambda now: a.engine._apply(
-        a.engine._roster.add([("phantom", "127.0.0.1", 9)]), now))
+        a.engine._roster.directory.add([("phantom", "127.0.0.1", 9)]), now))
     assert "phantom" in a.engine.roster()
     a.wait_for(ev.Left, nickname="phantom", timeout=6 * PING + 3)
     ghost.quit()
@@ -445,7 +445,7 @@ def test_engines_over_ipv6(server_factory, tmp_path):
             eng.start(timeout=5)
         a, b = Probe(made[0]), Probe(made[1])
         assert a.engine.address[0] == "::" and len(a.engine.address) == 2
-        assert a.engine._udp.listen_host() == "::"  # the file listener takes our socket's family
+        assert a.engine._listen_host() == "::"  # the file listener takes our socket's family
         wait_roster(a, ["bob"])
         assert a.engine.address_of("bob") == ("::1", b.engine.address[1])
         a.engine.send_room("привет over v6 🚀")  # a command: the wake-up datagram works
