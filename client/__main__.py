@@ -1,6 +1,7 @@
 """``python -m client``: the OpenLChat client.
 
-``python -m client --headless --server HOST[:PORT] --nick NICK`` runs the terminal client
+``python -m client --headless [--server HOST[:PORT]] --nick NICK`` runs the terminal client
+(with no ``--server``: the first server heard on this network, else LAN mode)
 (client/terminal.py); without ``--headless`` it opens the Tk window (client/gui/, imported only
 then, so the terminal client never needs tkinter).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -21,6 +23,7 @@ from client.config import (
     format_address,
     parse_server,
 )
+from client.reach.discovery import DEFAULT_PORT as DISCOVERY_PORT
 from models.nickname import MAX_NICK_LEN
 
 
@@ -55,9 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds before an unacknowledged message is reported "
                         "not delivered (default: %(default)s)")
+    p.add_argument("--lan", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers and servers on this network; with no server, chat with "
+                        "the peers here (default: on, unless $OPENLCHAT_NO_LAN is set)")
+    p.add_argument("--lan-port", type=int, default=DISCOVERY_PORT, help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log more to stderr (-v info, -vv debug)")
     return p
+
+
+def lan_wanted(args: argparse.Namespace) -> bool:
+    """LAN discovery: on unless turned off (tests run many clients on one host: they set
+    OPENLCHAT_NO_LAN, and turn it on with --lan where they mean it)."""
+    if args.lan is not None:
+        return bool(args.lan)
+    return not os.environ.get("OPENLCHAT_NO_LAN")
 
 
 def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
@@ -69,11 +84,13 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
     try:
         client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
                                     downloads=downloads, bind=(args.bind, args.port),
-                                    deadline=args.deadline)
+                                    deadline=args.deadline, lan=lan_wanted(args),
+                                    lan_port=args.lan_port)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...
-        line = wording.error_line(exc, args.nick, format_address(args.server))
+        where = format_address(args.server) if args.server else "(none found)"
+        line = wording.error_line(exc, args.nick, where)
         print(f"error: {line}", file=stderr)
         return 1
     return Terminal(client.engine, stdin, stdout).run()
@@ -88,8 +105,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
     logging.basicConfig(level=level, stream=stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.headless:
-        if args.server is None or args.nick is None:
-            parser.error("--headless needs --server and --nick")
+        if args.nick is None or (args.server is None and not lan_wanted(args)):
+            parser.error("--headless needs --nick, and --server unless LAN discovery is on")
         return run_headless(args, stdin, stdout, stderr)
     from client import gui  # tkinter only here
 

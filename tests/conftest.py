@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "server.py"
 _LISTENING = re.compile(r"listening on (\S+):(\d+) \(tcp\+udp\)")
 
+# Clients (and servers) started by tests stay off LAN discovery unless a test turns it on
+# (--lan, ReachConfig(lan=True)): many run on this host at once, several suites in parallel.
+os.environ["OPENLCHAT_NO_LAN"] = "1"
+
 
 class ServerProcess:
     """``server.py`` in a subprocess; its stderr (the log) is collected line by line."""

@@ -50,7 +50,7 @@ class LabEngine:
         self.seen: list[ev.Event] = []
         cfg = ReachConfig(paths=paths, lan=lan, lan_interval=1.0)
         self.engine: Engine = in_netns(ns, lambda: Engine(
-            server or ("0.0.0.0", 0), nick, config_dir=config_dir, encrypted=encrypted,
+            server, nick, config_dir=config_dir, encrypted=encrypted,
             reach=cfg, deadline=8.0))
         if start:
             self.run(lambda: self.engine.start(timeout=5))
@@ -79,6 +79,17 @@ class LabEngine:
             if time.monotonic() > end:
                 raise AssertionError(f"{self.nick}: no {cls.__name__} {fields}; saw {self.seen}")
             time.sleep(0.02)
+
+    def wait_text(self, cls: type, contains: str, timeout: float = 8.0) -> Any:
+        """The first ``cls`` event whose ``text`` contains ``contains``."""
+        found: list[Any] = []
+
+        def check() -> bool:
+            found[:] = [e for e in self.of(cls) if contains in e.text]
+            return bool(found)
+
+        self.wait_until(check, f"{cls.__name__} with {contains!r}", timeout)
+        return found[0]
 
     def wait_until(self, check: Callable[[], bool], what: str, timeout: float = 8.0) -> None:
         end = time.monotonic() + timeout
