@@ -22,6 +22,7 @@ After a WHERE? the server pushes HERE again whenever that client's PING source c
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,7 +60,8 @@ class Registered:
     nickname: str
     keyword: str
     addr: Addr | None
-    mac_ok: Callable[[bytes], bool] | None = None  # MAC extension in use: checks the datagram
+    # MAC extension in use: ``check_raw(signed, counter, tag)`` of its ServerAuth
+    mac_ok: Callable[[bytes, int, bytes], bool] | None = None
 
 
 @dataclass
@@ -88,15 +90,16 @@ class ReachService:
 
     def on_datagram(self, data: bytes, source: Addr, now: float) -> list[Out]:
         self.stats.requests += 1
+        plain, auth = _split_auth(data)
         try:
-            msg = rw.decode(data)
+            msg = rw.decode(plain)
         except ProtocolError:
             self.stats.refused += 1
             return []
         if not isinstance(msg, rw.REQUESTS):
             self.stats.refused += 1  # server -> client messages are not accepted here
             return []
-        reg = self._authentic(msg.keyword, msg.nickname, source, data)
+        reg = self._authentic(msg.keyword, msg.nickname, source, auth)
         if reg is None:
             self.stats.refused += 1
             return []
@@ -124,8 +127,8 @@ class ReachService:
         self._last_probe.pop(keyword, None)
 
     # ------------------------------------------------------------------ internals
-    def _authentic(self, keyword: str, nickname: str, source: Addr, data: bytes
-                   ) -> Registered | None:
+    def _authentic(self, keyword: str, nickname: str, source: Addr,
+                   auth: tuple[bytes, int, bytes] | None) -> Registered | None:
         reg = self.by_keyword(keyword)
         if reg is None or reg.addr is None or reg.addr != source:
             return None
@@ -134,7 +137,7 @@ class ReachService:
                 return None
         except ProtocolError:
             return None
-        if reg.mac_ok is not None and not reg.mac_ok(data):
+        if reg.mac_ok is not None and (auth is None or not reg.mac_ok(*auth)):
             return None
         return reg
 
@@ -196,3 +199,23 @@ class ReachService:
         self._last_pair[pair] = now
         self.stats.nudges += 1
         return [Out(target.addr, data)]
+
+
+_AUTH_TAIL = re.compile(rb" #(0|[1-9][0-9]{0,18})\.([A-Za-z0-9_-]{22})\Z")
+
+
+def _split_auth(data: bytes) -> tuple[bytes, tuple[bytes, int, bytes] | None]:
+    """A request with the MAC extension's ``#counter.mac`` tail (docs/PROTOCOL.md, as on PING):
+    (the request without it, re-framed; (signed bytes, counter, tag)). Without: (data, None).
+    The signed bytes are ``keyword SP body`` up to the counter, as for PING."""
+    parts = data.split(b" ", 2)
+    if len(parts) != 3:
+        return data, None
+    kw, _len, body = parts
+    m = _AUTH_TAIL.search(body)
+    if m is None:
+        return data, None
+    head = body[:m.start()]
+    dot = m.end(1)
+    signed = kw + b" " + body[:dot]
+    return b"%s %d %s" % (kw, len(head), head), (signed, int(m.group(1)), m.group(2))

@@ -82,6 +82,7 @@ def test_changed_key_flagged_at_join_across_nats(homes, tmp_path) -> None:
     (ra, rb), srv, made = homes
     alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
     bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
+    alice.wait_roster(["bob"])
     alice.wait_until(lambda: alice.engine.whois("bob").fingerprint is not None, "bob's key")
     bob.close()
     made.remove(bob)
