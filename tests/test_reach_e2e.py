@@ -105,3 +105,38 @@ def test_conversation_after_the_routers_forgot_the_mapping(homes, tmp_path) -> N
     bob.engine.send_private("alice", "after the quiet spell")
     alice.wait_for(ev.PrivateMessage, text="after the quiet spell", timeout=6)
     assert not bob.of(ev.NotDelivered)
+
+
+def test_netcheck_and_a_strangers_requests(homes, tmp_path) -> None:
+    (ra, rb), srv, made = homes
+    alice = engine(made, ra.hosts[0], srv, "alice", tmp_path)
+    bob = engine(made, rb.hosts[0], srv, "bob", tmp_path)
+    carol = LabEngine(srv.ns, srv.address, "carol", tmp_path / "carol")  # no NAT
+    made.append(carol)
+    for e in (alice, carol):
+        e.wait_until(lambda e=e: any("unsolicited UDP reaches us: yes" in x or
+                                     "unsolicited UDP reaches us: no" in x
+                                     for x in e.engine.netcheck()), "probe result", 6)
+    lines = "\n".join(alice.engine.netcheck())
+    assert "public address: 203.0.113.1:" in lines and "behind NAT: yes" in lines
+    assert "unsolicited UDP reaches us: no" in lines
+    lines = "\n".join(carol.engine.netcheck())
+    assert f"public address: {INTERNET_IP}:" in lines and "behind NAT: no" in lines
+    assert "unsolicited UDP reaches us: yes" in lines
+    # a stranger on the internet guesses keywords: nothing comes back, nobody is nudged
+    from models import reach_wire as rw
+    from tests.nat import udp_socket
+
+    stranger = udp_socket(srv.ns, (INTERNET_IP, 0), timeout=0.3)
+    try:
+        before = bob.engine._reach.stats["nudges_heard"]
+        for i in range(300):
+            kw = f"guess{i}"
+            for msg in (rw.Where(kw, "alice"), rw.ProbeRequest(kw, "alice"),
+                        rw.NudgeRequest(kw, "alice", "bob")):
+                stranger.sendto(rw.encode(msg), srv.address)
+        with pytest.raises(TimeoutError):
+            stranger.recvfrom(2048)
+        assert bob.engine._reach.stats["nudges_heard"] == before
+    finally:
+        stranger.close()

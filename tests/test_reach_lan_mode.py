@@ -118,3 +118,36 @@ def test_clash_forgery_and_flood_on_the_lan(tmp_path: Path) -> None:
             evil.close()
             alice.close()
             bob.close()
+
+
+def test_the_server_is_found_with_no_server_option(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.netns import REPO, client_env
+
+    with Lab() as lab:
+        hosts = lan_lab(lab, 2)
+        srv = LabServer(hosts[1].ns, "0.0.0.0", tmp_path / "dir.db",
+                        extra_args=("--beacon", "--label", "office"))
+        srv.start()
+        argv = ["ip", "netns", "exec", hosts[0].ns, sys.executable, "-m", "client",
+                "--headless", "--lan", "--nick", "alice", "--config-dir", str(tmp_path / "a"),
+                "--no-files"]
+        proc = subprocess.Popen(argv, cwd=REPO, env=client_env(), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            proc.stdin.write("/netcheck\n")
+            proc.stdin.flush()
+            time.sleep(3)
+            proc.stdin.write("/quit\n")
+            proc.stdin.flush()
+            out, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            srv.kill()
+        assert "-!- registered as alice" in out, (out, err[-2000:])
+        assert "no server found" not in out
+        assert f"server: {hosts[1].ip}:{srv.port} (online)" in out
+        assert f"servers heard on the LAN: {hosts[1].ip}:{srv.port}" in out
