@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -21,6 +20,7 @@ from client.config import (
     BadServerAddress,
     default_downloads,
     format_address,
+    lan_default,
     parse_server,
 )
 from client.reach.discovery import DEFAULT_PORT as DISCOVERY_PORT
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="find peers and servers on this network; with no server, chat with "
                         "the peers here (default: on, unless $OPENLCHAT_NO_LAN is set)")
     p.add_argument("--lan-port", type=int, default=DISCOVERY_PORT, help=argparse.SUPPRESS)
+    # tests: no handshake at join (to watch one start on demand)
+    p.add_argument("--no-punch", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log more to stderr (-v info, -vv debug)")
     return p
@@ -72,7 +74,7 @@ def lan_wanted(args: argparse.Namespace) -> bool:
     OPENLCHAT_NO_LAN, and turn it on with --lan where they mean it)."""
     if args.lan is not None:
         return bool(args.lan)
-    return not os.environ.get("OPENLCHAT_NO_LAN")
+    return lan_default()
 
 
 def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
@@ -85,7 +87,7 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
         client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
                                     downloads=downloads, bind=(args.bind, args.port),
                                     deadline=args.deadline, lan=lan_wanted(args),
-                                    lan_port=args.lan_port)
+                                    lan_port=args.lan_port, punch=not args.no_punch)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...

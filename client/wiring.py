@@ -53,7 +53,7 @@ def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path |
                 downloads: Path | None = None, bind: tuple[str, int] | None = None,
                 deadline: float | None = None, timeout: float = 5.0,
                 make_engine: EngineFactory = Engine, lan: bool = False,
-                lan_port: int | None = None) -> Client:
+                lan_port: int | None = None, punch: bool = True) -> Client:
     """Create the engine, register with the server (blocks up to ``timeout``), plug in file
     transfer saving to ``downloads`` (None: no file transfer). ``lan``: LAN discovery, and
     LAN mode when no server is named or reachable (client/seeker.py).
@@ -66,8 +66,9 @@ def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path |
         options["bind"] = bind
     if deadline is not None:
         options["deadline"] = deadline
-    if lan:
-        options["reach"] = ReachConfig(lan=True, lan_port=lan_port or DISCOVERY_PORT)
+    if lan or not punch:
+        options["reach"] = ReachConfig(lan=lan, lan_port=lan_port or DISCOVERY_PORT,
+                                       punch_at_join=punch)
     try:
         engine = make_engine(server, nick, **options)
     except OSError as exc:

@@ -33,6 +33,7 @@ from client import wiring
 from client.config import (
     default_downloads,
     format_address,
+    lan_default,
     load_json,
     parse_server,
     save_json,
@@ -42,7 +43,7 @@ from client.gui.attention import Attention, title_for
 from client.gui.base import POLL_MS, EventHandlers, Outcome
 from client.gui.chat import Roster
 from client.gui.chat_handlers import ChatHandlers
-from client.gui.connect import ConnectFrame
+from client.gui.connect import ConnectFrame, scout_servers
 from client.gui.file_handlers import FileHandlers
 from client.gui.files import FilesPanel
 from client.gui.key_handlers import KeyHandlers
@@ -102,7 +103,8 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         # one table: each event class -> the handler that shows it
         self._handlers: EventHandlers = {
             **self._chat_events(), **self._roster_events(), **self._file_events(),
-            **self._key_events(), ev.Fatal: self._on_fatal}
+            **self._key_events(), ev.Fatal: self._on_fatal,
+            ev.Notice: lambda e: self.room.view.add_system(e.text)}
 
         root_ = self.root
         root_.title(title_for(None, 0))
@@ -118,6 +120,8 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         self.connect_frame.hint.configure(foreground=self.colours.muted)
         self.connect_frame.pack(fill="both", expand=True)
         self.connect_frame.focus_first()
+        self._scout = scout_servers(lambda found: self.on_tk_thread(
+            lambda: self.connect_frame.set_servers(found))) if lan_default() else None
         self._build_menu()
         self._poll_id: str | None = root_.after(POLL_MS, self._poll)
 
@@ -199,25 +203,27 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
 
     # --- connecting ----------------------------------------------------------------------------
     def connect(self, server_text: str, nick_text: str) -> None:
-        try:
-            server = parse_server(server_text)
+        try:  # an empty server field with LAN discovery on: find one, else LAN mode
+            server = parse_server(server_text) if server_text.strip() or not lan_default() \
+                else None
             nick = check_nickname(nick_text)
         except ValueError as exc:
             self.connect_frame.show_error(str(exc))
             return
-        label = format_address(server)
+        label = format_address(server) if server is not None else "this network"
         self.connect_frame.set_busy(True, f"Connecting to {label}…")
         self.settings.update(server=server_text.strip(), nick=nick)
         threading.Thread(target=self._connect_worker, args=(server, nick, label),
                          name="gui-connect", daemon=True).start()
 
-    def _connect_worker(self, server: tuple[str, int], nick: str, label: str) -> None:
+    def _connect_worker(self, server: tuple[str, int] | None, nick: str, label: str) -> None:
         # runs off the main thread: no Tk here, only the results queue
         options: dict[str, Any] = {} if self._factory is None else {"make_engine": self._factory}
         try:
             client = wiring.open_client(server, nick, config_dir=self.config_dir,
                                         downloads=self.downloads,
-                                        timeout=self._connect_timeout, **options)
+                                        timeout=self._connect_timeout, lan=lan_default(),
+                                        **options)
         except Exception as exc:
             log.info("connecting to %s as %s failed: %r", label, nick, exc)
             self._results.put((Outcome.FAILED, describe_error(exc, nick, label)))
@@ -233,7 +239,7 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         engine = self.engine = client.engine
         self.transfers = client.transfers
         self.nickname = engine.nickname or self.settings.get("nick")
-        self.server_label = format_address(engine.server)
+        self.server_label = format_address(engine.server) if engine.server else "this network"
         self.server_online = True
         self._save_settings()
         self.connect_frame.set_busy(False)
@@ -335,6 +341,8 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         self.closed = True
         with self._lock:
             self._closing = True
+        if self._scout is not None:
+            self._scout.close()
         self._save_settings()
         engines = [self.engine] if self.engine is not None else []
         self.engine = None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from client.gui.base import Window
+from client.gui.netcheck import NetcheckDialog
 
 
 class MenuAndKeys(Window):
@@ -21,6 +22,7 @@ class MenuAndKeys(Window):
              lambda: self._with_selected(self.open_private)),
             ("Who is this?", "", lambda: self._with_selected(self.show_whois)),
             ("Send file…", "", self._send_file_current),
+            ("Network check…", "", lambda: NetcheckDialog(self)),
             ("Next tab", "Ctrl+Tab", lambda: self.cycle_tab(1)),
             ("Close tab", "Ctrl+W", self.close_tab),
             ("Go to the list of people", "Ctrl+R", lambda: self.roster.tree.focus_set()),
