@@ -365,6 +365,10 @@ class SecureTransport:
         refusal = st.refuse_init(msg)
         if refusal is not None:
             self._drop(refusal, peer)
+            if st.initiator is not None and refusal.startswith("simultaneous"):
+                # they have not seen ours (a router dropped it before theirs opened the way
+                # back: coordinated punching): ours again now, not at our next timeout
+                self._out.append((peer, st.initiator.datagram))
             return
         ini = st.initiator
         if ho is None and len(self._half_open) >= self.max_half_open:
