@@ -110,6 +110,10 @@ class ReachLink:
         self._next_where: float | None = now
         self._next_probe_ok = now
         self.stats = {"nudges_sent": 0, "nudges_heard": 0, "keepalives": 0, "probes": 0}
+        # PathManager.next_deadline walks every peer: cached, recomputed after what can make it
+        # earlier (a poll, a send, new candidates); a stale earlier value only wakes us early
+        self._paths_due: float | None = None
+        self._due_stale = True
         self.lan: LanDiscovery | None = None
         self.clashes: dict[str, frozenset[bytes]] = {}
         try:
@@ -142,9 +146,12 @@ class ReachLink:
     def heard(self, peer: str, addr: Addr, now: float, size: int) -> None:
         """An authenticated datagram of ``size`` bytes from ``peer`` arrived from ``addr``."""
         self._last_heard[peer] = now
-        sources = self._sources.setdefault(peer, {})
-        sources[addr] = now
+        if self._path.get(peer) == addr:  # the hot path: ACKs and messages on the path
+            self.paths.heard_on_path(peer, now, user=size > USER_MIN_SIZE)
+            return
+        self._sources.setdefault(peer, {})[addr] = now
         self.paths.heard(peer, addr, now, user=size > USER_MIN_SIZE)
+        self._flush(now)  # a path may have been chosen (or bettered): use it at once
 
     def on_server_datagram(self, data: bytes, now: float) -> bool:
         """A datagram from the server's address: True if it was one of ours (HERE, NUDGE)."""
@@ -204,6 +211,10 @@ class ReachLink:
     def sent(self, peers: Iterable[str], now: float) -> None:
         """The user sent ``peers`` a message: the path must answer; stale ones get a NUDGE."""
         stale_after = self.cfg.paths.keepalive_interval
+        # the only deadline a send can bring forward: its path's answer timeout
+        timeout_at = now + self.cfg.paths.path_timeout
+        if self._paths_due is None or timeout_at < self._paths_due:
+            self._paths_due = timeout_at
         for peer in peers:
             self.paths.sent(peer, now)
             last = self._last_heard.get(peer)
@@ -247,14 +258,20 @@ class ReachLink:
             return
         cutoff = now - PONG_SOURCES_WINDOW
         recent = [a for a, t in self._sources.get(peer, {}).items() if t >= cutoff]
+        path = self._path.get(peer)
+        if path is not None and path not in recent:
+            recent.append(path)  # heard there too (not noted: the hot path)
         datagram = self.transport.seal(peer, PATH_PONG)
         if datagram is not None:
             for addr in recent[-MAX_PONG_TARGETS:]:
                 self.udp.send(datagram, addr)
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self.paths.next_deadline(), self.nat.next_deadline(),
-                             self._next_where) if t is not None]
+        if self._due_stale:
+            self._paths_due = self.paths.next_deadline()
+            self._due_stale = False
+        times = [t for t in (self._paths_due, self.nat.next_deadline(), self._next_where)
+                 if t is not None]
         return min(times, default=None)
 
     def on_timer(self, now: float) -> None:
@@ -340,6 +357,7 @@ class ReachLink:
             del self._direct[addr]
 
     def _flush(self, now: float) -> None:
+        self._due_stale = True
         step = self.paths.poll(now)
         for send in step.sends:
             if isinstance(send, pm.Probe):
