@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lan", action=argparse.BooleanOptionalAction, default=None,
                    help="find peers and servers on this network; with no server, chat with "
                         "the peers here (default: on, unless $OPENLCHAT_NO_LAN is set)")
+    p.add_argument("--keepalive", type=float, default=None, metavar="SECONDS",
+                   help="behind NAT, keep the way to the people we talk with open this often "
+                        "(default: 25, below common router timeouts)")
     p.add_argument("--lan-port", type=int, default=DISCOVERY_PORT, help=argparse.SUPPRESS)
     # tests: no handshake at join (to watch one start on demand)
     p.add_argument("--no-punch", action="store_true", help=argparse.SUPPRESS)
@@ -126,7 +129,8 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
         client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
                                     downloads=downloads, bind=(args.bind, args.port),
                                     deadline=args.deadline, lan=lan_wanted(args),
-                                    lan_port=args.lan_port, punch=not args.no_punch)
+                                    lan_port=args.lan_port, punch=not args.no_punch,
+                                    keepalive=args.keepalive)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...

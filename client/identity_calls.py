@@ -15,6 +15,7 @@ from client.bridge import CALL_TIMEOUT, Bridge
 from client.contracts import Transport
 from client.errors import EngineNotResponding
 from client.peerlink import PeerLink, answer
+from client.reach.paths import PathInfo
 from client.reachlink import ReachLink
 
 
@@ -38,6 +39,11 @@ class IdentityCalls:
 
     def whois(self, nickname: str) -> ev.Whois | None:
         return self._call(lambda now: self._reach.whois(self._peers.whois(nickname)))
+
+    def path_of(self, nickname: str) -> PathInfo | None:
+        """The path in use to ``nickname`` (kind LAN / DIRECT / RELAY, address, RTT), or None
+        (none yet): for the file layer (issue 14) and tools."""
+        return self._call(lambda now: self._reach.paths.path_of(nickname))
 
     def netcheck(self) -> list[str]:
         """``/netcheck`` lines (client.reachlink.ReachLink.netcheck)."""

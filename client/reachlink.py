@@ -57,7 +57,9 @@ PONG_SOURCES_WINDOW = 2.0  # a PONG goes to the addresses the peer was heard fro
 MAX_PONG_TARGETS = 4
 NUDGE_GAP = 2.0        # at most one NUDGE per peer per this many seconds (the server's rule)
 PROBE_AGAIN = 30.0     # PROBE? at most this often (the server's rate limit)
-WHERE_RETRY = 5.0      # WHERE? again while no HERE came (lost, or a design-only server)
+WHERE_RETRY = 5.0      # WHERE? again while no HERE came (lost) ...
+WHERE_TRIES = 6        # ... this many times; then (a design-only server?) at the refresh pace
+WHERE_REFRESH = 60.0   # WHERE? again after a HERE: the server keeps us among its extension users
 PUNCH_AT_JOIN_MAX = 256  # a bigger batch of newcomers gets handshakes lazily (on first send)
 
 
@@ -108,6 +110,8 @@ class ReachLink:
         self._last_heard: dict[str, float] = {}
         self._last_nudge: dict[str, float] = {}
         self._next_where: float | None = now
+        self._where_tries = 0
+        self._probe_due = True  # one PROBE? after each (re)registration
         self._next_probe_ok = now
         self.stats = {"nudges_sent": 0, "nudges_heard": 0, "keepalives": 0, "probes": 0}
         # PathManager.next_deadline walks every peer: cached, recomputed after what can make it
@@ -162,7 +166,8 @@ class ReachLink:
             if self.nat.public_seen(msg.addr):
                 log.info("behind NAT: %s (the directory sees %s:%d)", self.nat.behind_nat,
                          *msg.addr)
-            self._next_where = None
+            self._next_where = now + WHERE_REFRESH
+            self._where_tries = 0
             self.paths.set_behind_nat(bool(self.nat.behind_nat))
         elif isinstance(msg, rw.Nudge):
             self.stats["nudges_heard"] += 1
@@ -250,6 +255,8 @@ class ReachLink:
         if not online:
             self.nat.server_lost()
         self._next_where = now
+        self._where_tries = 0
+        self._probe_due = True
 
     def on_path_frame(self, peer: str, frame: bytes, now: float) -> None:
         """A PATH_PING or PATH_PONG the transport authenticated (the pong needs no work: the
@@ -282,8 +289,11 @@ class ReachLink:
         if self._next_where is not None and now >= self._next_where and view is not None \
                 and view.online:
             self._to_server(rw.Where(view.keyword, view.nickname))
-            self._next_where = now + WHERE_RETRY
-            if now >= self._next_probe_ok:
+            self._where_tries += 1
+            self._next_where = now + (WHERE_RETRY if self._where_tries < WHERE_TRIES
+                                      else WHERE_REFRESH)
+            if self._probe_due:
+                self._probe_due = False
                 self.request_probe(now)
         self._flush(now)
 

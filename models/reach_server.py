@@ -11,6 +11,8 @@ reflector nor a way to reach a third party (docs/PROTOCOL.md "Reachability exten
 * every answer goes to a *registered* address only: HERE and PROBE to the requester's own,
   a NUDGE to the target's; nothing is ever sent to an unregistered address;
 * nothing sent is larger than the request that caused it (requests are padded to make room);
+* a NUDGE goes only to a target that has itself sent an authenticated request (it speaks the
+  extension): a client that speaks only the design's messages never receives one;
 * PROBE: at most once per registration per ``probe_gap`` seconds; NUDGE: at most once per
   (asker, target) per ``nudge_pair_gap`` and ``nudge_rate`` per asker per second; a global cap
   on everything sent (``global_rate`` per second) bounds the cost of many registered askers.
@@ -87,6 +89,9 @@ class ReachService:
         self._per_asker = KeyedRateLimiter(lim.nudge_rate, lim.nudge_rate, lim.max_tracked)
         self._global = TokenBucket(lim.global_rate, lim.global_rate, 0.0)
         self.watching: dict[bytes, Addr] = {}  # keyword bytes -> address last told in HERE
+        # registrations that sent us an authenticated request: they speak the extension, so
+        # a NUDGE may go to them (a design-only client is never sent one)
+        self.capable: set[str] = set()
 
     def on_datagram(self, data: bytes, source: Addr, now: float) -> list[Out]:
         self.stats.requests += 1
@@ -103,6 +108,10 @@ class ReachService:
         if reg is None:
             self.stats.refused += 1
             return []
+        if len(self.capable) >= self.limits.max_tracked:
+            self.capable = {kw for kw in self.capable if self.by_keyword(kw) is not None}
+        if len(self.capable) < self.limits.max_tracked:
+            self.capable.add(reg.keyword)
         if isinstance(msg, rw.Where):
             return self._where(reg, len(data), now)
         if isinstance(msg, rw.ProbeRequest):
@@ -125,6 +134,7 @@ class ReachService:
     def forget(self, keyword: str) -> None:
         self.watching.pop(keyword.encode("ascii", "replace"), None)
         self._last_probe.pop(keyword, None)
+        self.capable.discard(keyword)
 
     # ------------------------------------------------------------------ internals
     def _authentic(self, keyword: str, nickname: str, source: Addr,
@@ -178,7 +188,8 @@ class ReachService:
             target = self.by_nickname(canonical(target_nick))
         except ProtocolError:
             target = None
-        if target is None or target.addr is None or target.keyword == reg.keyword:
+        if target is None or target.addr is None or target.keyword == reg.keyword \
+                or target.keyword not in self.capable:
             self.stats.refused += 1
             return []
         pair = (reg.keyword, target.keyword)

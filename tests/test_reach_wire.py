@@ -92,6 +92,8 @@ def test_probe_from_the_probe_port_to_the_requester_once_per_gap() -> None:
 def test_nudge_goes_to_the_registered_target_only_and_is_rate_limited() -> None:
     s = service(ReachLimits(nudge_pair_gap=2.0, nudge_rate=3.0))
     nudge = rw.encode(rw.NudgeRequest("kwa", "alice", "bob"))
+    assert s.on_datagram(nudge, A, 0.0) == []   # bob never spoke the extension: no NUDGE
+    s.on_datagram(rw.encode(rw.Where("kwb", "bob")), B, 0.0)
     (out,) = s.on_datagram(nudge, A, 0.0)
     assert out.addr == B and len(out.data) <= len(nudge)
     assert rw.decode(out.data) == rw.Nudge("kwb", "alice", A)
@@ -106,6 +108,7 @@ def test_nudge_goes_to_the_registered_target_only_and_is_rate_limited() -> None:
     many = ReachService(lambda kw: Registered("alice", "kwa", A) if kw == "kwa" else
                         Registered(kw, kw, C), lambda n: Registered(n, "t" + n, C),
                         ReachLimits(nudge_rate=3.0))
+    many.capable.update(f"tp{i}" for i in range(100))
     sent = sum(len(many.on_datagram(rw.encode(rw.NudgeRequest("kwa", "alice", f"p{i}")), A,
                                     20.0)) for i in range(100))
     assert sent == 3
