@@ -44,7 +44,7 @@ from client.reach.merged import MergedRoster
 from client.reachlink import ReachConfig, ReachLink, lan_key, no_server_text, server_view
 from client.routing import Router
 from client.seeker import Found, ServerSeeker
-from client.serverlink.channel import ChannelEvent, RosterChanged, ServerChannel
+from client.serverlink.channel import ChannelEvent, RosterChanged, SaveSession, ServerChannel
 from client.serverlink.link import ServerLink
 from client.serverlink.roster import Changes
 from client.serverlink.session import SavedSession
@@ -289,6 +289,10 @@ class Engine(IdentityCalls):
         if thread is None or not thread.is_alive():
             self._close_transport()  # the thread never ran (or is gone): pins still saved
         self._udp.close()
+        if self._session is not None:
+            self._session.release()
+        if self._seeker is not None:
+            self._seeker.close()
 
     # ------------------------------------------------------------------ caller side helpers
     @property
@@ -314,7 +318,7 @@ class Engine(IdentityCalls):
     def _attach(self, found: Found, now: float, initial: bool = False) -> None:
         """A server took our registration: at start, or later (from LAN mode)."""
         self._server_addr, self._session = found.server, found.session
-        self._channel = ServerChannel(found.enrollment, now)
+        self._channel = ServerChannel(found.enrollment, now, found.auth)
         self._server = ServerLink(self._channel, found.server, send=self._udp.send,
                                   put=self._bridge.put, handle=self._on_channel_event,
                                   stopping=lambda: self._closing or self._bridge.closed)
@@ -336,7 +340,7 @@ class Engine(IdentityCalls):
         asked_as = self.nickname
         self.nickname = self._channel.nickname
         if self._session is not None:
-            self._session.save(asked_as, self._channel.keyword)
+            self._session.save(asked_as, self._channel.keyword, self._channel.mac_state())
 
     def _wire_peers(self, messenger: Messenger, transport: Transport, key: bytes | None = None,
                     now: float = 0.0) -> None:
@@ -350,7 +354,6 @@ class Engine(IdentityCalls):
                                with_files=self._with_files,
                                on_path_frame=self._reach.on_path_frame)
         self._router = Router(self._udp, self._reach, transport, None, self.stats)
-
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
@@ -420,10 +423,12 @@ class Engine(IdentityCalls):
         if isinstance(event, RosterChanged):
             self._apply(self._roster.from_directory(event.changes), now)
             return
-        if isinstance(event, ev.Reregistered):
+        if isinstance(event, ev.Reregistered | SaveSession):
             self._adopted()
-        self._reach.server_changed(isinstance(event, ev.ServerBack | ev.Reregistered), now)
-        self._emit(event)
+        if isinstance(event, ev.ServerLost | ev.ServerBack | ev.Reregistered):
+            self._reach.server_changed(not isinstance(event, ev.ServerLost), now)
+        if not isinstance(event, SaveSession):
+            self._emit(event)
 
     def _send_quit(self, now: float) -> None:
         if self._server is not None:

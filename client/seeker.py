@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from client.errors import RegistrationError, ServerUnreachable
 from client.serverlink.channel import Enrollment
-from client.serverlink.registration import register
+from client.serverlink.registration import enroll
 from client.serverlink.session import SavedSession
+from models.dirauth import ClientAuth
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ RETRY_MAX = 15.0
 class Found:
     server: Address
     enrollment: Enrollment
-    session: SavedSession
+    session: SavedSession        # claimed for this process (released by the engine at close)
+    auth: ClientAuth             # the MAC extension's state (the channel's from now on)
 
 
 class ServerSeeker:
@@ -49,6 +51,7 @@ class ServerSeeker:
         self.lan_servers = lan_servers
         self.timeout = timeout
         self.found = False
+        self.closed = False
         self._busy = False
         self._gap = RETRY_FIRST
         self._next: float | None = None
@@ -60,9 +63,16 @@ class ServerSeeker:
 
     def _register(self, server: Address) -> Found:
         session = SavedSession(self.config_dir, server)
-        reg = register(server, self.nickname, keyword=session.load(self.nickname),
-                       timeout=self.timeout)
-        return Found(server, reg, session)
+        try:
+            reg, auth = enroll(server, self.nickname, session, timeout=self.timeout)
+        except BaseException:
+            session.release()
+            raise
+        return Found(server, reg, session, auth)
+
+    def close(self) -> None:
+        """A registration found after the engine stopped is not ours to keep."""
+        self.found = self.closed = True
 
     def first(self, lan_on: bool) -> Found | None:
         """At start-up (blocking). Raises ``RegistrationError`` (refused), or
@@ -125,6 +135,9 @@ class ServerSeeker:
     def _done(self, result: Found | None, now: float,
               on_found: Callable[[Found, float], None]) -> None:
         self._busy = False
+        if result is not None and self.closed:
+            result.session.release()
+            return
         if result is None:
             self._gap = min(RETRY_MAX, self._gap * 2)
             self._next = now + self._gap
