@@ -80,6 +80,7 @@ class ServerView:
     keyword: str
     nickname: str
     online: bool
+    frame: Callable[[bytes], bytes]  # a request body -> its datagram (MACed when in use)
 
 
 class ReachLink:
@@ -424,10 +425,10 @@ class ReachLink:
             self.udp.send(datagram, chosen)
         self._flush(now)
 
-    def _to_server(self, msg: rw.Message) -> None:
+    def _to_server(self, msg: rw.Where | rw.ProbeRequest | rw.NudgeRequest) -> None:
         view = self._server()
         if view is not None:
-            self.udp.send(rw.encode(msg), view.addr)
+            self.udp.send(view.frame(rw.request_body(msg)), view.addr)
 
     # ------------------------------------------------------------------ LAN
     def lan_servers(self) -> list[Addr]:
@@ -502,7 +503,7 @@ def server_view(link: ServerLink | None) -> ServerView | None:
     if link is None:
         return None
     c = link.channel
-    return ServerView(link.server, c.keyword, c.nickname, c.online)
+    return ServerView(link.server, c.keyword, c.nickname, c.online, c.extension_datagram)
 
 
 def lan_key(keys: object) -> bytes | None:

@@ -88,6 +88,12 @@ def _padded(keyword: str, body: str, extra: int = 0) -> bytes:
     return _frame(keyword, body + " " + "-" * (1 + max(0, short)))
 
 
+def request_body(msg: Where | ProbeRequest | NudgeRequest) -> bytes:
+    """The ``COMMAND args pad`` part of a request (``encode`` without ``keyword len``), for a
+    caller that frames it itself (the MAC extension appends its tail to it)."""
+    return encode(msg).split(b" ", 2)[2]
+
+
 def _check(keyword: str, *nicks: str) -> None:
     if not _KEYWORD.match(keyword):
         raise ValueError(f"bad keyword {keyword!r}")

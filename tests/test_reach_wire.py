@@ -119,3 +119,22 @@ def test_server_to_client_messages_are_not_accepted_as_requests() -> None:
     for msg in (rw.Here("kwa", A), rw.Probe("kwa"), rw.Nudge("kwa", "bob", B)):
         assert s.on_datagram(rw.encode(msg), A, 0.0) == []
     assert s.stats.refused == 3
+
+
+def test_with_the_mac_extension_requests_need_a_fresh_valid_mac() -> None:
+    from models.dirauth import ClientAuth, ServerAuth
+
+    key = bytes(range(32))
+    client, server = ClientAuth(), ServerAuth(key)
+    client.key = key
+    s = ReachService(lambda kw: Registered("alice", "kwa", A, server.check_raw) if kw == "kwa"
+                     else None, lambda n: None)
+    where = client.seal_body("kwa", rw.request_body(rw.Where("kwa", "alice")))
+    (out,) = s.on_datagram(where, A, 0.0)
+    assert rw.decode(out.data) == rw.Here("kwa", A) and len(out.data) <= len(where)
+    assert s.on_datagram(where, A, 1.0) == []                     # a replay
+    forged = where[:-3] + (b"AAA" if where[-3:] != b"AAA" else b"BBB")
+    assert s.on_datagram(forged, A, 1.0) == []                    # a wrong MAC
+    assert s.on_datagram(rw.encode(rw.Where("kwa", "alice")), A, 1.0) == []  # none at all
+    assert len(s.on_datagram(client.seal_body("kwa", rw.request_body(
+        rw.Where("kwa", "alice"))), A, 2.0)) == 1                 # the next counter: fine
