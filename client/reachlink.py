@@ -81,6 +81,7 @@ class ServerView:
     nickname: str
     online: bool
     frame: Callable[[bytes], bytes]  # a request body -> its datagram (MACed when in use)
+    extended: bool = True  # speaks the extensions (INFO?); a design-only server gets none
 
 
 class ReachLink:
@@ -427,7 +428,7 @@ class ReachLink:
 
     def _to_server(self, msg: rw.Where | rw.ProbeRequest | rw.NudgeRequest) -> None:
         view = self._server()
-        if view is not None:
+        if view is not None and view.extended:
             self.udp.send(view.frame(rw.request_body(msg)), view.addr)
 
     # ------------------------------------------------------------------ LAN
@@ -503,7 +504,8 @@ def server_view(link: ServerLink | None) -> ServerView | None:
     if link is None:
         return None
     c = link.channel
-    return ServerView(link.server, c.keyword, c.nickname, c.online, c.extension_datagram)
+    return ServerView(link.server, c.keyword, c.nickname, c.online, c.extension_datagram,
+                      c.extended)
 
 
 def lan_key(keys: object) -> bytes | None:
