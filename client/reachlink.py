@@ -38,7 +38,8 @@ from client.reach import paths as pm
 from client.reach.lan import Identity, LanDiscovery, lan_interfaces
 from client.reach.lancache import Clash, LanEvent, PeerGone, PeerSeen, ServerGone, ServerSeen
 from client.reach.merged import MergedRoster
-from client.reach.nat import NatWatch, Reach
+from client.reach.nat import NatWatch
+from client.reach.report import netcheck_lines
 from client.serverlink.link import ServerLink
 from client.serverlink.roster import Changes
 from client.udp import UdpEdge
@@ -331,31 +332,12 @@ class ReachLink:
         peers, servers = self.lan.snapshot() if self.lan is not None else ([], [])
         report = self.nat.report({p.nickname for p in peers}, [s.addr for s in servers])
         view = self._server()
-        lines = [f"server: {view.addr[0]}:{view.addr[1]} "
-                 f"({'online' if view.online else 'not answering'})" if view is not None
-                 else "server: none (chatting with the peers on this network only)"]
-        lines.append("public address: " + (f"{report.public[0]}:{report.public[1]}"
-                                           if report.public else "unknown (no answer yet)"))
-        nat = {True: "yes", False: "no", None: "unknown"}[report.behind_nat]
-        lines.append(f"behind NAT: {nat}")
-        lines.append(f"local address: {', '.join(report.lan_addrs) or 'none'} "
-                     f"(UDP port {self.udp.address[1]})")
-        if self.lan is None:
-            lines.append("LAN discovery: off")
-        else:
-            lines.append(f"LAN peers heard: {', '.join(report.lan_peers) or 'none'}")
-            lines.append("servers heard on the LAN: "
-                         + (", ".join(f"{h}:{p}" for h, p in report.servers) or "none"))
-        for nick in sorted(self.clashes):
-            lines.append(f"nickname clash on the LAN: {nick} is announced by "
-                         f"{len(self.clashes[nick])} different keys")
-        reach = {Reach.YES: "yes", Reach.NO: "no (only peers we write to first reach us)",
-                 Reach.UNKNOWN: "unknown (checking)" if self.nat.next_deadline() else "unknown"}
-        lines.append(f"unsolicited UDP reaches us: {reach[report.unsolicited]}")
-        talking = [p for p in sorted(self.paths.peers()) if self.paths.path_of(p) is not None]
-        lines.append(f"paths: {len(talking)} peer(s) reached "
-                     f"({sum(self.path_text(p).startswith('LAN') for p in talking)} on the LAN)")
-        return lines
+        kinds = [info.kind for p in self.paths.peers()
+                 if (info := self.paths.path_of(p)) is not None]
+        return netcheck_lines(report, None if view is None else (view.addr, view.online),
+                              port=self.udp.address[1], lan_on=self.lan is not None,
+                              clashes={n: len(k) for n, k in self.clashes.items()},
+                              checking=self.nat.next_deadline() is not None, paths=kinds)
 
     # ------------------------------------------------------------------ internals
     def _forget(self, nick: str) -> None:
