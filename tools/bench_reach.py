@@ -13,8 +13,8 @@ What it measures:
 2. **Keepalive cost** at 200 peers, from the path manager itself (sans-IO, fake time): a client
    behind NAT talking with all 200 peers, and with 10 of them, over 10 simulated minutes.
 3. **LAN discovery time for 50 peers**: 50 LAN discovery instances on one switch (10 hosts x 5);
-   a newcomer starts, and we time until it has heard all 50 (target <= 2 s); also the time
-   until all 51 know each other.
+   once they have settled, a newcomer starts, and we time until it has heard all 50 (target
+   <= 2 s); also the time from the 50 starting together until all know each other.
 
 How: ``sudo python tools/bench_reach.py`` (needs root, ``ip`` and ``nft``, like the netns
 tests). ``--joins N`` (default 30). Prints a Markdown table (the README has one).
@@ -63,7 +63,11 @@ def join_to_delivery(joins: int, tmp: Path) -> tuple[list[float], list[float], i
                 seen = time.perf_counter()
                 text = f"hello #{i}"
                 alice.engine.send_private("bob", text)
-                bob.wait_for(ev.PrivateMessage, text=text, timeout=10)
+                end = time.monotonic() + 10
+                while not any(m.text == text for m in bob.of(ev.PrivateMessage)):
+                    if time.monotonic() > end:
+                        raise RuntimeError(f"message {i} not delivered")
+                    time.sleep(0.001)
                 lat.append(time.perf_counter() - joined)
                 after_seen.append(time.perf_counter() - seen)
                 if alice.engine._messenger.counters["retransmits"] == 0:
@@ -128,6 +132,7 @@ def lan_discovery(tmp: Path) -> tuple[float, float]:
             while any(len(found[n]) < 49 for n in everyone) and time.perf_counter() - t0 < 30:
                 time.sleep(0.01)
             all_known = time.perf_counter() - t0
+            time.sleep(2.0)  # a settled LAN (right after the start-up storm, answers wait 0.5 s)
             t1 = time.perf_counter()
             make(hosts[10].ns, "newcomer")
             while len(found["newcomer"]) < 50 and time.perf_counter() - t1 < 30:
