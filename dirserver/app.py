@@ -78,6 +78,9 @@ class DirectoryServer:
         self._closers.append(reach.close)
         if not self.args.beacon:
             return []
+        if ":" in host:  # the beacon is IPv4 (clients would try the server over IPv4)
+            log.info("no LAN beacon: it is IPv4 and this server listens on IPv6 only")
+            return []
         try:
             beacon = Beacon(port, self.args.label or socket.gethostname(),
                             beacon_port=self.args.beacon_port)

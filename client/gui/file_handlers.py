@@ -11,7 +11,7 @@ from typing import Any
 
 from client import events as ev
 from client.gui.base import EventHandlers, Window
-from client.gui.filepick import ask_folder, ask_open_files
+from client.gui.filepick import ask_open_files
 from client.gui.opener import open_path
 from client.wording import human_size
 
@@ -135,11 +135,6 @@ class FileHandlers(Window):
             self.files.pack(side="bottom", fill="x", before=self.panes)
         elif not has_rows and self.files.winfo_manager():
             self.files.pack_forget()
-
-    def choose_downloads(self) -> None:
-        chosen = ask_folder(self.root, "Where received files are saved", self.downloads)
-        if chosen is not None:
-            self.set_downloads(chosen)
 
     def set_downloads(self, folder: Path) -> None:
         """Where received files go from now on (remembered in the settings)."""
