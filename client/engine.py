@@ -161,6 +161,7 @@ class Engine(IdentityCalls):
                          _make_transport(keys, self.nickname, now), lan_key(keys), now)
         self._seeker = ServerSeeker(named, self.nickname, self._config_dir,
                                     self._reach.lan_servers, timeout=timeout)
+        self._seeker.on_refused = lambda text: self._emit(ev.Notice(text))
         found = self._seeker.first(lan)
         if found is not None:
             self._attach(found, now, initial=True)

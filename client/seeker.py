@@ -16,7 +16,7 @@ import logging
 import pathlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from client.errors import RegistrationError, ServerUnreachable
@@ -56,6 +56,9 @@ class ServerSeeker:
         self._gap = RETRY_FIRST
         self._next: float | None = None
         self._tried_lan: set[Address] = set()
+        self._told: set[str] = set()
+        # told (on the engine thread) when a server we reached refuses us (nickname taken...)
+        self.on_refused: Callable[[str], None] | None = None
 
     def candidates(self) -> list[Address]:
         seen = [self.named] if self.named is not None else []
@@ -122,19 +125,28 @@ class ServerSeeker:
 
         def work() -> None:
             result: Found | None = None
+            refusals: list[str] = []
             for server in candidates:
                 try:
                     result = self._register(server)
                     break
-                except (ServerUnreachable, RegistrationError, OSError) as exc:
+                except RegistrationError as exc:  # reached, but it said no: the user must know
+                    log.info("server %s:%d refused: %s", server[0], server[1], exc)
+                    refusals.append(f"the server at {server[0]}:{server[1]} refused "
+                                    f"{self.nickname}: {exc.text}")
+                except (ServerUnreachable, OSError) as exc:
                     log.info("server %s:%d: %s", server[0], server[1], exc)
-            post(lambda now: self._done(result, now, on_found))
+            post(lambda now: self._done(result, now, on_found, refusals))
 
         threading.Thread(target=work, name="seek-server", daemon=True).start()
 
-    def _done(self, result: Found | None, now: float,
-              on_found: Callable[[Found, float], None]) -> None:
+    def _done(self, result: Found | None, now: float, on_found: Callable[[Found, float], None],
+              refusals: Sequence[str] = ()) -> None:
         self._busy = False
+        for text in refusals:
+            if text not in self._told and self.on_refused is not None:
+                self._told.add(text)  # once each: we keep trying, quietly
+                self.on_refused(text)
         if result is not None and self.closed:
             result.session.release()
             return
