@@ -16,6 +16,7 @@ from gevent import socket as gsocket
 from gevent.event import Event
 from gevent.server import DatagramServer
 
+from dirserver.reach import ReachSide
 from dirserver.relay import RelayEdge
 from models.directory import Directory
 from models.registration import StoreOp
@@ -116,6 +117,7 @@ class UdpSide:
         self.relay: RelayEdge | None = None   # the relay extension (dirserver/relay.py)
         self._raw: socket.socket | None = None
         self._last_error_log = -INTERNAL_ERROR_LOG_EVERY
+        self.reach: ReachSide | None = None  # WHERE?/PROBE?/NUDGE (dirserver/reach.py)
 
     def start(self, udp: gsocket.socket) -> list[gevent.Greenlet]:
         self.server = UdpServer(udp, self.handle, spawn=None)
@@ -136,8 +138,13 @@ class UdpSide:
         if relay is not None and relay.wants(data):
             relay.handle(data, addr, self._raw.sendto)  # type: ignore[union-attr]
             return
+        reach = self.reach
         try:
+            if reach is not None and reach.consume(data, addr):
+                return
             reply = d.on_datagram(data, addr, self.now())
+            if reach is not None and reach.service.watching:  # after a WHERE?: PINGs may move
+                reach.after_ping(data, addr)
         except Exception:  # our bug, not the peer's: loud, but the loop goes on
             now = time.monotonic()
             if now - self._last_error_log >= INTERNAL_ERROR_LOG_EVERY:

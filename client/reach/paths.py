@@ -262,6 +262,17 @@ class PathManager:
         c.next_probe = None
         self._consider(peer, p, c, now)
 
+    def heard_on_path(self, peer: str, now: float, *, user: bool = True) -> None:
+        """``heard`` for a datagram from the peer's chosen path (the hot path: no RTT sample,
+        no path choice to make). The caller knows the address is the chosen one."""
+        p = self._peers.get(peer)
+        if p is None:
+            return
+        p.last_heard = now
+        p.awaiting_since = None
+        if user:
+            p.last_user = now
+
     def sent(self, peer: str, now: float) -> None:
         """We sent ``peer`` a datagram it must answer (on its chosen path)."""
         p = self._peers.get(peer)
