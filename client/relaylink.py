@@ -28,6 +28,8 @@ from typing import Protocol
 
 from client import events as ev
 from client.contracts import Transport
+from client.reach.nat import NatWatch
+from client.reach.paths import PathKind, PathManager
 from client.reach.relay import RelayClient, RelayInvited, RelayState, RelayUp
 from client.udp import UdpEdge
 from models import relay_wire as rw
@@ -49,32 +51,37 @@ class ServerInfo(Protocol):
     @property
     def nickname(self) -> str: ...
 
+    @property
+    def online(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Credentials:
     addr: Addr
     keyword: str
     nickname: str
+    online: bool = True
 
 
 class RelayLink:
     def __init__(self, udp: UdpEdge, transport: Transport, *,
-                 server: Callable[[], ServerInfo | None],
-                 add_candidate: Callable[[str, Addr, float], None],
+                 server: Callable[[], ServerInfo | None], paths: PathManager, nat: NatWatch,
                  heard: Callable[[str, Addr, float, int], None],
-                 emit: Callable[[ev.Event], None],
-                 behind_nat: Callable[[], bool | None],
-                 client: RelayClient | None = None) -> None:
+                 emit: Callable[[ev.Event], None], client: RelayClient | None = None) -> None:
         self.udp = udp
         self.transport = transport
         self.client = client or RelayClient()
-        self._server = server
-        self._add_candidate = add_candidate
+        self._view = server
+        self._paths = paths
+        self._nat = nat
         self._heard = heard
         self._emit = emit
-        self._behind_nat = behind_nat
         self._told: dict[str, RelayState] = {}   # the reason shown per peer, once each
         self._wanted: set[str] = set()            # peers with no direct path, as of now
+
+    def _server(self) -> ServerInfo | None:
+        view = self._view()
+        return view if view is not None and view.online else None
 
     def no_path(self, peer: str, now: float) -> None:
         """No direct candidate of ``peer`` answers: ask for a relay (or say why not)."""
@@ -103,7 +110,7 @@ class RelayLink:
         result = self.client.on_server(data, view.keyword)
         if isinstance(result, RelayUp):
             log.info("relay to %s ready", result.peer)
-            self._add_candidate(result.peer, result.addr, now)
+            self._paths.add_candidate(result.peer, result.addr, PathKind.RELAY, now)
         elif isinstance(result, RelayInvited):
             # the other side found no direct path to us: agree only if ours fails too (the
             # path manager then calls no_path); if we already know, agree at once
@@ -123,6 +130,33 @@ class RelayLink:
             self.udp.send(wrapped, view.addr)
         return True
 
+    def send_to(self, datagram: bytes, addr: Addr) -> None:
+        """One datagram to one candidate of a peer, a relay candidate or a real address."""
+        if not self.send(datagram, addr):
+            self.udp.send(datagram, addr)
+
+    def take_relayed(self, out: list[tuple[str, bytes]], path: dict[str, Addr]
+                     ) -> list[tuple[str, bytes]]:
+        """Send those of ``out`` whose path is the relay; the others, to send directly."""
+        if not self.client.has_pairs():
+            return out      # the hot path: nobody relayed
+        direct = []
+        for peer, datagram in out:
+            if not self.send(datagram, path[peer]):
+                direct.append((peer, datagram))
+        return direct
+
+    def display(self, addr: Addr) -> Addr:
+        """What to show for a path's address: the server's for a relay candidate."""
+        view = self._server() if self.client.is_relay_addr(addr) else None
+        return addr if view is None else view.addr
+
+    def report(self) -> list[str]:
+        """``/netcheck`` lines: the relays we use, and why peers cannot be reached."""
+        lines = [f"relay to {peer}: ready" for peer in self.client.relayed()]
+        lines += [why for peer in sorted(self._wanted) if (why := self.reason(peer))]
+        return lines
+
     def path_found(self, peer: str) -> None:
         """A path (direct or relayed) answers: no reason to show any more."""
         self._wanted.discard(peer)
@@ -135,9 +169,9 @@ class RelayLink:
 
     def reason(self, peer: str) -> str | None:
         """Why ``peer`` has no path, in plain words, or None when nothing is known against it."""
-        if peer not in self._wanted:
+        if peer not in self._wanted or self.client.state(peer) is RelayState.UP:
             return None
-        return self.client.unreachable_reason(peer, bool(self._behind_nat()))
+        return self.client.unreachable_reason(peer, bool(self._nat.behind_nat))
 
     def _tell(self, peer: str) -> None:
         state = self.client.state(peer)
@@ -145,4 +179,4 @@ class RelayLink:
                 and self._told.get(peer) is not state:
             self._told[peer] = state
             self._emit(ev.PeerUnreachable(peer, self.client.unreachable_reason(
-                peer, bool(self._behind_nat()))))
+                peer, bool(self._nat.behind_nat))))

@@ -318,6 +318,8 @@ class _Transport:
 
 def test_relay_link_asks_adds_the_candidate_relays_and_says_why_not() -> None:
     from client import events as ev
+    from client.reach.nat import NatWatch
+    from client.reach.paths import PathKind, PathManager
     from client.relaylink import Credentials, RelayLink
     from client.udp import UdpEdge
 
@@ -325,20 +327,22 @@ def test_relay_link_asks_adds_the_candidate_relays_and_says_why_not() -> None:
     server.bind(("127.0.0.1", 0))
     server.settimeout(2)
     udp = UdpEdge(("127.0.0.1", 0), {"sent": 0})
-    transport, added, heard, emitted = _Transport(), [], [], []
+    transport, heard, emitted = _Transport(), [], []
     creds = Credentials(server.getsockname(), "kwA", "alice")
-    link = RelayLink(udp, transport, server=lambda: creds,
-                     add_candidate=lambda p, a, now: added.append((p, a)),
-                     heard=lambda p, a, now, n: heard.append((p, a, n)),
-                     emit=emitted.append, behind_nat=lambda: True)
+    paths, nat = PathManager(), NatWatch(udp.address[1])
+    nat.set_local(["10.0.1.2"])
+    nat.public_seen(("203.0.113.1", 40000))       # behind NAT
+    link = RelayLink(udp, transport, server=lambda: creds, paths=paths, nat=nat,
+                     heard=lambda p, a, now, n: heard.append((p, a, n)), emit=emitted.append)
     try:
         link.no_path("bob", 0.0)
         request, src = server.recvfrom(4096)
         assert rw.decode(request) == rw.RelayRequest("kwA", "alice", "bob")
         pair = bytes(range(8))
         assert link.on_server_datagram(rw.encode(rw.RelayReady("kwA", "bob", pair)), 0.1)
-        ((peer, addr),) = added
-        assert peer == "bob" and link.client.is_relay_addr(addr)
+        ((addr, kind),) = paths.candidates("bob")
+        assert kind == PathKind.RELAY and link.client.is_relay_addr(addr)
+        assert link.display(addr) == creds.addr and link.report() == ["relay to bob: ready"]
         assert link.send(b"\xc1\x01\x20sealed", addr)
         assert server.recvfrom(4096)[0] == rw.wrap(pair, b"\xc1\x01\x20sealed")
         assert not link.send(b"x", ("127.0.0.1", 9))           # a real address: not ours
@@ -350,7 +354,7 @@ def test_relay_link_asks_adds_the_candidate_relays_and_says_why_not() -> None:
         assert link.on_server_datagram(rw.encode(rw.RelayRefused("kwA", "carol", "off")), 10.1)
         assert ev.PeerUnreachable("carol", "no direct path to carol: both behind strict NAT; "
                                   "the server does not relay") in emitted
-        assert link.reason("carol") is not None and link.reason("bob") is not None
+        assert link.reason("carol") is not None and link.reason("bob") is None  # relayed
         link.path_found("carol")
         assert link.reason("carol") is None
     finally:

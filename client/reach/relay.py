@@ -133,6 +133,13 @@ class RelayClient:
             self._by_addr.pop(e.addr, None)
         e.pair = None
 
+    def has_pairs(self) -> bool:
+        return bool(self._by_pair)
+
+    def relayed(self) -> list[str]:
+        """Peers we have a relay pair with, sorted."""
+        return sorted(self._by_pair.values())
+
     # ---- data --------------------------------------------------------------------------------
 
     @staticmethod
