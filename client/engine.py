@@ -11,7 +11,9 @@ loops on ``select`` with the earliest deadline as timeout:
   and its IO half (``link``: TCP re-registration in a worker thread), the saved session;
 - ``client.peerlink``: Messenger and transport (``client.contracts.Transport``) pumped together,
   their events for the face and the file layer (``client.contracts.FileService``);
-- ``client.bridge``: callers' commands in (call, post) and events out (``Outbox``).
+- ``client.bridge``: callers' commands in (call, post) and events out (``Outbox``);
+- ``client.chatlink``: ``engine.chat`` (the ``ChatApi`` faces drive: channels, history, the
+  outbox of messages that wait) and its glue to ``client.chat``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 
 from client import config
 from client import events as ev
-from client.bridge import CALL_TIMEOUT, Bridge, Outbox
+from client.bridge import Bridge, Outbox
+from client.chatlink import ChatLink, ChatParts
 from client.contracts import FileService, Transport
 from client.errors import (
     EngineClosed,
@@ -86,7 +89,7 @@ def _make_transport(keys: Any, nickname: str, now: float) -> Transport:
 
 class Engine:
     def __init__(self, server: tuple[str, int], nickname: str, *,
-                 config_dir: pathlib.Path | None = None,
+                 config_dir: pathlib.Path | None = None, data_dir: pathlib.Path | None = None,
                  bind: tuple[str, int] = ("0.0.0.0", 0), encrypted: bool = True,
                  notify: Callable[[], None] | None = None, deadline: float = 10.0) -> None:
         self.server = (server[0], int(server[1]))
@@ -94,6 +97,7 @@ class Engine:
         self._outbox = Outbox(notify)
         self.events: queue.Queue[ev.Event] = self._outbox.queue
         self.files: FileService | None = None  # attached by whoever wires file transfer in
+        self.chat = ChatLink(self, data_dir, config_dir)  # the ChatApi every face drives
         # called in the engine thread as (peer, msg_id) when a peer acknowledged a whole
         # message; for tools (the benchmark), never blocking
         self.on_acked: Callable[[str, int], None] | None = None
@@ -163,6 +167,8 @@ class Engine:
                          _make_transport(keys, self.nickname, now))
         for nick in self._roster_view:
             self._peers.update_verified(nick, now)
+        self.chat.attach(ChatParts(self._roster, self._transport, self._server, self._send,
+                                   self._call, self._emit, self._adopted, keys and keys[0]), now)
         self._emit(ev.Registered(self.nickname, self._roster_view))
         self._bridge.thread = threading.Thread(target=self._run, name=f"engine-{self.nickname}",
                                                daemon=True)
@@ -263,20 +269,6 @@ class Engine:
         self._bridge.post(lambda now: answer(on_result, self._peers.mark_verified(nickname)),
                           lambda: answer(on_result, False))
 
-    def whois_fetched(self, nickname: str, timeout: float = 1.5) -> ev.Whois | None:
-        """Blocking ``fetch_identity`` (for the terminal): waits up to ``timeout`` for the key."""
-        box: list[ev.Whois | None] = []
-        done = threading.Event()
-
-        def got(info: ev.Whois | None) -> None:
-            box.append(info)
-            done.set()
-
-        self.fetch_identity(nickname, got, timeout)
-        if not done.wait(timeout + CALL_TIMEOUT):
-            raise EngineNotResponding("engine did not answer")
-        return box[0]
-
     def is_verified(self, nickname: str) -> bool:
         """Whether ``nickname`` (as the roster shows it) is online with a key the user verified,
         in this run or an earlier one (pins file). Thread-safe, never waits on the engine."""
@@ -373,7 +365,7 @@ class Engine:
         self._messenger, self._transport = messenger, transport
         self._peers = PeerLink(messenger, transport, self._roster,
                                send_datagrams=self._send_datagrams, emit=self._emit,
-                               with_files=self._with_files)
+                               with_files=self._with_files, chat=self.chat)
         self._router = Router(self._udp, self._roster, transport, self._server, self.stats)
 
 
@@ -409,6 +401,7 @@ class Engine:
         finally:
             self._closing = True
             self._close_transport()
+            self.chat.close()
             bridge.drop_queued()
 
     def _close_transport(self) -> None:
@@ -422,6 +415,8 @@ class Engine:
             deadlines.append(peers_due)
         if self.files is not None:
             deadlines.append(self._next_files_tick)
+        chat_due = self.chat.next_deadline()
+        deadlines += [] if chat_due is None else [chat_due]
         self._due = min(deadlines)
         return min(max(0.0, self._due - now), 1.0)
 
@@ -431,6 +426,7 @@ class Engine:
     def _on_timers(self, now: float) -> None:
         self._peers.on_timer(now)
         self._server.on_timer(now)
+        self.chat.on_timer(now)
         if self.files is not None and now >= self._next_files_tick:
             self._next_files_tick = now + FILES_TICK
             self._with_files(lambda files: files.tick(now))
@@ -444,6 +440,8 @@ class Engine:
         if isinstance(event, ev.Reregistered):
             self._adopted()
         self._emit(event)
+        if isinstance(event, ev.ServerBack):
+            self.chat.server_back(now)
 
     def _send_quit(self, now: float) -> None:
         if self._server is not None:
@@ -466,6 +464,7 @@ class Engine:
         if changes:
             self._peers.apply(changes, now)
             self._roster_view = tuple(self._roster.nicknames())
+            self.chat.on_roster(changes, now)
 
     def _with_files(self, fn: Callable[[FileService], object]) -> None:
         """Hand something to the file layer, if wired in; its failure is logged, not ours."""
@@ -478,4 +477,4 @@ class Engine:
             log.exception("file transfer call failed")
 
     def _emit(self, event: ev.Event) -> None:
-        self._outbox.put(event)
+        self._outbox.put(self.chat.label(event))

@@ -232,7 +232,12 @@ class Channels:
     # --- peers -----------------------------------------------------------------------------
     def peer_online(self, peer: str, now: float) -> None:
         """``peer`` is reachable (it joined the roster, or we met it): send it our state."""
-        self._online[_nkey(peer)] = peer
+        pkey = _nkey(peer)
+        if pkey not in self._online and not any(pkey in m for m in self._members.values()):
+            # everyone is in #room at start: until its STATE says otherwise, so is this peer,
+            # and a message to #room right after it appeared reaches it
+            self._add_member(names.ROOM, peer, pkey, fresh=False)
+        self._online[pkey] = peer
         topics = tuple(t for k, t in self._topics.items() if k in self._joined)
         self._send([peer], wire.State(self.away_text is not None, self.away_text or "",
                                       tuple(self._joined.values()), topics))

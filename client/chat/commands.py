@@ -17,8 +17,8 @@ from pathlib import Path
 
 from client.chat import names
 from client.chat.api import ChatApi, PersonInfo
-from client.chat.lines import format_address
 from client.chat.wire import SignedLine
+from client.config import format_address
 from client.errors import ClientError
 from models import nickname
 from models.errors import ProtocolError
@@ -116,8 +116,9 @@ def describe_person(info: PersonInfo) -> str:
         state += ", KEY CHANGED"
     where = f" at {format_address(info.address)}" if info.address else ""
     extra = f"; away: {info.away}" if info.away else ""
-    if info.channels:
-        extra += f"; channels in common: {', '.join(info.channels)}"
+    common = [c for c in info.channels if not names.same_channel(c, names.ROOM)]
+    if common:  # everyone is in #room: naming it says nothing
+        extra += f"; channels in common: {', '.join(common)}"
     return f"{info.nickname}{where}: fingerprint {fp} ({state}){extra}"
 
 

@@ -36,12 +36,6 @@ def render_text(prefix: str, text: str) -> str:
     return "\n".join([prefix + lines[0], *(INDENT + rest for rest in lines[1:])])
 
 
-def format_address(address: tuple[str, int]) -> str:
-    """``host:port``, IPv6 as ``[host]:port``."""
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _in(channel: str) -> str:
     """The ``[#games] `` prefix; nothing for ``#room``."""
     return "" if names.same_channel(channel, names.ROOM) else f"[{channel}] "

@@ -197,6 +197,19 @@ class ServerChannel:
             for _ in range(2):
                 self._send(wire.Quit(self.keyword, self.nickname))
 
+    def moved(self, reg: Enrollment, now: float) -> None:
+        """``/nick``: the registration under the new nickname (made over TCP by the engine)
+        replaces ours, which we leave with QUIT. Peers heard of the rename from our own session
+        first, so they show a rename rather than a leave and a join."""
+        old = self.nickname
+        for _ in range(2):
+            self._send(wire.Quit(self.keyword, old))
+        self._adopt(reg)
+        self.roster.rename_me(reg.nickname)
+        self._changed(self.roster.replace(
+            e for e in reg.roster if e[0] != old))
+        self._send_ping(now)  # the server learns the new registration's address
+
     # -- internals -------------------------------------------------------------------------
     def _adopt(self, reg: Enrollment) -> None:
         self.keyword = reg.keyword
