@@ -12,8 +12,9 @@ queue (``client.chat.events``), in order.
 Faces (terminal, GUI, IRC gateway) call the ``ChatApi`` methods from their own threads; each
 runs on the engine thread through the bridge and raises ``ClientError``s in plain words.
 
-Without an identity key (the plain transport of tests and benchmarks) there are no signed
-lines: plain text and ``/msg`` use today's room and private messages, channel commands say so.
+Without an identity key (the plain transport of tests and benchmarks), or switched off
+(``Engine(chat=False)``: tests of the engine core), there are no signed lines: plain text and
+``/msg`` use today's room and private messages, channel commands say so.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from client.errors import (
     RegistrationError,
     UnknownPeer,
 )
-from client.peer.messenger import KIND_CONTROL
+from client.peer.messenger import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE
 from client.serverlink.link import ServerLink
 from client.serverlink.registration import register
 from client.serverlink.roster import Changes, PeerRoster
@@ -99,8 +100,10 @@ def whois_fetched(engine: Engine, nick: str, timeout: float) -> ev.Whois | None:
 
 
 class ChatLink:
-    def __init__(self, engine: Engine, data_dir: Path | None, config_dir: Path | None) -> None:
+    def __init__(self, engine: Engine, data_dir: Path | None, config_dir: Path | None, *,
+                 enabled: bool = True) -> None:
         self._engine = engine
+        self._enabled = enabled
         self._data_dir, self._config_dir = data_dir, config_dir
         self._p: ChatParts | None = None
         self.service: ChatService | None = None
@@ -115,7 +118,7 @@ class ChatLink:
     # ------------------------------------------------------------------ engine thread
     def attach(self, parts: ChatParts, now: float) -> None:
         self._p = parts
-        if parts.key is None:
+        if parts.key is None or not self._enabled:
             return
         where = config.data_dir(self._data_dir, beside=self._config_dir)
         self._channels_path = where / CHANNELS_FILE
@@ -242,11 +245,40 @@ class ChatLink:
     def say(self, text: str) -> None:
         if self.service is None:
             self._legacy(lambda: self._engine.send_room(text))
-        else:
+        elif not self._long(None, text):
             self._do(lambda s, now: s.say(None, text, now))
 
     def message(self, target: str, text: str) -> None:
-        self._to(target, text, wire.Kind.MESSAGE)
+        if self.service is None or not self._long(target, text):
+            self._to(target, text, wire.Kind.MESSAGE)
+
+    def _long(self, target: str | None, text: str) -> bool:
+        """A text over a chat line's 4000 bytes goes as today's room or private message (up
+        to 64 KiB, to who is online now, not kept in history); True if it went so."""
+        if len(text.encode("utf-8", "surrogatepass")) <= wire.MAX_TEXT:
+            return False
+        payload = text.encode("utf-8", "surrogatepass")
+        if len(payload) > MAX_MESSAGE:
+            raise MessageTooLarge(f"message too long, not sent: {len(payload)} bytes; the "
+                                  f"limit is {MAX_MESSAGE} bytes")
+
+        def go(s: ChatService, now: float) -> None:
+            p = self._p
+            assert p is not None
+            where = target or s.channels.current or ""
+            if names.same_channel(where, names.ROOM):
+                peers, kind = [m for m in s.channels.members(names.ROOM) if m in p.roster], \
+                    KIND_ROOM
+            elif not where.startswith(names.PREFIX) and p.roster.resolve(where) is not None:
+                peers, kind = [p.roster.resolve(where)], KIND_PRIVATE  # type: ignore[list-item]
+            else:
+                raise MessageTooLarge(f"message too long, not sent: {len(payload)} bytes; the "
+                                      f"limit is {wire.MAX_TEXT} bytes here")
+            if peers:
+                p.send(peers, kind, payload, now)
+
+        self._do(go)
+        return True
 
     def action(self, target: str | None, text: str) -> None:
         if target is None:

@@ -29,7 +29,7 @@ from typing import Any
 from client import config
 from client import events as ev
 from client.bridge import Bridge, Outbox
-from client.chatlink import ChatLink, ChatParts
+from client.chatlink import ChatLink, ChatParts, whois_fetched
 from client.contracts import FileService, Transport
 from client.errors import (
     EngineClosed,
@@ -91,13 +91,15 @@ class Engine:
     def __init__(self, server: tuple[str, int], nickname: str, *,
                  config_dir: pathlib.Path | None = None, data_dir: pathlib.Path | None = None,
                  bind: tuple[str, int] = ("0.0.0.0", 0), encrypted: bool = True,
-                 notify: Callable[[], None] | None = None, deadline: float = 10.0) -> None:
+                 notify: Callable[[], None] | None = None, deadline: float = 10.0,
+                 chat: bool = True) -> None:
         self.server = (server[0], int(server[1]))
         self.nickname = nickname
         self._outbox = Outbox(notify)
         self.events: queue.Queue[ev.Event] = self._outbox.queue
         self.files: FileService | None = None  # attached by whoever wires file transfer in
-        self.chat = ChatLink(self, data_dir, config_dir)  # the ChatApi every face drives
+        # the ChatApi every face drives; chat=False: today's room and private messages only
+        self.chat = ChatLink(self, data_dir, config_dir, enabled=chat)
         # called in the engine thread as (peer, msg_id) when a peer acknowledged a whole
         # message; for tools (the benchmark), never blocking
         self.on_acked: Callable[[str, int], None] | None = None
@@ -268,6 +270,10 @@ class Engine:
         ``on_result(ok)`` runs on the engine thread (False at once if it is not running)."""
         self._bridge.post(lambda now: answer(on_result, self._peers.mark_verified(nickname)),
                           lambda: answer(on_result, False))
+
+    def whois_fetched(self, nickname: str, timeout: float = 1.5) -> ev.Whois | None:
+        """Blocking ``fetch_identity``: waits up to ``timeout`` for the key."""
+        return whois_fetched(self, nickname, timeout)
 
     def is_verified(self, nickname: str) -> bool:
         """Whether ``nickname`` (as the roster shows it) is online with a key the user verified,

@@ -133,7 +133,9 @@ def _verify(api: ChatApi, a: Args) -> Reply:
 def _send(api: ChatApi, a: Args) -> Reply:
     assert a.nick is not None and a.path is not None
     ids = api.offer_file(a.nick, a.path.expanduser())
-    return _done(f"offered {a.path} to {a.nick} as #{', #'.join(map(str, ids))}")
+    key = names.peer_key(a.nick)  # the nickname as its owner spells it
+    shown = next((p for p in api.who() if names.peer_key(p) == key), a.nick)
+    return _done(f"offered {a.path} to {shown} as #{', #'.join(map(str, ids))}")
 
 
 def _join(api: ChatApi, a: Args) -> Reply:
