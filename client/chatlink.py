@@ -84,6 +84,13 @@ class ChatParts:
     key: nacl.signing.SigningKey | None
 
 
+def _shown(s: ChatService, channel: str) -> str:
+    """A channel's name as its members spell it (``#Games`` for a typed ``#games``)."""
+    key = names.channel_key(channel)
+    known = (c.name for c in s.channels.channels() if names.channel_key(c.name) == key)
+    return next(known, names.display_form(channel))
+
+
 def whois_fetched(engine: Engine, nick: str, timeout: float) -> ev.Whois | None:
     """Blocking ``Engine.fetch_identity``: waits up to ``timeout`` for the peer's key."""
     box: list[ev.Whois | None] = []
@@ -375,7 +382,7 @@ class ChatLink:
         def go(s: ChatService, now: float) -> TopicInfo | None:
             where = self._where(s, channel)
             line = s.channels.topic(where)
-            return None if line is None else TopicInfo(where, line.text, line.author)
+            return None if line is None else TopicInfo(_shown(s, where), line.text, line.author)
 
         return self._do(go)
 
@@ -388,7 +395,7 @@ class ChatLink:
     def names(self, channel: str | None) -> tuple[str, list[str]]:
         def go(s: ChatService, now: float) -> tuple[str, list[str]]:
             where = self._where(s, channel)
-            return names.display_form(where), s.channels.names(where)
+            return _shown(s, where), s.channels.names(where)
 
         return self._do(go)
 

@@ -48,6 +48,7 @@ def plug_in_files(engine: Engine, downloads: Path) -> FileTransfers | None:
 
 
 def open_client(server: tuple[str, int], nick: str, *, config_dir: Path | None = None,
+                data_dir: Path | None = None,
                 downloads: Path | None = None, bind: tuple[str, int] | None = None,
                 deadline: float | None = None, timeout: float = 5.0,
                 make_engine: EngineFactory = Engine) -> Client:
@@ -58,6 +59,8 @@ def open_client(server: tuple[str, int], nick: str, *, config_dir: Path | None =
     in plain words) or ``CannotOpenSocket``; a half-made engine is closed first.
     """
     options: dict[str, Any] = {"config_dir": config_dir}
+    if data_dir is not None:
+        options["data_dir"] = data_dir
     if bind is not None:
         options["bind"] = bind
     if deadline is not None:
