@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,9 @@ class ChatLink:
         self._renames: dict[tuple[type, str], float] = {}  # (Left|Joined, peer key) -> until
         self._saved: list[str] | None = None
         self._channels_path: Path | None = None
+        # the chat layer stamps lines with wall-clock time (they are compared across peers
+        # and restarts); the engine's ``now`` is monotonic: this is the difference
+        self._wall = time.time() - time.monotonic()
 
     @property
     def nickname(self) -> str:
@@ -140,20 +144,20 @@ class ChatLink:
 
         self.service = svc = ChatService(self.nickname, parts.key, key_of, history)
         self._saved = self._load_channels()
-        svc.start(self._saved, now)
+        svc.start(self._saved, now + self._wall)
         for peer in parts.roster.nicknames():
-            svc.peer_online(peer, now)
+            svc.peer_online(peer, now + self._wall)
         self._flush(now)
         history.db.close()  # the caller's connection; the engine thread opens its own
 
     def on_control(self, peer: str, payload: bytes, now: float) -> None:
         if self.service is not None:
-            self.service.on_control(peer, payload, now)
+            self.service.on_control(peer, payload, now + self._wall)
             self._flush(now)
 
     def on_undelivered(self, peer: str, payload: bytes, now: float) -> None:
         if self.service is not None:
-            self.service.on_undelivered(peer, payload, now)
+            self.service.on_undelivered(peer, payload, now + self._wall)
             self._flush(now)
 
     def on_roster(self, changes: Changes, now: float) -> None:
@@ -161,25 +165,27 @@ class ChatLink:
         if svc is None or not changes:
             return
         for nick in changes.left:
-            svc.peer_gone(nick, now)
+            svc.peer_gone(nick, now + self._wall)
         for nick in changes.joined:
-            svc.peer_online(nick, now)
+            svc.peer_online(nick, now + self._wall)
         self._flush(now)
 
     def server_back(self, now: float) -> None:
         if self.service is not None:
-            self.service.server_back(now)
+            self.service.server_back(now + self._wall)
             self._flush(now)
 
     def on_timer(self, now: float) -> None:
-        if self.service is not None and now >= (self.service.next_deadline() or now + 1):
-            self.service.on_timer(now)
+        due = self.next_deadline()
+        if self.service is not None and due is not None and now >= due:
+            self.service.on_timer(now + self._wall)
             self._flush(now)
         for key in [k for k, until in self._renames.items() if now > until]:
             del self._renames[key]
 
     def next_deadline(self) -> float | None:
-        return None if self.service is None else self.service.next_deadline()
+        due = None if self.service is None else self.service.next_deadline()
+        return None if due is None else due - self._wall
 
     def label(self, event: ev.Event) -> ev.Event:
         """A roster leave or join that is half of a peer's announced rename, marked so."""
@@ -236,7 +242,7 @@ class ChatLink:
 
         def go(now: float) -> Any:
             try:
-                return fn(svc, now)
+                return fn(svc, now + self._wall)
             except ClientError:
                 raise
             except ProtocolError as exc:
@@ -282,7 +288,7 @@ class ChatLink:
                 raise MessageTooLarge(f"message too long, not sent: {len(payload)} bytes; the "
                                       f"limit is {wire.MAX_TEXT} bytes here")
             if peers:
-                p.send(peers, kind, payload, now)
+                p.send(peers, kind, payload, now - self._wall)  # wall -> engine time
 
         self._do(go)
         return True

@@ -169,9 +169,9 @@ class Engine:
                          _make_transport(keys, self.nickname, now))
         for nick in self._roster_view:
             self._peers.update_verified(nick, now)
+        self._emit(ev.Registered(self.nickname, self._roster_view))
         self.chat.attach(ChatParts(self._roster, self._transport, self._server, self._send,
                                    self._call, self._emit, self._adopted, keys and keys[0]), now)
-        self._emit(ev.Registered(self.nickname, self._roster_view))
         self._bridge.thread = threading.Thread(target=self._run, name=f"engine-{self.nickname}",
                                                daemon=True)
         self._bridge.thread.start()

@@ -210,6 +210,7 @@ def test_backfill_to_a_late_joiner_and_a_forged_line_rejected(server, clients, t
         svc.backfill.answer = hostile  # type: ignore[method-assign]
 
         carol = clients(server, "carol")
+        until(carol, "/list", r"-!- #ops \(2\)")  # both members known: both are asked
         carol.send("/join #ops")
         carol.expect(r"\(history\) \[#ops\] <alice> deploy step 0", timeout=10)
         carol.expect(r"\(history\) \[#ops\] <alice> deploy step 2", timeout=10)

@@ -38,6 +38,7 @@ from models.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 EXPIRE_EVERY = 3600.0
+MAX_UNVERIFIED = 1000  # backfilled lines kept until their author's key is known
 
 
 class ChatService:
@@ -52,6 +53,8 @@ class ChatService:
         self._events: list[ev.ChatEvent] = []
         self._next_expire = 0.0
         self._need_backfill: set[str] = set()  # our channels to backfill from the next member
+        # backfilled lines whose author we have not met yet (its key comes with its session)
+        self._unverified: list[wire.SignedLine] = []
 
     @property
     def me(self) -> str:
@@ -90,6 +93,8 @@ class ChatService:
         self._collect(now)
 
     def on_control(self, peer: str, payload: bytes, now: float) -> None:
+        if self._unverified:
+            self._merge_known(now)  # a payload from peer: its session, so its key, is up
         self.channels.on_control(peer, payload, now)
         self._collect(now)
 
@@ -193,14 +198,30 @@ class ChatService:
                 now=now, lookup=self.history.since)
         elif isinstance(event, ev.BackfillArrived):
             lines = self.backfill.accept(event.peer, event.channel, event.last, event.lines, now)
-            result = self.history.merge(lines, self._key_of)
-            for line in sorted(result.added, key=lambda x: (x.ts_ms, x.msg_id)):
-                self._events.append(line_event(line, self.me, history=True))
+            self._unverified += lines
+            self._merge_known(now)
         else:
-            if (isinstance(event, ev.ChannelJoined) and event.mine
-                    and names.channel_key(event.channel) in self._need_backfill):
-                self._want_backfill(event.channel, now)  # the first member we learn of
+            if isinstance(event, ev.ChannelJoined) and event.mine:
+                if names.channel_key(event.channel) in self._need_backfill:
+                    self._want_backfill(event.channel, now)  # the first member we learn of
+                elif names.peer_key(event.nick) != names.peer_key(self.me):
+                    self._sends += self.backfill.also(event.channel, event.nick, now)
             self._events.append(event)
+
+    def _merge_known(self, now: float) -> None:
+        """Merge the backfilled lines whose author's key we know; keep the others (bounded)
+        until we meet their author."""
+        ready = [x for x in self._unverified if self._key_of(x.author) is not None]
+        self._unverified = [x for x in self._unverified if self._key_of(x.author) is None]
+        if len(self._unverified) > MAX_UNVERIFIED:
+            log.warning("dropping %d backfilled line(s) by authors we never met",
+                        len(self._unverified) - MAX_UNVERIFIED)
+            self._unverified = self._unverified[-MAX_UNVERIFIED:]
+        if not ready:
+            return
+        result = self.history.merge(ready, self._key_of)
+        for line in sorted(result.added, key=lambda x: (x.ts_ms, x.msg_id)):
+            self._events.append(line_event(line, self.me, history=True))
 
     def _want_backfill(self, channel: str, now: float) -> None:
         """Ask online members now, or the first member we learn of (at start, nobody yet)."""
