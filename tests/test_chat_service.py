@@ -169,3 +169,70 @@ def test_away_auto_reply_and_rename(tmp_path: Path) -> None:
     w.pump(T0 + 3)
     assert w.take("alice") == ["-!- bob is now known as robert"]
     assert alice.channels.names("#room") == ["alice", "robert"]
+
+
+def test_backfilled_lines_wait_for_their_authors_key(tmp_path: Path) -> None:
+    """A late joiner may get a member's backfill before it met the lines' author: the lines
+    wait (bounded) until the author's key is known, then are verified and shown."""
+    known = {"bob", "carol"}
+
+    def partial_key_of(nick: str) -> bytes | None:
+        return key_of(nick) if nick.lower() in known else None
+
+    w = World(tmp_path)
+    alice, bob = w.start("alice", T0), w.start("bob", T0)
+    alice.join("#ops", T0 + 1)
+    bob.join("#ops", T0 + 1)
+    w.pump(T0 + 1)
+    alice.say("#ops", "from alice", T0 + 2)
+    w.pump(T0 + 2)
+    h = history.History(tmp_path / "carol.sqlite3", "carol")
+    carol = ChatService("carol", KEYS["carol"], partial_key_of, h)
+    w.users["carol"], w.shown["carol"] = carol, []
+    carol.start(["#ops"], T0 + 3)
+    carol.peer_online("bob", T0 + 3)  # carol meets bob first; alice not yet
+    bob.peer_online("carol", T0 + 3)
+    w.pump(T0 + 3)
+    assert not [x for x in w.take("carol") if "from alice" in x]
+    known.add("alice")  # the session with alice is up: any payload from her says so
+    alice.peer_online("carol", T0 + 4)
+    carol.peer_online("alice", T0 + 4)
+    w.pump(T0 + 4)
+    assert "(history) [#ops] <alice> from alice" in w.take("carol")
+
+
+def test_a_member_learned_after_the_request_is_asked_too(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    alice, bob = w.start("alice", T0), w.start("bob", T0)
+    for svc in (alice, bob):
+        svc.join("#ops", T0 + 1)
+    w.pump(T0 + 1)
+    bob.say("#ops", "bob was here", T0 + 2)
+    w.pump(T0 + 2)
+    h = history.History(tmp_path / "carol.sqlite3", "carol")
+    carol = ChatService("carol", KEYS["carol"], key_of, h)
+    w.users["carol"], w.shown["carol"] = carol, []
+    carol.start(["#ops"], T0 + 3)
+    for other in ("alice", "bob"):  # alice's state arrives alone first
+        carol.peer_online(other, T0 + 3)
+        w.users[other].peer_online("carol", T0 + 3)
+        w.pump(T0 + 3)
+    asked = {to for frm, to, m in w.wire_log if frm == "carol"
+             and isinstance(m, wire.BackfillRequest)}
+    assert asked == {"alice", "bob"}
+    assert w.take("carol").count("(history) [#ops] <bob> bob was here") == 1
+
+
+def test_a_new_peer_is_in_room_until_its_state_says_otherwise(tmp_path: Path) -> None:
+    """A #room message right after a peer appeared reaches it, before its STATE arrives."""
+    h = history.History(tmp_path / "alice.sqlite3", "alice")
+    alice = ChatService("alice", KEYS["alice"], key_of, h)
+    alice.start([], T0)
+    alice.peer_online("bob", T0)
+    alice.take_sends()
+    alice.say(None, "hi", T0)
+    assert [s.peers for s in alice.take_sends()] == [("bob",)]
+    state = wire.encode(wire.State(False, "", ("#games",)))
+    alice.on_control("bob", state, T0)
+    alice.say(None, "only me now", T0)
+    assert alice.take_sends() == []

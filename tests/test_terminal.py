@@ -14,9 +14,9 @@ import time
 import pytest
 
 from client import events as ev
-from client.chat import events as cev
 from client.__main__ import main
 from client.__main__ import server_argument as parse_server
+from client.chat import events as cev
 from client.chat.lines import render_text
 from client.engine import Engine
 from client.terminal import Terminal, format_event, unescape

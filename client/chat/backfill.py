@@ -114,7 +114,9 @@ class Backfill:
         ask.budget[pkey] -= len(ok)
         if last or ask.budget[pkey] <= 0:
             del ask.budget[pkey]
-            if not ask.budget:
+            # with fewer than ASK_PEERS asked, the request stays open for a member learned
+            # later (``also``) until its deadline
+            if not ask.budget and len(ask.asked) >= ASK_PEERS:
                 del self._asks[key]
         return ok
 
