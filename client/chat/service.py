@@ -1,6 +1,7 @@
 """The chat part of the engine in one object: channels + backfill + outbox + history.
 
-The engine holds one ``ChatService`` and, on its own thread, feeds it (see ``docs/CHANNELS.md``):
+The engine holds one ``ChatService`` (through ``client/chatlink.py``) and, on its own thread,
+feeds it (see ``docs/PROTOCOL.md`` section 9):
 
 * ``start(channels, now)`` once registered (our saved channels, ``#room`` at first start);
 * ``peer_online(peer, now)`` for each peer in the roster and each one added later, *before*
