@@ -19,6 +19,7 @@ Without an identity key (the plain transport of tests and benchmarks), or switch
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -209,6 +210,11 @@ class ChatLink:
         for event in svc.take_events():
             mine = isinstance(event, cev.Renamed) and names.peer_key(event.new) == names.peer_key(
                 svc.me)
+            if isinstance(event, cev.ChannelMessage | cev.PrivateLine | cev.Action) \
+                    and not event.history:
+                warning = p.transport.warning_for(event.sender)
+                if warning:
+                    event = dataclasses.replace(event, warning=warning)
             if isinstance(event, cev.Renamed) and not mine:
                 self._renames[(ev.Left, names.peer_key(event.old))] = now + RENAME_GRACE
                 self._renames[(ev.Joined, names.peer_key(event.new))] = now + RENAME_GRACE

@@ -45,18 +45,23 @@ def _hist(history: bool) -> str:
     return HISTORY if history else ""
 
 
+def _warn(e: ev.ChannelMessage | ev.PrivateLine | ev.Action) -> str:
+    """A line of its own before a message whose sender's key changed (as today)."""
+    return f"-!- WARNING: {e.warning} ({e.sender})\n" if e.warning else ""
+
+
 def channel_message(e: ev.ChannelMessage) -> str:
-    return render_text(f"{_hist(e.history)}{_in(e.channel)}<{e.sender}> ", e.text)
+    return _warn(e) + render_text(f"{_hist(e.history)}{_in(e.channel)}<{e.sender}> ", e.text)
 
 
 def private_line(e: ev.PrivateLine) -> str:
-    return render_text(f"{_hist(e.history)}*{e.sender}* ", e.text)
+    return _warn(e) + render_text(f"{_hist(e.history)}*{e.sender}* ", e.text)
 
 
 def action(e: ev.Action) -> str:
     if e.channel is None:
-        return render_text(f"{_hist(e.history)}* {e.sender} ", e.text) + " (private)"
-    return render_text(f"{_hist(e.history)}{_in(e.channel)}* {e.sender} ", e.text)
+        return _warn(e) + render_text(f"{_hist(e.history)}* {e.sender} ", e.text) + " (private)"
+    return _warn(e) + render_text(f"{_hist(e.history)}{_in(e.channel)}* {e.sender} ", e.text)
 
 
 def joined(e: ev.ChannelJoined) -> str | None:
