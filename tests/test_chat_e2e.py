@@ -152,6 +152,9 @@ def test_history_after_restart_and_a_message_that_waits(server, clients):
     bob.send("/msg alice psst")
     alice.expect(r"\*bob\* psst")
 
+    bob.send("/join #notes")
+    bob.expect("-!- bob joined #notes")
+    bob.send("remember the milk")
     assert bob.quit() == 0
     alice.expect("-!- bob left")
     alice.send("/msg bob are you there?")
@@ -165,6 +168,9 @@ def test_history_after_restart_and_a_message_that_waits(server, clients):
 
     bob = clients(server, "bob")
     bob.expect(r"\(history\) <alice> before the restart")
+    bob.expect(r"\(history\) \[#notes\] <bob> remember the milk")  # #notes rejoined
+    bob.send("/names #notes")
+    bob.expect(r"-!- #notes \(1\): bob")
     alice = clients(server, "alice")
     alice.expect(r"\(history\) <alice> before the restart")
     alice.expect(r"-!- waiting for bob: are you there\?")
