@@ -152,37 +152,41 @@ class ChatLink:
         history.db.close()  # the caller's connection; the engine thread opens its own
 
     def on_control(self, peer: str, payload: bytes, now: float) -> None:
-        if self.service is not None:
-            self.service.on_control(peer, payload, now + self._wall)
-            self._flush(now)
+        self._feed(lambda svc, wall: svc.on_control(peer, payload, wall), now)
 
     def on_undelivered(self, peer: str, payload: bytes, now: float) -> None:
-        if self.service is not None:
-            self.service.on_undelivered(peer, payload, now + self._wall)
-            self._flush(now)
+        self._feed(lambda svc, wall: svc.on_undelivered(peer, payload, wall), now)
 
     def on_roster(self, changes: Changes, now: float) -> None:
-        svc = self.service
-        if svc is None or not changes:
-            return
-        for nick in changes.left:
-            svc.peer_gone(nick, now + self._wall)
-        for nick in changes.joined:
-            svc.peer_online(nick, now + self._wall)
-        self._flush(now)
+        def go(svc: ChatService, wall: float) -> None:
+            for nick in changes.left:
+                svc.peer_gone(nick, wall)
+            for nick in changes.joined:
+                svc.peer_online(nick, wall)
+
+        if changes:
+            self._feed(go, now)
 
     def server_back(self, now: float) -> None:
-        if self.service is not None:
-            self.service.server_back(now + self._wall)
-            self._flush(now)
+        self._feed(lambda svc, wall: svc.server_back(wall), now)
 
     def on_timer(self, now: float) -> None:
         due = self.next_deadline()
-        if self.service is not None and due is not None and now >= due:
-            self.service.on_timer(now + self._wall)
-            self._flush(now)
+        if due is not None and now >= due:
+            self._feed(lambda svc, wall: svc.on_timer(wall), now)
         for key in [k for k, until in self._renames.items() if now > until]:
             del self._renames[key]
+
+    def _feed(self, fn: Callable[[ChatService, float], None], now: float) -> None:
+        """Hand the service an input on the engine thread; a bug in the chat layer is logged,
+        it never stops the engine (the peers' input reaching it is hostile)."""
+        if self.service is None:
+            return
+        try:
+            fn(self.service, now + self._wall)
+            self._flush(now)
+        except Exception:
+            log.exception("chat layer failed")
 
     def next_deadline(self) -> float | None:
         due = None if self.service is None else self.service.next_deadline()

@@ -7,7 +7,6 @@ after both restart."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,23 +15,9 @@ from client.chat import events as cev
 from client.chat import wire
 from client.engine import Engine
 from tests.netns import ClientProc
+from tests.test_e2e import clients  # noqa: F401 - a fixture: terminal clients
 
 PING = 0.5
-
-
-@pytest.fixture
-def clients(tmp_path: Path):
-    made: list[ClientProc] = []
-
-    def start(server, nick: str, config: str | None = None) -> ClientProc:
-        c = ClientProc(server.address, nick, tmp_path / (config or nick))
-        made.append(c)
-        c.expect(r"-!- registered as .*", timeout=15)
-        return c
-
-    yield start
-    for c in made:
-        c.kill()
 
 
 def until(c: ClientProc, command: str, pattern: str, timeout: float = 10.0) -> str:
@@ -53,7 +38,7 @@ def never(c: ClientProc, needle: str, wait: float = 0.3) -> None:
 
 
 @pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
-def test_channels_topic_actions_away_and_rename(server, clients):
+def test_channels_topic_actions_away_and_rename(server, clients):  # noqa: F811
     alice = clients(server, "alice")
     bob = clients(server, "bob")
     alice.expect("-!- bob joined")
@@ -143,7 +128,7 @@ def test_channels_topic_actions_away_and_rename(server, clients):
 
 
 @pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
-def test_history_after_restart_and_a_message_that_waits(server, clients):
+def test_history_after_restart_and_a_message_that_waits(server, clients):  # noqa: F811
     alice = clients(server, "alice")
     bob = clients(server, "bob")
     alice.expect("-!- bob joined")
@@ -181,7 +166,8 @@ def test_history_after_restart_and_a_message_that_waits(server, clients):
 
 
 @pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
-def test_backfill_to_a_late_joiner_and_a_forged_line_rejected(server, clients, tmp_path):
+def test_backfill_to_a_late_joiner_and_a_forged_line_rejected(server, clients,  # noqa: F811
+                                                            tmp_path):
     alice = clients(server, "alice")
     # mallory: an in-process engine whose backfill answers carry a forged and an altered line
     mallory = Engine(server.address, "mallory", config_dir=tmp_path / "m",

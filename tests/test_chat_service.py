@@ -3,6 +3,7 @@ several users on an in-memory mesh, real history files, fake time, restarts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import nacl.signing
@@ -171,6 +172,15 @@ def test_away_auto_reply_and_rename(tmp_path: Path) -> None:
     assert alice.channels.names("#room") == ["alice", "robert"]
 
 
+def late_user(w: World, nick: str, keys: Callable[[str], bytes | None],
+              now: float) -> ChatService:
+    """A user in #ops who has met nobody yet (the test introduces it peer by peer)."""
+    svc = ChatService(nick, KEYS[nick], keys, history.History(w.tmp / f"{nick}.sqlite3", nick))
+    w.users[nick], w.shown[nick] = svc, []
+    svc.start(["#ops"], now)
+    return svc
+
+
 def test_backfilled_lines_wait_for_their_authors_key(tmp_path: Path) -> None:
     """A late joiner may get a member's backfill before it met the lines' author: the lines
     wait (bounded) until the author's key is known, then are verified and shown."""
@@ -186,10 +196,7 @@ def test_backfilled_lines_wait_for_their_authors_key(tmp_path: Path) -> None:
     w.pump(T0 + 1)
     alice.say("#ops", "from alice", T0 + 2)
     w.pump(T0 + 2)
-    h = history.History(tmp_path / "carol.sqlite3", "carol")
-    carol = ChatService("carol", KEYS["carol"], partial_key_of, h)
-    w.users["carol"], w.shown["carol"] = carol, []
-    carol.start(["#ops"], T0 + 3)
+    carol = late_user(w, "carol", partial_key_of, T0 + 3)
     carol.peer_online("bob", T0 + 3)  # carol meets bob first; alice not yet
     bob.peer_online("carol", T0 + 3)
     w.pump(T0 + 3)
@@ -209,10 +216,7 @@ def test_a_member_learned_after_the_request_is_asked_too(tmp_path: Path) -> None
     w.pump(T0 + 1)
     bob.say("#ops", "bob was here", T0 + 2)
     w.pump(T0 + 2)
-    h = history.History(tmp_path / "carol.sqlite3", "carol")
-    carol = ChatService("carol", KEYS["carol"], key_of, h)
-    w.users["carol"], w.shown["carol"] = carol, []
-    carol.start(["#ops"], T0 + 3)
+    carol = late_user(w, "carol", key_of, T0 + 3)
     for other in ("alice", "bob"):  # alice's state arrives alone first
         carol.peer_online(other, T0 + 3)
         w.users[other].peer_online("carol", T0 + 3)
