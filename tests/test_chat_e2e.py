@@ -208,7 +208,12 @@ def test_backfill_to_a_late_joiner_and_a_forged_line_rejected(server, clients,  
         carol.expect(r"\(history\) \[#ops\] <alice> deploy step 2", timeout=10)
         never(carol, "FORGED")
         never(carol, "ALTERED")
+        for junk in (b"C", b"C\xff", b"C\x07" + b"\x00" * 10, b"C\x03\x02", b"C\x0a" * 40):
+            mallory.send_control("carol", junk)  # garbage from an authenticated peer
+        alice.send("still here")
+        carol.expect(r"\[#ops\] <alice> still here")
         assert carol.quit() == 0
+        assert "dropping bad chat message from mallory" in carol.stderr_text
         assert "dropping a history line by alice" in carol.stderr_text
     finally:
         mallory.close()
