@@ -37,6 +37,18 @@ log = logging.getLogger(__name__)
 
 LEAVE_GRACE = 2.0  # seconds to let the last messages be acknowledged before QUIT
 ESCAPED = ("say", "msg", "me")  # commands whose text takes the \\n escape
+TRANSFER_COMMANDS = ("accept", "decline", "cancel")
+# (command, what it does), from the one command table: /help, ``--help`` and the README
+COMMANDS: tuple[tuple[str, str], ...] = tuple(commands.command_rows())
+
+
+def command_list() -> str:
+    """The commands, one a line (``python -m client --help`` and ``/help`` show it)."""
+    width = max(len(c) for c, _ in COMMANDS) + 2
+    rows = [f"  {c:<{width}}{what}" for c, what in COMMANDS]
+    return "\n".join([*rows, "  A line may carry line breaks as \\n; start it with // to "
+                      "send a leading /. /quit or the end of input (Ctrl+D; Ctrl+Z Enter on "
+                      "Windows) leaves."])
 
 
 def unescape(line: str) -> str:
@@ -103,13 +115,13 @@ def format_event(event: object) -> str | None:
 
 def format_progress(p: ev.FileProgress) -> str:
     pct = 100.0 * p.done / p.total if p.total else 100.0
-    left = ""
-    if p.bytes_per_s > 0 and p.total > p.done:
+    rate = ""
+    if p.bytes_per_s > 0 and p.total > p.done:   # no "100%, 0 B/s" at the end
         secs = int((p.total - p.done) / p.bytes_per_s)
-        left = f", {secs // 60}:{secs % 60:02d} left"
+        rate = f", {human_size(p.bytes_per_s)}/s, {secs // 60}:{secs % 60:02d} left"
     arrow = "to" if p.outgoing else "from"
     return (f"-!- file #{p.transfer_id} {p.name} {arrow} {p.peer}: {pct:.0f}% of "
-            f"{human_size(p.total)}, {human_size(p.bytes_per_s)}/s{left}")
+            f"{human_size(p.total)}{rate}")
 
 
 def _warn(sender: str, warning: str | None) -> str:
@@ -130,6 +142,9 @@ class Terminal:
         self.stdout = stdout
         self._out_lock = threading.Lock()
         self._stop = threading.Event()
+        # transfer ids this terminal has heard of and that are not over (printer thread adds,
+        # removes): "/accept 99" for an id never seen says so instead of nothing
+        self._live: set[int] = set()
         self._printer = threading.Thread(target=self._print_events, name="terminal-out",
                                          daemon=True)
 
@@ -165,10 +180,18 @@ class Terminal:
         if isinstance(parsed, commands.UsageError):
             self.write(lines.format_notice(parsed.text))
             return True
-        if parsed.spec.name in ESCAPED:
+        name = parsed.spec.name
+        if name == "help" and not parsed.args.text.strip():
+            self.write("-!- commands:\n" + command_list())
+            return True
+        if name in TRANSFER_COMMANDS and parsed.args.number not in self._live:
+            self.write(f"-!- no transfer {parsed.args.number}")  # not one we heard of
+            return True
+        if name in ESCAPED:
             parsed = dataclasses.replace(
                 parsed, args=dataclasses.replace(parsed.args, text=unescape(parsed.args.text)))
         reply = commands.execute(parsed, self.engine.chat)
+        self._live.update(reply.transfers)
         for notice in reply.notices:
             self.write(lines.format_notice(notice))
         for stored in reply.history:
@@ -185,6 +208,10 @@ class Terminal:
                 if self._stop.is_set():
                     return
                 continue
+            if isinstance(event, ev.FileOffered | ev.FileProgress):
+                self._live.add(event.transfer_id)
+            elif isinstance(event, ev.FileDone | ev.FileFailed):
+                self._live.discard(event.transfer_id)
             text = format_event(event)
             if text is not None:
                 self.write(text)

@@ -124,7 +124,9 @@ def test_channels_topic_actions_away_and_rename(server, clients):  # noqa: F811
     bob.send("/part #games bye")
     alice.expect(r"-!- bob left #Games \(bye\)")
     alice.send("/help")
-    alice.expect(r"-!- commands: /msg, /me, /join, .*")
+    alice.expect(r"  /topic \[#channel\] \[text\] +show a channel's topic, or set it")
+    alice.send("/help nick")
+    alice.expect(r"-!- /nick NEWNAME -- change your nickname")
 
 
 @pytest.mark.parametrize("server", [{"ping_interval": PING}], indirect=True)
@@ -201,7 +203,9 @@ def test_backfill_to_a_late_joiner_and_a_forged_line_rejected(server, clients,  
 
         svc.backfill.answer = hostile  # type: ignore[method-assign]
 
-        carol = clients(server, "carol")
+        # -v: carol's log records on her stderr, where the test reads them
+        carol = ClientProc(server.address, "carol", tmp_path / "carol", extra=["-v"])
+        carol.expect(r"-!- registered as .*", timeout=15)
         until(carol, "/list", r"-!- #ops \(2\)")  # both members known: both are asked
         carol.send("/join #ops")
         carol.expect(r"\(history\) \[#ops\] <alice> deploy step 0", timeout=10)

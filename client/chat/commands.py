@@ -63,6 +63,7 @@ class Reply:
     notices: tuple[str, ...] = ()
     history: tuple[SignedLine, ...] = ()
     quit: bool = False
+    transfers: tuple[int, ...] = ()  # file transfers this command started (``/send``)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def _send(api: ChatApi, a: Args) -> Reply:
     ids = api.offer_file(a.nick, a.path.expanduser())
     key = names.peer_key(a.nick)  # the nickname as its owner spells it
     shown = next((p for p in api.who() if names.peer_key(p) == key), a.nick)
-    return _done(f"offered {a.path} to {shown} as #{', #'.join(map(str, ids))}")
+    return Reply((f"offered {a.path} to {shown} as #{', #'.join(map(str, ids))}",),
+                 transfers=tuple(ids))
 
 
 def _join(api: ChatApi, a: Args) -> Reply:
@@ -293,6 +295,13 @@ TABLE: tuple[CommandSpec, ...] = (
 )
 SAY = CommandSpec("say", (_TEXT,), "plain text: to the current conversation", _say, hidden=True)
 BY_NAME: dict[str, CommandSpec] = {spec.name: spec for spec in TABLE}
+
+
+def command_rows() -> list[tuple[str, str]]:
+    """(usage, what it does) for plain text and every command: ``--help``, the terminal's
+    ``/help`` and the README list these."""
+    return [("text", "say something in the current channel (#room at start)"),
+            *((spec.usage, spec.help) for spec in TABLE)]
 
 
 def help_lines(name: str | None = None) -> list[str]:
