@@ -240,3 +240,35 @@ def test_a_new_peer_is_in_room_until_its_state_says_otherwise(tmp_path: Path) ->
     alice.on_control("bob", state, T0)
     alice.say(None, "only me now", T0)
     assert alice.take_sends() == []
+
+
+def test_a_waiting_line_is_sent_again_while_its_peer_stays_online(tmp_path: Path) -> None:
+    from client.chat.service import RESEND_EVERY
+
+    w = World(tmp_path)
+    alice = w.start("alice", T0)
+    w.start("bob", T0)
+    line = alice.message("bob", "lost on the way", T0 + 1)
+    alice.take_sends()  # the network lost it; the Messenger gave up:
+    alice.on_undelivered("bob", wire.encode(wire.Line(line)), T0 + 11)
+    w.pump(T0 + 11)
+    assert w.take("alice") == ["-!- waiting for bob: lost on the way"]
+    alice.on_timer(T0 + RESEND_EVERY + 1)
+    w.pump(T0 + RESEND_EVERY + 1)
+    assert w.take("bob") == ["*alice* lost on the way"]
+    assert w.take("alice") == ["-!- delivered to bob: lost on the way"]
+    alice.on_timer(T0 + 2 * RESEND_EVERY + 2)
+    w.pump(T0 + 2 * RESEND_EVERY + 2)
+    assert w.take("bob") == []
+
+
+def test_a_rename_to_a_nickname_online_is_refused(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.start("mallory", T0)
+    alice = w.start("alice", T0)
+    w.start("bob", T0)
+    w.take("alice")
+    alice.on_control("mallory", wire.encode(wire.Rename("bob")), T0 + 1)
+    w.pump(T0 + 1)
+    assert w.take("alice") == []
+    assert alice.channels.is_online("mallory") and alice.channels.is_online("bob")

@@ -376,6 +376,9 @@ class Channels:
         nkey = _nkey(new)
         if nkey == pkey:
             return
+        if nkey in self._online or nkey == _nkey(self.me):
+            # a real rename registers the new name first: nobody online holds it
+            raise ProtocolError("NICK_IN_USE", f"{peer} renames itself to {new}, who is online")
         self._online.pop(pkey, None)
         self._online[nkey] = new
         for table in (self._away, self._buckets):

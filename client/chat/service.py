@@ -39,6 +39,7 @@ from models.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 EXPIRE_EVERY = 3600.0
+RESEND_EVERY = 30.0  # waiting private lines to peers online are sent again this often
 MAX_UNVERIFIED = 1000  # backfilled lines kept until their author's key is known
 
 
@@ -53,6 +54,7 @@ class ChatService:
         self._sends: list[ev.Send] = []
         self._events: list[ev.ChatEvent] = []
         self._next_expire = 0.0
+        self._next_resend = 0.0
         self._need_backfill: set[str] = set()  # our channels to backfill from the next member
         # backfilled lines whose author we have not met yet (its key comes with its session)
         self._unverified: list[wire.SignedLine] = []
@@ -81,6 +83,7 @@ class ChatService:
         if self.channels.joined():
             self.channels.set_current(self.channels.joined()[0])
         self._events += self.outbox.restored(self.history.waiting())
+        self._next_resend = now + RESEND_EVERY  # peer_online sends them first
         self._expire(now)
 
     def peer_online(self, peer: str, now: float) -> None:
@@ -111,10 +114,19 @@ class ChatService:
         self.backfill.on_timer(now)
         if now >= self._next_expire:
             self._expire(now)
+        if now >= self._next_resend:
+            # a line the Messenger gave up on (peer slow or unreachable for a while, but still
+            # in the roster) waits; try again rather than only when the peer comes back
+            self._next_resend = now + RESEND_EVERY
+            for line in self.history.waiting():
+                if self.channels.is_online(line.target):
+                    self.channels.resend(line)
+            self._collect(now)
 
     def next_deadline(self) -> float | None:
-        due = self.backfill.next_deadline()
-        return self._next_expire if due is None else min(due, self._next_expire)
+        due = min(self._next_expire, self._next_resend)
+        backfill = self.backfill.next_deadline()
+        return due if backfill is None else min(due, backfill)
 
     # --- our user's actions ----------------------------------------------------------------
     def join(self, channel: str, now: float, *, restored: bool = False) -> str:
