@@ -45,12 +45,14 @@ from client.errors import (
     EngineNotResponding,
     MessageTooLarge,
     RegistrationError,
+    ServerUnreachable,
     UnknownPeer,
 )
 from client.peer.messenger import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE
 from client.serverlink.link import ServerLink
-from client.serverlink.registration import register
+from client.serverlink.registration import enroll
 from client.serverlink.roster import Changes, PeerRoster
+from client.serverlink.session import SavedSession
 from models import nickname as nicks
 from models.errors import ProtocolError
 
@@ -79,6 +81,7 @@ class ChatParts:
     roster: PeerRoster
     transport: Transport
     server: ServerLink
+    session: SavedSession
     send: Callable[[list[str], int, bytes, float], int]
     call: Callable[[Callable[[float], Any]], Any]
     emit: Callable[[ev.Event], None]
@@ -369,15 +372,16 @@ class ChatLink:
         display, key = nicks.normalize(new)
         if key == nicks.canonical(self.nickname):
             raise ChannelError(f"you are {self.nickname} already")
-        try:
-            reg = register(p.server.server, display, timeout=REGISTER_TIMEOUT)
-        except RegistrationError as exc:
+        try:  # the MAC extension's state and the saved session follow the new registration
+            reg, auth = enroll(p.server.server, display, p.session, timeout=REGISTER_TIMEOUT)
+        except (RegistrationError, ServerUnreachable) as exc:
+            p.session.claim(self.nickname)  # still who we were
             raise ChannelError(f"cannot become {display}: {exc.text}") from None
         self._do(lambda s, now: s.rename(reg.nickname, now))
         self._engine.wait_idle(RENAME_SETTLE)
 
         def move(now: float) -> None:
-            p.server.channel.moved(reg, now)
+            p.server.channel.moved(reg, auth, now)
             self._engine.nickname = reg.nickname
             p.adopted()
             p.transport.rename(reg.nickname)
