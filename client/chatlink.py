@@ -197,10 +197,10 @@ class ChatLink:
 
     def label(self, event: ev.Event) -> ev.Event:
         """A roster leave or join that is half of a peer's announced rename, marked so."""
-        if self._renames and type(event) in (ev.Left, ev.Joined):
-            key = (type(event), names.peer_key(event.nickname))  # type: ignore[union-attr]
+        if self._renames and isinstance(event, ev.Left | ev.Joined):
+            key = (type(event), names.peer_key(event.nickname))
             if self._renames.pop(key, None) is not None:
-                return type(event)(event.nickname, rename=True)  # type: ignore[union-attr]
+                return dataclasses.replace(event, rename=True)
         return event
 
     def close(self) -> None:
@@ -295,8 +295,8 @@ class ChatLink:
             if names.same_channel(where, names.ROOM):
                 peers, kind = [m for m in s.channels.members(names.ROOM) if m in p.roster], \
                     KIND_ROOM
-            elif not where.startswith(names.PREFIX) and p.roster.resolve(where) is not None:
-                peers, kind = [p.roster.resolve(where)], KIND_PRIVATE  # type: ignore[list-item]
+            elif not where.startswith(names.PREFIX) and (peer := p.roster.resolve(where)):
+                peers, kind = [peer], KIND_PRIVATE
             else:
                 raise MessageTooLarge(f"message too long, not sent: {len(payload)} bytes; the "
                                       f"limit is {wire.MAX_TEXT} bytes here")
@@ -317,14 +317,17 @@ class ChatLink:
             self._legacy(lambda: self._engine.send_private(target, text), target)
             return
 
+        self._need()
+        p = self._p
+        assert p is not None
+
         def go(s: ChatService, now: float) -> None:
             nick = target
             if not target.startswith(names.PREFIX):
-                nick = self._p.roster.resolve(target) or target  # type: ignore[union-attr]
+                nick = p.roster.resolve(target) or target
                 # waiting only for someone we met (a pinned key): a message to a name
                 # nobody ever used must not wait for whoever takes it first
-                if (nick not in self._p.roster  # type: ignore[union-attr]
-                        and self._p.transport.identity_key(nick) is None):  # type: ignore[union-attr]
+                if nick not in p.roster and p.transport.identity_key(nick) is None:
                     raise UnknownPeer(f"no such nick: {target} is not online")
             s.message(nick, text, now, kind)
 

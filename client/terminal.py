@@ -68,8 +68,8 @@ def unescape(line: str) -> str:
 
 def format_event(event: object) -> str | None:
     """The output line(s) for one engine event, or None for events the terminal skips."""
-    if isinstance(event, CHAT_EVENTS):
-        return lines.format_chat_event(event)  # type: ignore[arg-type]
+    if isinstance(event, cev.ChatEvent):
+        return lines.format_chat_event(event)
     if isinstance(event, ev.RoomMessage):
         out = render_text(f"<{event.sender}> ", event.text)
         return _warn(event.sender, event.warning) + out
@@ -126,11 +126,6 @@ def format_progress(p: ev.FileProgress) -> str:
 
 def _warn(sender: str, warning: str | None) -> str:
     return f"-!- WARNING: {warning} ({sender})\n" if warning else ""
-
-
-CHAT_EVENTS = (cev.ChannelJoined, cev.ChannelParted, cev.TopicChanged, cev.AwayChanged,
-               cev.Renamed, cev.ChannelMessage, cev.PrivateLine, cev.Action, cev.AwayReply,
-               cev.Waiting, cev.DeliveredLater, cev.Failed)
 
 
 class Terminal:
