@@ -41,6 +41,7 @@ class _Ask:
     since_ms: int
     budget: dict[str, int] = field(default_factory=dict)  # peer -> lines it may still send
     asked: set[str] = field(default_factory=set)  # every peer asked (budget empties)
+    until_ms: int = 0  # when we asked: later lines reach us live (we are a member by then)
 
 
 class Backfill:
@@ -60,7 +61,7 @@ class Backfill:
         newest = min(newest_ts_ms, now_ms) if newest_ts_ms is not None else -1
         since = max(newest + 1, now_ms - WINDOW_MS, 0)
         self._asks[key] = _Ask(now + TIMEOUT, since, {_pk(p): LIMIT for p in peers},
-                               {_pk(p) for p in peers})
+                               {_pk(p) for p in peers}, now_ms)
         return [Send(tuple(peers), wire.encode(wire.BackfillRequest(display, since, LIMIT)))]
 
     def also(self, channel: str, member: str, now: float) -> list[Send]:
@@ -110,6 +111,9 @@ class Backfill:
         if len(ok) != len(lines):
             log.warning("backfill from %s: %d line(s) outside the request dropped", peer,
                         len(lines) - len(ok))
+        # a line written after we asked reaches us live, maybe later than this answer (a slow
+        # or lossy path): taken from here it would be shown as history and the live one never
+        ok = [x for x in ok if x.ts_ms <= ask.until_ms]
         ok = ok[:ask.budget[pkey]]
         ask.budget[pkey] -= len(ok)
         if last or ask.budget[pkey] <= 0:
