@@ -20,6 +20,7 @@ Without an identity key (the plain transport of tests and benchmarks), or switch
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHANNELS_FILE = "channels.json"
 RENAME_GRACE = 30.0  # seconds a peer's announced rename marks its roster leave and join
 RENAME_SETTLE = 1.5  # seconds our RENAME may take to be acknowledged before we move
 REGISTER_TIMEOUT = 5.0
@@ -136,8 +136,11 @@ class ChatLink:
         if parts.key is None or not self._enabled:
             return
         where = config.data_dir(self._data_dir, beside=self._config_dir)
-        self._channels_path = where / CHANNELS_FILE
-        history = History.in_dir(where, self.nickname)
+        # one file per nickname: clients of one user (or sharing a config folder) keep apart,
+        # else a line stored by one would count as "seen before" by the other
+        stem = hashlib.sha256(nicks.canonical(self.nickname).encode()).hexdigest()[:24]
+        self._channels_path = where / f"channels-{stem}.json"
+        history = History(where / f"history-{stem}.sqlite3", self.nickname)
         own = bytes(parts.key.verify_key)
 
         def key_of(nick: str) -> bytes | None:
