@@ -45,8 +45,8 @@ from client.identity_calls import IdentityCalls
 from client.peer.messenger import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE, Messenger
 from client.peerlink import PeerLink
 from client.reach.merged import MergedRoster
-from client.reach.paths import PathKind
 from client.reachlink import ReachConfig, ReachLink, lan_key, no_server_text, server_view
+from client.relaylink import tcp_hopeless
 from client.routing import Router
 from client.seeker import Found, ServerSeeker
 from client.serverlink.channel import ChannelEvent, RosterChanged, SaveSession, ServerChannel
@@ -223,27 +223,16 @@ class Engine(IdentityCalls):
         listener takes our UDP port number when free. Returns the manager."""
         from client.files import FileTransfers
 
+        reach = self._reach
         files = FileTransfers(downloads=pathlib.Path(downloads), send_control=self.send_control,
                               emit=self.post_event, key_for=self.session_key_for,
                               address_of=self.address_of, listen_host=self._listen_host(),
                               listen_port=self.address[1], wake=self._udp.wake,
-                              udp_first=self._files_over_udp)
+                              udp_first=lambda p: self._call(lambda _: tcp_hopeless(reach, p)))
         files.start()
         self._bulk.attach(files.lane, self._peers, self._transport, self._send_datagrams)
         self.files = files
         return files
-
-    def _files_over_udp(self, peer: str) -> bool:
-        """For the file workers (any thread): TCP is known not to work with ``peer`` (its path
-        is relayed, or we reach it through our NAT: a connection toward us would not get in)."""
-        def ask(now: float) -> bool:
-            info = self._reach.paths.path_of(peer)
-            return info is not None and (info.kind == PathKind.RELAY or info.kind ==
-                                         PathKind.DIRECT and bool(self._reach.nat.behind_nat))
-        try:
-            return bool(self._call(ask))
-        except (EngineClosed, EngineNotResponding):
-            return False
 
     def _listen_host(self) -> str:
         """Where the file listener binds: our explicit bind address, else the wildcard of our

@@ -63,6 +63,25 @@ class Credentials:
     online: bool = True
 
 
+class Reach(Protocol):
+    """What ``tcp_hopeless`` reads (``client.reachlink.ReachLink`` fits)."""
+
+    @property
+    def paths(self) -> PathManager: ...
+
+    @property
+    def nat(self) -> NatWatch: ...
+
+
+def tcp_hopeless(reach: Reach, peer: str) -> bool:
+    """On the engine thread: is TCP known not to work with ``peer``? Its path is relayed, or
+    we reach it through our NAT (a connection toward us would not get in): file transfers
+    then go over the UDP path at once (``FileTransfers(udp_first=...)``)."""
+    info = reach.paths.path_of(peer)
+    return info is not None and (info.kind == PathKind.RELAY or info.kind == PathKind.DIRECT
+                                 and bool(reach.nat.behind_nat))
+
+
 class RelayLink:
     def __init__(self, udp: UdpEdge, transport: Transport, *,
                  server: Callable[[], ServerInfo | None], paths: PathManager, nat: NatWatch,

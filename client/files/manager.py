@@ -321,8 +321,12 @@ class FileTransfers:
         self._send(peer, wire.encode_control(msg))
 
     def udp_first(self, peer: str) -> bool:
-        return self.settings.udp == "udp" or self.settings.udp == "auto" and \
-            bool(self._udp_first(peer))
+        if self.settings.udp != "auto":
+            return self.settings.udp == "udp"
+        try:
+            return bool(self._udp_first(peer))
+        except Exception:   # the engine is closing: nobody knows; TCP first, as without it
+            return False
 
     def udp_allowed(self) -> bool:
         return self.settings.udp != "tcp"
