@@ -27,16 +27,15 @@ from dataclasses import dataclass
 
 from models.errors import ProtocolError
 from models.nickname import MAX_NICK_LEN
+from models.reach_wire import PAD_TO, check, frame, padded, split
 
 DATA = 0xC0
 PAIR_LEN = 8
 DATA_HEADER = 1 + PAIR_LEN
 MAX_DATA = DATA_HEADER + 1200
-PAD_TO = 96
 MAX_RELAY_DATAGRAM = 256
 COMMANDS = (b"RELAY?", b"RELAY", b"RELAY-", b"RELAY+")
 REASONS = ("off", "unknown", "full", "wait")
-_KEYWORD = re.compile(r"[A-Za-z0-9_-]{1,24}\Z")
 _PAD = re.compile(r"-{1,240}\Z")
 _PAIR = re.compile(r"[0-9a-f]{16}\Z")
 
@@ -71,38 +70,24 @@ class RelayInvite:
 Message = RelayRequest | RelayReady | RelayRefused | RelayInvite
 
 
-def _frame(keyword: str, body: str) -> bytes:
-    raw = body.encode("utf-8")
-    return b"%s %d %s" % (keyword.encode("ascii"), len(raw), raw)
-
-
-def _check(keyword: str, *nicks: str) -> None:
-    if not _KEYWORD.match(keyword):
-        raise ValueError(f"bad keyword {keyword!r}")
-    for nick in nicks:
-        if not nick or " " in nick or len(nick) > MAX_NICK_LEN or not nick.isprintable():
-            raise ValueError(f"bad nickname {nick!r}")
-
-
 def encode(msg: Message) -> bytes:
     if isinstance(msg, RelayRequest):
-        _check(msg.keyword, msg.nickname, msg.target)
-        body = f"RELAY? {msg.nickname} {msg.target}"
-        short = PAD_TO + len(msg.nickname.encode("utf-8")) - len(_frame(msg.keyword, body + " -"))
-        return _frame(msg.keyword, body + " " + "-" * (1 + max(0, short)))
+        check(msg.keyword, msg.nickname, msg.target)
+        return padded(msg.keyword, f"RELAY? {msg.nickname} {msg.target}",
+                      len(msg.nickname.encode("utf-8")))
     if isinstance(msg, RelayReady):
-        _check(msg.keyword, msg.target)
+        check(msg.keyword, msg.target)
         if len(msg.pair) != PAIR_LEN:
             raise ValueError("pair id must be 8 bytes")
-        return _frame(msg.keyword, f"RELAY {msg.target} {msg.pair.hex()}")
+        return frame(msg.keyword, f"RELAY {msg.target} {msg.pair.hex()}")
     if isinstance(msg, RelayRefused):
-        _check(msg.keyword, msg.target)
+        check(msg.keyword, msg.target)
         if msg.reason not in REASONS:
             raise ValueError(f"bad reason {msg.reason!r}")
-        return _frame(msg.keyword, f"RELAY- {msg.target} {msg.reason}")
+        return frame(msg.keyword, f"RELAY- {msg.target} {msg.reason}")
     if isinstance(msg, RelayInvite):
-        _check(msg.keyword, msg.nickname)
-        return _frame(msg.keyword, f"RELAY+ {msg.nickname}")
+        check(msg.keyword, msg.nickname)
+        return frame(msg.keyword, f"RELAY+ {msg.nickname}")
     raise ValueError(f"not a relay message: {msg!r}")
 
 
@@ -131,23 +116,7 @@ def _nick(token: str) -> str:
 
 
 def decode(data: bytes) -> Message:
-    if len(data) > MAX_RELAY_DATAGRAM:
-        raise _bad("datagram too long")
-    parts = bytes(data).split(b" ", 2)
-    if len(parts) != 3:
-        raise _bad("expected 'keyword len COMMAND ...'")
-    kw_b, len_b, body = parts
-    if not len_b.isdigit() or len(len_b) > 3 or (len(len_b) > 1 and len_b[:1] == b"0"):
-        raise _bad("malformed len")
-    if int(len_b) != len(body):
-        raise _bad("len does not match")
-    try:
-        keyword = kw_b.decode("ascii")
-        tokens = body.decode("utf-8").split(" ")
-    except UnicodeDecodeError:
-        raise _bad("not UTF-8") from None
-    if not _KEYWORD.match(keyword):
-        raise _bad("malformed keyword")
+    keyword, tokens = split(data, "BAD_RELAY", MAX_RELAY_DATAGRAM)
     command, args = tokens[0], tokens[1:]
     if command == "RELAY?" and len(args) == 3 and _PAD.match(args[2]):
         nick = _nick(args[0])
