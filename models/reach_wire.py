@@ -83,13 +83,11 @@ def frame(keyword: str, body: str) -> bytes:
     return b"%s %d %s" % (keyword.encode("ascii"), len(raw), raw)
 
 
-
 def padded(keyword: str, body: str, extra: int = 0) -> bytes:
     """``frame`` of ``body`` plus a ``-`` pad token: at least ``PAD_TO + extra`` bytes."""
     plain = frame(keyword, body + " -")
     short = PAD_TO + extra - len(plain)
     return frame(keyword, body + " " + "-" * (1 + max(0, short)))
-
 
 
 def request_body(msg: Where | ProbeRequest | NudgeRequest) -> bytes:
