@@ -46,6 +46,7 @@ class StandIn:
         self.ids = itertools.count(1)
         self.verified: set[str] = set()
         self.closed_in: str | None = None
+        self.chat: Any = None   # an engine without a chat part: tabs as before issue 11
 
     def start(self, timeout: float = 5.0) -> None:
         self.calls.append(("start", threading.current_thread().name))

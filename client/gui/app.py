@@ -40,12 +40,13 @@ from client.config import (
 )
 from client.gui.attention import Attention, title_for
 from client.gui.base import POLL_MS, EventHandlers, Outcome
-from client.gui.chat import Roster
+from client.gui.channel_handlers import ChannelHandlers
 from client.gui.chat_handlers import ChatHandlers
 from client.gui.connect import ConnectFrame
 from client.gui.file_handlers import FileHandlers
 from client.gui.files import FilesPanel
 from client.gui.key_handlers import KeyHandlers
+from client.gui.members import MemberRoster
 from client.gui.menu import MenuAndKeys
 from client.gui.roster_handlers import RosterHandlers
 from client.gui.theme import apply_theme, normalise_theme
@@ -68,7 +69,7 @@ def _collect_tk_garbage() -> None:
     gc.collect()
 
 
-class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
+class App(ChannelHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
     """The whole window: connect screen, then tabs + roster + files + status bar."""
 
     def __init__(self, root: tk.Tk | None = None, *, server: str | None = None,
@@ -99,10 +100,11 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         self.title_unread = 0
         self.tabs = {}
         self.main_frame = None
+        self._init_channels()
         # one table: each event class -> the handler that shows it
         self._handlers: EventHandlers = {
             **self._chat_events(), **self._roster_events(), **self._file_events(),
-            **self._key_events(), ev.Fatal: self._on_fatal}
+            **self._key_events(), **self._channel_events(), ev.Fatal: self._on_fatal}
 
         root_ = self.root
         root_.title(title_for(None, 0))
@@ -259,8 +261,8 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         panes = ttk.PanedWindow(main, orient="horizontal")
         self.notebook = ttk.Notebook(panes)
         self.notebook.bind("<<NotebookTabChanged>>", self._tab_changed)
-        self.roster = Roster(panes, on_open=self.open_private, on_whois=self.show_whois,
-                             on_send_file=self.send_file)
+        self.roster = MemberRoster(panes, on_open=self.open_private,
+                                   on_whois=self.show_whois, on_send_file=self.send_file)
         panes.add(self.notebook, weight=4)
         panes.add(self.roster, weight=1)
         panes.pack(fill="both", expand=True)
@@ -277,6 +279,7 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         room = self._new_tab(None)
         self.notebook.select(room)
         self._chat_menu_state("normal")
+        self._build_channels()
         room.input.text.focus_set()
 
     def _on_fatal(self, e: ev.Fatal) -> None:
@@ -306,6 +309,7 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         self.connect_frame.hint.configure(foreground=self.colours.muted)
         for tab in self.tabs.values():
             tab.recolour(self.colours)
+        self._recolour_channels()
         self._colour_menus()
         self.dark_var.set(self.theme == "dark")
         if self.main_frame is not None:

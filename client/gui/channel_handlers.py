@@ -1,0 +1,474 @@
+"""Channels, the command line, history and message states (issue 11), a mixin of ``App``.
+
+With an engine that has a chat part (``engine.chat``, a ``client.chat.api.ChatApi``), the window
+gains a list of conversations on the left (client/gui/channels.py), a topic bar above the
+messages (topic.py), the members of the current channel in the roster (members.py), and every
+line typed goes through THE command table (client/chat/commands.py): plain text to the shown
+conversation, ``/join``, ``/topic``, ``/me``, ``/help``... with the replies shown in the view.
+History is loaded when a conversation opens, above a "new messages" marker (lines.py), and each
+private line we send shows waiting / delivered / not delivered. Without a chat part (older
+stand-ins in tests) the window stays as it was: tabs, room and private messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from client.chat import commands, names
+from client.chat import events as cev
+from client.chat.api import ChatApi
+from client.chat.lines import format_history
+from client.gui.base import EventHandlers, Window, quietly
+from client.gui.channel_state import ROOM, ChannelState, is_room, mentions
+from client.gui.channels import ChannelList, Row
+from client.gui.chat import ChatTab
+from client.gui.join_dialog import JoinDialog
+from client.gui.lines import DELIVERED, FAILED, WAITING, Lines, style
+from client.gui.members import MemberRoster
+from client.gui.topic import TopicBar
+
+log = logging.getLogger(__name__)
+
+HISTORY_ON_OPEN = 100   # lines of history shown when a conversation opens
+_SENDS = frozenset({"say", "msg", "me"})
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
+class ChannelHandlers(Window):
+    """The chat part of the window (a mixin of ``App``, before ``ChatHandlers``)."""
+
+    roster: MemberRoster
+    sidebar: ChannelList | None
+    topic_bar: TopicBar | None
+    chat_state: ChannelState | None
+    _lines: dict[str, Lines]          # a tab's widget path -> its extra lines
+    _mentioned: set[str]              # widget paths of tabs whose unread lines name us
+
+    def _init_channels(self) -> None:
+        self.sidebar = None
+        self.topic_bar = None
+        self.chat_state = None
+        self._lines = {}
+        self._mentioned = set()
+
+    def _channel_events(self) -> EventHandlers:
+        return {cev.ChannelJoined: self._on_channel_joined,
+                cev.ChannelParted: self._on_channel_parted,
+                cev.TopicChanged: self._on_topic, cev.AwayChanged: self._on_away,
+                cev.Renamed: self._on_renamed, cev.ChannelMessage: self._on_channel_message,
+                cev.PrivateLine: self._on_private_line, cev.Action: self._on_action,
+                cev.AwayReply: self._on_away_reply, cev.Waiting: self._on_waiting,
+                cev.DeliveredLater: self._on_delivered_later, cev.Failed: self._on_failed}
+
+    def _chat(self) -> ChatApi | None:
+        engine = self.engine
+        return None if engine is None else engine.chat
+
+    # --- building ------------------------------------------------------------------------------
+    def _build_channels(self) -> None:
+        """After ``_build_main``: the sidebar and topic bar, our channels and their history."""
+        self._lines = {k: v for k, v in self._lines.items()
+                       if any(str(t) == k for t in self.tabs.values())}
+        self._mentioned = set()
+        self.roster.recolour(self.colours)
+        chat = self._chat()
+        if chat is None or self.main_frame is None:
+            self.sidebar = self.topic_bar = self.chat_state = None
+            return
+        self.sidebar = ChannelList(self.panes, self.colours, on_open=self.open_conversation,
+                                   on_join=self.open_join_dialog)
+        self.panes.insert(0, self.sidebar, weight=1)
+        self.sidebar.lower()   # first in the keyboard's Tab order, as it is first on screen
+        self.topic_bar = TopicBar(self.main_frame, self.colours, on_set=self.set_topic)
+        self.topic_bar.pack(side="top", fill="x", before=self.panes)
+        state = self.chat_state = ChannelState(self.nickname or "")
+        known = quietly(chat.list_channels) or []
+        members: dict[str, list[str]] = {}
+        for info in known:
+            if info.joined:
+                found = quietly(lambda c=info.name: chat.names(c))
+                if found:
+                    members[found[0]] = found[1]
+        state.seed(known, members)
+        self._load_history(self.room)
+        for channel in state.joined():
+            if not is_room(channel):
+                self.open_channel(channel, select=False)
+        for bind in ("<Control-j>", "<Control-J>"):
+            self.root.bind(bind, lambda _e: self._key_join())
+        self._sync()
+
+    def _key_join(self) -> str:
+        if self.sidebar is not None and self.main_frame is not None:
+            self.open_join_dialog()
+        return "break"
+
+    def _live(self) -> bool:
+        return self.sidebar is not None and self.main_frame is not None \
+            and self.chat_state is not None
+
+    # --- conversations -------------------------------------------------------------------------
+    def _key_of(self, target: str) -> str | None:
+        """The ``tabs`` key of a conversation: None for ``#room``, else as first opened."""
+        if names.is_channel(target):
+            if is_room(target):
+                return None
+            same = [k for k in self.tabs if k is not None and names.same_channel(k, target)]
+        else:
+            want = names.peer_key(target)
+            same = [k for k in self.tabs if k is not None and not k.startswith(names.PREFIX)
+                    and names.peer_key(k) == want]
+        return same[0] if same else target
+
+    @staticmethod
+    def _target_of(tab: ChatTab) -> str:
+        return ROOM if tab.peer is None else tab.peer
+
+    @staticmethod
+    def _is_channel_tab(tab: ChatTab) -> bool:
+        return tab.peer is None or tab.peer.startswith(names.PREFIX)
+
+    def lines_of(self, tab: ChatTab) -> Lines:
+        found = self._lines.get(str(tab))
+        if found is None:
+            found = self._lines[str(tab)] = Lines(tab.view)
+            style(tab.view, self.colours)
+        return found
+
+    def _new_tab(self, peer: str | None) -> ChatTab:
+        tab = super()._new_tab(peer)  # type: ignore[misc]
+        self.lines_of(tab)
+        if self._live():
+            self._load_history(tab)
+            self._sync()
+        return tab
+
+    def _load_history(self, tab: ChatTab) -> None:
+        chat = self._chat()
+        if chat is None:
+            return
+        target = self._target_of(tab)
+        found = quietly(lambda: chat.history(target, HISTORY_ON_OPEN)) or []
+        lines = self.lines_of(tab)
+        shown = [line for line in found if lines.add_line(line, self._me(), history=True)]
+        if shown:
+            lines.add_marker()
+
+    def open_channel(self, channel: str, select: bool = True) -> ChatTab:
+        key = self._key_of(channel)
+        tab = self.tabs.get(key)
+        if tab is None:
+            tab = self._new_tab(key)
+        if select:
+            self.notebook.select(tab)
+            tab.input.text.focus_set()
+        return tab
+
+    def open_conversation(self, target: str) -> None:
+        """The sidebar's choice: a channel or a private conversation."""
+        current = self.current_tab()
+        if current is not None and self._key_of(target) == current.peer:
+            return
+        if names.is_channel(target):
+            self.open_channel(target)
+        else:
+            self.open_private(target)
+
+    def close_tab(self, *args: Any, **kwargs: Any) -> None:
+        super().close_tab(*args, **kwargs)  # type: ignore[misc]
+        alive = {str(t) for t in self.tabs.values()}
+        self._lines = {k: v for k, v in self._lines.items() if k in alive}
+        self._sync()
+
+    def _drop_tab(self, tab: ChatTab) -> None:
+        self.notebook.forget(tab)
+        del self.tabs[tab.peer]
+        self._lines.pop(str(tab), None)
+        tab.destroy()
+        self._sync()
+
+    # --- unread, mentions, what is shown around the messages ------------------------------------
+    def _bump_unread(self, tab: ChatTab, mention: bool = False) -> None:
+        if mention and self.current_tab() is not tab:
+            self._mentioned.add(str(tab))
+        super()._bump_unread(tab)  # type: ignore[misc]
+        self._sync()
+
+    def _tab_changed(self, event: object) -> None:
+        super()._tab_changed(event)  # type: ignore[misc]
+        tab = self.current_tab()
+        if tab is not None:
+            self._mentioned.discard(str(tab))
+        self._sync()
+
+    def _sync(self) -> None:
+        """The sidebar, topic bar and member list for what is shown now."""
+        if not self._live():
+            return
+        state = self.chat_state
+        assert state is not None and self.sidebar is not None and self.topic_bar is not None
+        current = self.current_tab()
+        channels: dict[str, Row] = {}
+        for channel in state.joined():
+            channels[names.channel_key(channel)] = self._row(channel, True)
+        people = []
+        for tab in self.tabs.values():
+            target = self._target_of(tab)
+            if self._is_channel_tab(tab):
+                key = names.channel_key(target)
+                channels.setdefault(key, self._row(state.display(target), False))
+            else:
+                people.append(self._row(target, True))
+        order = sorted(channels.values(), key=lambda r: (not is_room(r.target),
+                                                         r.target.casefold()))
+        people.sort(key=lambda r: r.target.casefold())
+        shown = self._target_of(current) if current is not None else None
+        self.sidebar.set_rows(order, people, shown)
+        self._show_around(current)
+
+    def _row(self, target: str, joined: bool) -> Row:
+        tab = self.tabs.get(self._key_of(target))
+        unread = tab.unread if tab is not None else 0
+        mention = tab is not None and str(tab) in self._mentioned
+        away = self.chat_state is not None and not names.is_channel(target) \
+            and self.chat_state.away_of(target) is not None
+        return Row(target, unread, mention, joined, away)
+
+    def _show_around(self, tab: ChatTab | None) -> None:
+        state, bar = self.chat_state, self.topic_bar
+        if tab is None or state is None or bar is None:
+            return
+        target = self._target_of(tab)
+        away = state.away_map()
+        if self._is_channel_tab(tab):
+            text, setter = state.topic(target)
+            name = state.display(target)
+            bar.show(name, text, setter, channel=name if state.is_joined(target) else None)
+            self.roster.show_members(name, state.members(target), away)
+        else:
+            gone = state.away_of(target)
+            bar.show(target, f"away: {gone}" if gone is not None else
+                     "Private conversation: only the two of you see these messages.",
+                     channel=None)
+            self.roster.show_members(None, None, away)
+
+    def _recolour_channels(self) -> None:
+        if self.main_frame is None:
+            return
+        self.roster.recolour(self.colours)
+        for tab in self.tabs.values():
+            style(tab.view, self.colours)
+        if self._live():
+            assert self.sidebar is not None and self.topic_bar is not None
+            self.sidebar.recolour(self.colours)
+            self.topic_bar.recolour(self.colours)
+
+    # --- what the user types -------------------------------------------------------------------
+    def send(self, peer: str | None, text: str) -> bool:
+        """Typed text: through the command table when the engine has a chat part."""
+        if self._chat() is None:
+            return bool(super().send(peer, text))  # type: ignore[misc]
+        return self.run_input(self.tabs.get(peer, self.room), text)
+
+    def run_input(self, tab: ChatTab, line: str) -> bool:
+        """One typed line in ``tab``; False keeps it in the input (a mistake to correct)."""
+        chat = self._chat()
+        if chat is None:
+            return False
+        here = self._target_of(tab)
+        parsed = commands.parse(line, here)
+        if parsed is None:
+            return True
+        if isinstance(parsed, commands.UsageError):
+            tab.view.add_system(parsed.text, error=True)
+            return False
+        parsed = _in_this_channel(parsed, here)
+        sending = parsed.spec.name in _SENDS
+        # the conversation written to is opened first, so its history comes before our line
+        dest, opened = self._destination(tab, parsed) if sending else (tab, False)
+        try:
+            reply = commands.execute(parsed, chat)
+        except Exception as exc:   # the engine failing must not take the window with it
+            log.warning("%s failed: %r", parsed.spec.name, exc)
+            reply = commands.Reply((f"{parsed.spec.name} failed: {exc}",))
+        if reply.quit:
+            self.close()
+            return True
+        if sending and reply.notices and opened:
+            self._drop_tab(dest)
+        for notice in reply.notices:
+            tab.view.add_system(notice, error=sending)
+        me = self._me()
+        for old in reply.history:
+            shown = format_history(old, me)
+            if shown is not None:
+                tab.view.add_system(shown.removeprefix("-!- "))
+        if sending and not reply.notices:
+            self.lines_of(dest).add_own(parsed.args.text, me, action=parsed.spec.name == "me",
+                                        private=not self._is_channel_tab(dest))
+        return not (sending and reply.notices)
+
+    def _destination(self, tab: ChatTab, command: commands.Command) -> tuple[ChatTab, bool]:
+        """The tab a message goes to (``/msg`` elsewhere opens it) and whether it is new."""
+        args = command.args
+        target = args.target if command.spec.name == "msg" else args.here
+        if target is None or target == self._target_of(tab):
+            return tab, False
+        opened = self._key_of(target) not in self.tabs
+        dest = self.open_channel(target) if names.is_channel(target) \
+            else self.open_private(target)
+        return dest, opened
+
+    def set_topic(self, channel: str, text: str) -> None:
+        """The topic bar's edit: the same as typing ``/topic #channel text``."""
+        self.run_input(self.current_tab() or self.room, f"/topic {channel} {text}")
+
+    def open_join_dialog(self) -> JoinDialog | None:
+        chat = self._chat()
+        if chat is None:
+            return None
+        known = quietly(chat.list_channels) or []
+        return JoinDialog(self.root, self.colours, known, on_join=self.join_channel)
+
+    def join_channel(self, name: str) -> None:
+        self.run_input(self.current_tab() or self.room, f"/join {name}")
+
+    def _me(self) -> str:
+        return self.nickname or ""
+
+    # --- chat events ---------------------------------------------------------------------------
+    def _apply(self, event: cev.ChatEvent) -> None:
+        if self.chat_state is not None:
+            self.chat_state.apply(event)
+
+    def _on_channel_joined(self, e: cev.ChannelJoined) -> None:
+        self._apply(e)
+        if names.peer_key(e.nick) == names.peer_key(self._me()):
+            tab = self.open_channel(e.channel, select=e.fresh)
+            if e.fresh:
+                tab.view.add_system(f"You joined {e.channel}.")
+        elif e.mine and e.fresh:
+            tab = self.tabs.get(self._key_of(e.channel))
+            if tab is not None:
+                tab.view.add_system(f"{e.nick} joined {e.channel}")
+        self._sync()
+
+    def _on_channel_parted(self, e: cev.ChannelParted) -> None:
+        self._apply(e)
+        why = f" ({e.reason})" if e.reason else ""
+        tab = self.tabs.get(self._key_of(e.channel))
+        if names.peer_key(e.nick) == names.peer_key(self._me()):
+            if tab is not None and tab.peer is not None:
+                self._drop_tab(tab)
+            (self.current_tab() or self.room).view.add_system(f"You left {e.channel}{why}.")
+        elif e.mine and not e.quit and tab is not None:
+            tab.view.add_system(f"{e.nick} left {e.channel}{why}")
+        self._sync()
+
+    def _on_topic(self, e: cev.TopicChanged) -> None:
+        self._apply(e)
+        tab = self.tabs.get(self._key_of(e.channel))
+        if e.mine and tab is not None and e.text:
+            tab.view.add_system(f"{e.setter} set the topic: {e.text}")
+        self._sync()
+
+    def _on_away(self, e: cev.AwayChanged) -> None:
+        self._apply(e)
+        if names.peer_key(e.nick) == names.peer_key(self._me()):
+            (self.current_tab() or self.room).view.add_system(
+                "You are back." if e.text is None else f"You are away: {e.text}")
+        elif e.fresh:
+            tab = self.tabs.get(self._key_of(e.nick))
+            if tab is not None:
+                tab.view.add_system(f"{e.nick} is back" if e.text is None
+                                    else f"{e.nick} is away: {e.text}")
+        self._sync()
+
+    def _on_renamed(self, e: cev.Renamed) -> None:
+        self._apply(e)
+        text = f"{e.old} is now known as {e.new}"
+        if names.peer_key(e.old) == names.peer_key(self._me()):
+            self.nickname = e.new
+            self.roster.set_all(e.new, self.roster.nicks)
+            self._update_title()
+            self._update_status()
+        elif e.old in self.roster.nicks:
+            self.roster.nicks.discard(e.old)
+            self.roster.add(e.new)
+        old_key = self._key_of(e.old)
+        tab = self.tabs.pop(old_key) if old_key in self.tabs else None
+        if tab is not None:
+            tab.peer = e.new
+            self.tabs[e.new] = tab
+            self.notebook.tab(tab, text=tab.title)
+            tab.view.add_system(text)
+        for channel_tab in self.tabs.values():
+            if self._is_channel_tab(channel_tab) and self.chat_state is not None and any(
+                    names.peer_key(m) == names.peer_key(e.new)
+                    for m in self.chat_state.members(self._target_of(channel_tab))):
+                channel_tab.view.add_system(text)
+        self._sync()
+
+    def _show(self, tab: ChatTab, e: cev.ChannelMessage | cev.PrivateLine | cev.Action,
+              where: str) -> None:
+        if not self.lines_of(tab).add_line(e.line, self._me(), history=e.history):
+            return
+        if e.history or names.peer_key(e.sender) == names.peer_key(self._me()):
+            return
+        self._clear_unreachable(e.sender)
+        private = isinstance(e, cev.PrivateLine) or (isinstance(e, cev.Action)
+                                                     and e.channel is None)
+        mention = private or mentions(e.text, self.nickname)
+        self._bump_unread(tab, mention)
+        self._ask_attention(f"{e.sender} {where}", e.text, urgent=mention)
+
+    def _private_tab(self, line_author: str, line_target: str) -> ChatTab:
+        mine = names.peer_key(line_author) == names.peer_key(self._me())
+        return self.open_private(line_target if mine else line_author, select=False)
+
+    def _on_channel_message(self, e: cev.ChannelMessage) -> None:
+        self._show(self.open_channel(e.channel, select=False), e, f"in {e.channel}")
+
+    def _on_private_line(self, e: cev.PrivateLine) -> None:
+        self._show(self._private_tab(e.sender, e.line.target), e, "(private)")
+
+    def _on_action(self, e: cev.Action) -> None:
+        if e.channel is not None:
+            self._show(self.open_channel(e.channel, select=False), e, f"in {e.channel}")
+        else:
+            self._show(self._private_tab(e.sender, e.line.target), e, "(private)")
+
+    def _on_away_reply(self, e: cev.AwayReply) -> None:
+        self.open_private(e.nick, select=False).view.add_system(f"{e.nick} is away: {e.text}")
+
+    def _on_waiting(self, e: cev.Waiting) -> None:
+        tab = self.open_private(e.nick, select=False)
+        lines = self.lines_of(tab)
+        if not lines.set_state(e.msg_id, e.text, WAITING):
+            lines.add_own(e.text, self._me(), private=True)
+            lines.set_state(e.msg_id, e.text, WAITING)
+
+    def _on_delivered_later(self, e: cev.DeliveredLater) -> None:
+        tab = self.open_private(e.nick, select=False)
+        if not self.lines_of(tab).set_state(e.msg_id, e.text, DELIVERED):
+            tab.view.add_system(f"delivered to {e.nick}: {_short(e.text)}")
+
+    def _on_failed(self, e: cev.Failed) -> None:
+        tab = self.open_private(e.nick, select=False)
+        if not self.lines_of(tab).set_state(e.msg_id, e.text, FAILED):
+            tab.view.add_system(f"not delivered to {e.nick}: {_short(e.text)}", error=True)
+
+
+def _in_this_channel(command: commands.Command, here: str) -> commands.Command:
+    """A command whose channel is optional acts on the channel shown (``/part``, ``/topic``,
+    ``/names`` typed in #games mean #games), not on whichever channel the engine has current."""
+    args = command.args
+    if args.channel is not None or not names.is_channel(here) or not any(
+            p.kind is commands.Kind.CHANNEL and p.optional for p in command.spec.params):
+        return command
+    return commands.Command(command.spec, replace(args, channel=here))
