@@ -4,8 +4,12 @@
 
 Writes ``connect.png`` (the connect screen, with an error), ``room.png`` (a busy room with
 Cyrillic and emoji, a key-change warning, a message not delivered, a file offer and a
-transfer in progress), ``private.png`` (a private tab), ``whois.png`` (the "Who is this?"
-dialog after a key change) and ``room-dark.png`` (the dark theme).
+transfer in progress; the channel list with unread counts and a mention, the topic bar, the
+history of the last run above the "new messages" marker), ``private.png`` (a private tab with
+messages waiting, delivered later and not delivered), ``channel.png`` (another channel: its
+members, one away), ``join.png`` (the "Join channel…" dialog refusing a name), ``whois.png``
+(the "Who is this?" dialog after a key change), ``room-dark.png`` and ``channel-dark.png``
+(the dark theme).
 
 The real widgets (client/gui/) are fed engine events through ``App.handle``, exactly what
 the engine thread would deliver, from an offline stand-in engine (no server, no network), so
@@ -33,7 +37,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import events as ev  # noqa: E402
+from client.chat import events as cev  # noqa: E402
 from client.errors import FilesUnavailable  # noqa: E402
+from tests.chat_fake import FakeChat, line  # noqa: E402
 
 log = logging.getLogger("screenshots")
 
@@ -50,9 +56,24 @@ class OfflineEngine:
         self.server_online = True
         self.events: queue.Queue[object] = queue.Queue()
         self._ids = itertools.count(1)
+        self.chat = FakeChat(nickname, self.events, list(ROSTER))
+        earlier = int(time.time() * 1000) - 20 * 3600 * 1000
+        self.chat.store(
+            line("bob", "#room", "see you all tomorrow then 👋", ts_ms=earlier),
+            line("alice", "#room", "bye! I'll bring the cables", ts_ms=earlier + 60_000),
+            line("carol", "#games", "who has the map pack?", ts_ms=earlier + 90_000),
+            line("Вася", "#games", "у меня есть, скину завтра", ts_ms=earlier + 120_000),
+            line("alice", "carol", "did you get the projector?", ts_ms=earlier + 150_000))
+        self.chat.topics["#games"] = cev_topic("#games", "Tonight: Quake 3 CTF at 21:00 🎯",
+                                               "Вася")
 
     def start(self, timeout: float = 5.0) -> None:
         self.events.put(ev.Registered(self.nickname, ROSTER))
+        self.chat.start(["#room", "#games", "#dev"],
+                        {"#room": list(ROSTER), "#games": ["carol", "Вася", "dave"],
+                         "#dev": ["bob", "émilie"]})
+        self.events.put(cev.TopicChanged("#room", "LAN party, Saturday 20:00 — bring a cable",
+                                         "bob", history=True))
 
     def roster(self) -> list[str]:
         return sorted(ROSTER, key=str.casefold)
@@ -98,6 +119,11 @@ class OfflineEngine:
         pass
 
 
+def cev_topic(channel: str, text: str, setter: str) -> Any:
+    from client.chat.api import TopicInfo
+    return TopicInfo(channel, text, setter)
+
+
 def start_xvfb() -> subprocess.Popen[bytes] | None:
     """Start Xvfb on a free display number when there is no display; None if not needed."""
     if os.environ.get("DISPLAY") or sys.platform == "win32":
@@ -140,6 +166,14 @@ def capture(root: Any, path: Path) -> None:
     log.info("wrote %s", path)
 
 
+def show_tooltip(app: Any, nick: str) -> None:
+    """The away text of ``nick`` as hovering its row shows it."""
+    tree = app.roster.tree
+    x, y, _w, h = tree.bbox(f"n:{nick}")
+    tree.event_generate("<Motion>", x=x + 30, y=y + h // 2)
+    settle(app.root, 0.7)
+
+
 def feed(app: Any, events: list[object]) -> None:
     for event in events:
         app.handle(event)
@@ -166,6 +200,34 @@ def busy_room(app: Any) -> None:
                ev.FileOffered(7, "bob", "карта_уровня.zip", 48_200_000),
                ev.FileProgress(8, "Вася", "фото 😀.jpg", 1_300_000, 3_100_000, 850_000.0,
                                True)])
+
+
+def channels(app: Any) -> None:
+    """Unread lines in #games, a mention in #dev, someone away."""
+    now = int(time.time() * 1000) - 120_000
+    for who, text in (("carol", "map pack is on the share 📦"), ("dave", "CTF or deathmatch?"),
+                      ("Вася", "CTF конечно 🚩")):
+        app.handle(cev.ChannelMessage("#games", who, text, line(who, "#games", text, ts_ms=now)))
+        now += 40_000
+    text = "alice, can you review the reconnect patch? 🙏"
+    app.handle(cev.ChannelMessage("#dev", "émilie", text, line("émilie", "#dev", text,
+                                                              ts_ms=now)))
+    app.handle(cev.AwayChanged("dave", "grabbing pizza 🍕"))
+
+
+def private_states(app: Any) -> Any:
+    """Messages to carol, who went offline: one delivered later, one waiting, one failed."""
+    chat = app.engine.chat
+    chat.online.discard("carol")
+    tab = app.open_private("carol")
+    for text in ("Sure! I have two 👌", "and a spare power strip", "are you still coming?"):
+        app.run_input(tab, text)
+    settle(app.root, 0.1)
+    sent = chat.stored["carol"][-3:]
+    app.handle(cev.DeliveredLater("carol", sent[0].text, sent[0].msg_id))
+    app.handle(cev.Failed("carol", sent[2].text, sent[2].msg_id))
+    tab.input.set("See you at 8 🕗")
+    return tab
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,17 +266,30 @@ def main(argv: list[str] | None = None) -> int:
             settle(root)
             busy_room(app)
             app.handle(ev.PrivateMessage("carol", "psst — can you bring a spare HDMI cable? 🙏"))
+            channels(app)
             settle(root)
             app.roster.tree.selection_set("n:carol")
             capture(root, args.out / "room.png")
 
-            tab = app.open_private("carol")
-            tab.view.add_message("alice", "Sure! I have two 👌", own=True, msg_id=3)
-            tab.view.add_message("carol", "Спасибо!! You're the best ❤", when=time.time())
-            tab.input.set("See you at 8 🕗")
+            private_states(app)
             settle(root)
             capture(root, args.out / "private.png")
 
+            app.open_channel("#games")
+            settle(root)
+            show_tooltip(app, "dave")
+            capture(root, args.out / "channel.png")
+            app.roster.tooltip.hide()
+
+            join = app.open_join_dialog()
+            join.top.geometry("+200+140")
+            join.name_var.set("games")
+            settle(root)
+            capture(join.top, args.out / "join.png")
+            join.top.destroy()
+
+            app.notebook.select(app.room)
+            settle(root, 0.1)
             app.roster.tree.selection_set("n:bob")
             dialog = WhoisDialog(app, "dave")
             dialog.top.geometry("+120+120")
@@ -226,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             app.set_theme("dark")
             settle(root)
             capture(root, args.out / "room-dark.png")
+            app.open_channel("#games")
+            settle(root)
+            show_tooltip(app, "dave")
+            capture(root, args.out / "channel-dark.png")
+            app.roster.tooltip.hide()
             app.set_theme("light")
             app.close()
     finally:

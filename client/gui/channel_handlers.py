@@ -102,6 +102,9 @@ class ChannelHandlers(Window):
         for bind in ("<Control-j>", "<Control-J>"):
             self.root.bind(bind, lambda _e: self._key_join())
         self._sync()
+        self.root.update_idletasks()   # the topic bar took some height: show the newest lines
+        for tab in self.tabs.values():
+            tab.view.text.see("end")
 
     def _key_join(self) -> str:
         if self.sidebar is not None and self.main_frame is not None:
@@ -373,7 +376,7 @@ class ChannelHandlers(Window):
     def _on_topic(self, e: cev.TopicChanged) -> None:
         self._apply(e)
         tab = self.tabs.get(self._key_of(e.channel))
-        if e.mine and tab is not None and e.text:
+        if e.mine and tab is not None and e.text and not e.history:
             tab.view.add_system(f"{e.setter} set the topic: {e.text}")
         self._sync()
 

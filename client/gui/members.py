@@ -96,6 +96,11 @@ class Tooltip:
                  borderwidth=1, relief="solid", wraplength=320,
                  background=colours.background if colours else "#ffffe0",
                  foreground=colours.foreground if colours else "#000000").pack()
+        top.update_idletasks()   # kept inside the window: the roster is at its right edge
+        window = self.widget.winfo_toplevel()
+        room = window.winfo_rootx() + window.winfo_width() - top.winfo_reqwidth() - 4
+        if x > room:
+            top.wm_geometry(f"+{max(0, room)}+{y}")
 
     def hide(self) -> None:
         self.text = ""
