@@ -276,6 +276,15 @@ def test_private_lines_actions_and_rename(root: tk.Tk, tmp_path: Path) -> None:
     assert app.sidebar is not None and app.sidebar.tags_of("bob") == ("mention",)
     app.handle(cev.Action("bob", "waves", None, line("bob", "alice", "waves", Kind.ACTION)))
     assert "* bob  waves" in tab.view.content()
+    # a first line from someone: already in the history when its event comes, shown as new
+    early, first = line("erin", "alice", "hi earlier"), line("erin", "alice", "hello there")
+    app.engine.chat.store(early, first)
+    app.handle(cev.PrivateLine("erin", "hello there", first))
+    erin = app.tabs["erin"]
+    shown = erin.view.content().split("\n")
+    assert shown.index(MARKER) < next(i for i, x in enumerate(shown) if "hello there" in x)
+    assert "hi earlier" in shown[0] and sum("hello there" in x for x in shown) == 1
+    assert erin.unread == 1
     app.handle(cev.AwayReply("bob", "on holiday"))
     assert "bob is away: on holiday" in tab.view.content()
     app.handle(cev.Renamed("bob", "robert"))

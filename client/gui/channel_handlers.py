@@ -48,6 +48,7 @@ class ChannelHandlers(Window):
     chat_state: ChannelState | None
     _lines: dict[str, Lines]          # a tab's widget path -> its extra lines
     _mentioned: set[str]              # widget paths of tabs whose unread lines name us
+    _history_before: int | None       # opening a tab for a new line: history older than it
 
     def _init_channels(self) -> None:
         self.sidebar = None
@@ -55,6 +56,7 @@ class ChannelHandlers(Window):
         self.chat_state = None
         self._lines = {}
         self._mentioned = set()
+        self._history_before = None
 
     def _channel_events(self) -> EventHandlers:
         return {cev.ChannelJoined: self._on_channel_joined,
@@ -157,6 +159,9 @@ class ChannelHandlers(Window):
             return
         target = self._target_of(tab)
         found = quietly(lambda: chat.history(target, HISTORY_ON_OPEN)) or []
+        before = self._history_before
+        if before is not None:   # the line that opened the tab (and later ones) come as new
+            found = [line for line in found if line.ts_ms < before]
         lines = self.lines_of(tab)
         shown = [line for line in found if lines.add_line(line, self._me(), history=True)]
         if shown:
@@ -430,21 +435,26 @@ class ChannelHandlers(Window):
         self._bump_unread(tab, mention)
         self._ask_attention(f"{e.sender} {where}", e.text, urgent=mention)
 
-    def _private_tab(self, line_author: str, line_target: str) -> ChatTab:
-        mine = names.peer_key(line_author) == names.peer_key(self._me())
-        return self.open_private(line_target if mine else line_author, select=False)
+    def _tab_for(self, e: cev.ChannelMessage | cev.PrivateLine | cev.Action) -> ChatTab:
+        """The tab of a line's conversation, opened in the background if need be."""
+        self._history_before = None if e.history else e.line.ts_ms
+        try:
+            channel = None if isinstance(e, cev.PrivateLine) else e.channel
+            if channel is not None:
+                return self.open_channel(channel, select=False)
+            mine = names.peer_key(e.line.author) == names.peer_key(self._me())
+            return self.open_private(e.line.target if mine else e.line.author, select=False)
+        finally:
+            self._history_before = None
 
     def _on_channel_message(self, e: cev.ChannelMessage) -> None:
-        self._show(self.open_channel(e.channel, select=False), e, f"in {e.channel}")
+        self._show(self._tab_for(e), e, f"in {e.channel}")
 
     def _on_private_line(self, e: cev.PrivateLine) -> None:
-        self._show(self._private_tab(e.sender, e.line.target), e, "(private)")
+        self._show(self._tab_for(e), e, "(private)")
 
     def _on_action(self, e: cev.Action) -> None:
-        if e.channel is not None:
-            self._show(self.open_channel(e.channel, select=False), e, f"in {e.channel}")
-        else:
-            self._show(self._private_tab(e.sender, e.line.target), e, "(private)")
+        self._show(self._tab_for(e), e, f"in {e.channel}" if e.channel else "(private)")
 
     def _on_away_reply(self, e: cev.AwayReply) -> None:
         self.open_private(e.nick, select=False).view.add_system(f"{e.nick} is away: {e.text}")
