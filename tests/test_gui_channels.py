@@ -131,6 +131,11 @@ def test_join_part_unread_and_mentions(root: tk.Tk, tmp_path: Path) -> None:
     # a join of someone else in our channel: a line, and the member list grows
     app.handle(cev.ChannelJoined("#games", "dave", True))
     assert "dave joined #games" in content(app, "#games")
+    # a peer whose key changed: each of its lines carries the warning, as today
+    from client import events as ev
+    app.handle(ev.KeyChanged("carol", "AAAA", "BBBB"))
+    app.handle(cev.ChannelMessage("#games", "carol", "trust me", line("carol", "#games", "t")))
+    assert "carol  [UNVERIFIED KEY CHANGE] t" in content(app, "#games")
 
 
 def test_topic_bar_shows_and_edits(root: tk.Tk, tmp_path: Path) -> None:

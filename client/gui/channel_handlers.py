@@ -28,6 +28,7 @@ from client.gui.join_dialog import JoinDialog
 from client.gui.lines import DELIVERED, FAILED, WAITING, Lines, style
 from client.gui.members import MemberRoster
 from client.gui.topic import TopicBar
+from client.peer.secure import WARNING_KEY_CHANGED
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +425,10 @@ class ChannelHandlers(Window):
 
     def _show(self, tab: ChatTab, e: cev.ChannelMessage | cev.PrivateLine | cev.Action,
               where: str) -> None:
-        if not self.lines_of(tab).add_line(e.line, self._me(), history=e.history):
+        # a peer whose key changed (the roster's ⚠) is flagged on each line, as today
+        changed = self.roster.markers.get(e.sender, "").startswith("⚠")
+        if not self.lines_of(tab).add_line(e.line, self._me(), history=e.history,
+                                           warning=WARNING_KEY_CHANGED if changed else None):
             return
         if e.history or names.peer_key(e.sender) == names.peer_key(self._me()):
             return

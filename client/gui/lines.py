@@ -57,19 +57,18 @@ class Lines:
         self.shown.add(msg_id)
         return False
 
-    def add_line(self, line: wire.SignedLine, me: str, *, history: bool) -> bool:
-        """Show a signed line (a message or an action); False if shown before."""
+    def add_line(self, line: wire.SignedLine, me: str, *, history: bool,
+                 warning: str | None = None) -> bool:
+        """Show a signed line (a message or an action); False if shown before. A live line
+        shows when it arrived (the author's clock may be off); history when it was written."""
         if self.seen(line.msg_id):
             return False
         own = names.peer_key(line.author) == names.peer_key(me)
         number = next(_local_ids) if own else None
         start = self._start()
-        if line.kind == wire.Kind.ACTION:
-            self.view.add_message(f"* {line.author}", line.text, when=line.ts_ms / 1000,
-                                  own=own, msg_id=number)
-        else:
-            self.view.add_message(line.author, line.text, when=line.ts_ms / 1000, own=own,
-                                  msg_id=number)
+        sender = f"* {line.author}" if line.kind == wire.Kind.ACTION else line.author
+        self.view.add_message(sender, line.text, when=line.ts_ms / 1000 if history else None,
+                              own=own, msg_id=number, warning=warning)
         if history:
             self._tag_since(start, "history")
         if number is not None and not line.is_channel:
