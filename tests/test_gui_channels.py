@@ -218,6 +218,10 @@ def test_commands_in_the_input_line(root: tk.Tk, tmp_path: Path) -> None:
     room.input.text.event_generate("<Return>")
     assert ("message", "#room", "hello all") in chat.calls
     assert room.view.content().split("\n")[-2].endswith("alice  hello all")
+    # an engine's "not delivered" for a line it has no id of ours for: found by its text
+    from client import events as ev
+    app.handle(ev.NotDelivered("bob", "hello all", 0))
+    assert room.view.content().split("\n")[-2].endswith("hello all  ✗ not delivered to bob")
     app.run_input(room, "/help")
     assert help_lines()[0] in room.view.content()
     room.input.set("/frobnicate")

@@ -16,6 +16,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from client import events as ev
 from client.chat import commands, names
 from client.chat import events as cev
 from client.chat.api import ChatApi
@@ -459,6 +460,13 @@ class ChannelHandlers(Window):
 
     def _on_action(self, e: cev.Action) -> None:
         self._show(self._tab_for(e), e, f"in {e.channel}" if e.channel else "(private)")
+
+    def _on_not_delivered(self, e: ev.NotDelivered) -> None:
+        """A line we sent through the chat part has no engine id: found by its text."""
+        tab = (self.tabs.get(self._key_of(e.nickname)) if e.private else self.room) or self.room
+        number = self.lines_of(tab).own_number(e.text)
+        if number is None or not tab.view.mark_undelivered(number, e.nickname):
+            super()._on_not_delivered(e)  # type: ignore[misc]
 
     def _on_away_reply(self, e: cev.AwayReply) -> None:
         self.open_private(e.nick, select=False).view.add_system(f"{e.nick} is away: {e.text}")

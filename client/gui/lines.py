@@ -45,6 +45,7 @@ class Lines:
         self.by_id: dict[bytes, int] = {}       # our private line's id -> its view tag number
         self.states: dict[int, str] = {}        # view tag number -> state
         self.pending: deque[tuple[str, int]] = deque(maxlen=MAX_PENDING)  # (text, tag number)
+        self.own: deque[tuple[str, int]] = deque(maxlen=MAX_PENDING)      # every line we sent
         self.marked = False
 
     # --- lines -----------------------------------------------------------------------------
@@ -79,9 +80,14 @@ class Lines:
         """Our line, just sent (the engine gives no id yet: ``Waiting`` is matched by text)."""
         number = next(_local_ids)
         self.view.add_message(f"* {me}" if action else me, text, own=True, msg_id=number)
+        self.own.append((text, number))
         if private:
             self.pending.append((text, number))
         return number
+
+    def own_number(self, text: str) -> int | None:
+        """The view's number of our latest line ``text`` (for "not delivered to X" marks)."""
+        return next((n for t, n in reversed(self.own) if t == text), None)
 
     def add_marker(self) -> None:
         """The line between what was shown before (history) and what comes now."""
