@@ -204,10 +204,11 @@ class ChannelHandlers(Window):
 
     # --- unread, mentions, what is shown around the messages ------------------------------------
     def _bump_unread(self, tab: ChatTab, mention: bool = False) -> None:
-        if mention and self.current_tab() is not tab:
-            self._mentioned.add(str(tab))
         super()._bump_unread(tab)  # type: ignore[misc]
-        self._sync()
+        if self.current_tab() is not tab:
+            if mention:
+                self._mentioned.add(str(tab))
+            self._sync_list()
 
     def _tab_changed(self, event: object) -> None:
         super()._tab_changed(event)  # type: ignore[misc]
@@ -218,6 +219,12 @@ class ChannelHandlers(Window):
 
     def _sync(self) -> None:
         """The sidebar, topic bar and member list for what is shown now."""
+        if self._live():
+            self._sync_list()
+            self._show_around(self.current_tab())
+
+    def _sync_list(self) -> None:
+        """The sidebar: our channels and open conversations, their unread counts."""
         if not self._live():
             return
         state = self.chat_state
@@ -239,7 +246,6 @@ class ChannelHandlers(Window):
         people.sort(key=lambda r: r.target.casefold())
         shown = self._target_of(current) if current is not None else None
         self.sidebar.set_rows(order, people, shown)
-        self._show_around(current)
 
     def _row(self, target: str, joined: bool) -> Row:
         tab = self.tabs.get(self._key_of(target))

@@ -21,6 +21,7 @@ class MenuAndKeys(Window):
              lambda: self._with_selected(self.open_private)),
             ("Who is this?", "", lambda: self._with_selected(self.show_whois)),
             ("Send file…", "", self._send_file_current),
+            ("Join channel…", "Ctrl+J", self.open_join_dialog),
             ("Next tab", "Ctrl+Tab", lambda: self.cycle_tab(1)),
             ("Close tab", "Ctrl+W", self.close_tab),
             ("Go to the list of people", "Ctrl+R", lambda: self.roster.tree.focus_set()),

@@ -1,6 +1,6 @@
 """The topic bar above the messages: the conversation's name and its topic.
 
-For a channel, double-clicking the topic (or "Edit" in the Chat menu) turns it into an entry:
+For a channel, double-clicking the topic turns it into an entry:
 Enter sets the new topic (through ``/topic``, like typing it), Escape or leaving the entry
 keeps the old one. For a private conversation it says whether the other person is away.
 """
