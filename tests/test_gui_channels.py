@@ -19,7 +19,7 @@ from client.gui.lines import MARKER
 from client.gui.topic import NO_TOPIC
 from tests.chat_fake import FakeChat, line
 from tests.test_gui_support import pump, shown_root, type_text
-from tests.test_gui_widgets import StandIn
+from tests.test_gui_widgets import StandIn, connected_app
 
 pytestmark = pytest.mark.gui
 
@@ -46,12 +46,7 @@ class ChatEngine(StandIn):
 
 
 def chat_app(root: tk.Tk, tmp_path: Path) -> App:
-    app = App(root, config_dir=tmp_path, engine_factory=ChatEngine)
-    app.connect("127.0.0.1:7799", "alice")
-    pump(root, lambda: app.main_frame is not None, what="the main window")
-    pump(root, lambda: app.engine.events.empty())
-    root.update()
-    return app
+    return connected_app(root, tmp_path, ChatEngine)
 
 
 def double_click(widget: tk.Misc) -> None:

@@ -103,8 +103,8 @@ class StandIn:
         self.closed_in = threading.current_thread().name
 
 
-def connected_app(root: tk.Tk, tmp_path: Path) -> App:
-    app = App(root, config_dir=tmp_path, engine_factory=StandIn)
+def connected_app(root: tk.Tk, tmp_path: Path, factory: Any = None) -> App:
+    app = App(root, config_dir=tmp_path, engine_factory=factory or StandIn)
     app.connect("127.0.0.1:7799", "alice")
     pump(root, lambda: app.main_frame is not None, what="the main window")
     pump(root, lambda: app.engine.events.empty())
