@@ -85,7 +85,8 @@ class ChannelHandlers(Window):
             self.sidebar = self.topic_bar = self.chat_state = None
             return
         self.sidebar = ChannelList(self.panes, self.colours, on_open=self.open_conversation,
-                                   on_join=self.open_join_dialog)
+                                   on_join=self.open_join_dialog, on_leave=self.leave_channel,
+                                   on_close=self.close_conversation)
         self.panes.insert(0, self.sidebar, weight=1)
         self.sidebar.lower()   # first in the keyboard's Tab order, as it is first on screen
         self.topic_bar = TopicBar(self.main_frame, self.colours, on_set=self.set_topic)
@@ -353,6 +354,14 @@ class ChannelHandlers(Window):
 
     def join_channel(self, name: str) -> None:
         self.run_input(self.current_tab() or self.room, f"/join {name}")
+
+    def leave_channel(self, name: str) -> None:
+        self.run_input(self.current_tab() or self.room, f"/part {name}")
+
+    def close_conversation(self, nick: str) -> None:
+        tab = self.tabs.get(self._key_of(nick))
+        if tab is not None and tab.peer is not None:
+            self._drop_tab(tab)
 
     def _me(self) -> str:
         return self.nickname or ""

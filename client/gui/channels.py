@@ -2,11 +2,13 @@
 
 Two groups: "Channels" (ours; ``#room`` first) and "Private" (open private conversations). Each
 row shows its unread count; a row whose unread lines name us is highlighted. Clicking a row (or
-Enter) opens that conversation; the button under the list opens "Join channel…".
+Enter) opens that conversation; right-click (or the Menu key) offers "Leave #channel" or "Close
+conversation"; the button under the list opens "Join channel…".
 """
 
 from __future__ import annotations
 
+import sys
 import tkinter as tk
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,9 +37,11 @@ def _iid(target: str) -> str:
 
 class ChannelList(ttk.Frame):
     def __init__(self, master: tk.Misc, colours: Colours, *,
-                 on_open: Callable[[str], None], on_join: Callable[[], None]) -> None:
+                 on_open: Callable[[str], None], on_join: Callable[[], None],
+                 on_leave: Callable[[str], None], on_close: Callable[[str], None]) -> None:
         super().__init__(master, padding=(0, 0, 6, 0))
         self._on_open = on_open
+        self._on_leave, self._on_close = on_leave, on_close
         self.rows: dict[str, Row] = {}
         ttk.Label(self, text="Conversations", font=font(self, "TkHeadingFont", 11, "bold")
                   ).grid(row=0, column=0, sticky="w", pady=(4, 6))
@@ -55,6 +59,10 @@ class ChannelList(ttk.Frame):
         self.recolour(colours)
         self.tree.bind("<<TreeviewSelect>>", self._selected)
         self.tree.bind("<Return>", self._selected)
+        self.menu = tk.Menu(self, tearoff=False)
+        self.tree.bind("<Button-3>", self._context)
+        for key in ("<Shift-F10>", "<App>" if sys.platform == "win32" else "<Menu>"):
+            self.tree.bind(key, self._context_key)
 
     def recolour(self, colours: Colours) -> None:
         bold = font(self, "TkDefaultFont", None, "bold")
@@ -106,6 +114,34 @@ class ChannelList(ttk.Frame):
         sel = self.tree.selection()
         if sel and sel[0].startswith("t:"):
             self._on_open(sel[0][2:])
+
+
+    # --- the row's menu ------------------------------------------------------------------------
+    def menu_for(self, target: str) -> tk.Menu:
+        """The menu of ``target``'s row (a channel: leave it; a person: close the tab)."""
+        self.menu.delete(0, "end")
+        if target.startswith("#"):
+            self.menu.add_command(label=f"Leave {target}",
+                                  command=lambda: self._on_leave(target))
+        else:
+            self.menu.add_command(label="Close conversation",
+                                  command=lambda: self._on_close(target))
+        return self.menu
+
+    def _context(self, event: tk.Event) -> str:
+        row = self.tree.identify_row(event.y)
+        if row.startswith("t:"):
+            self.menu_for(row[2:]).tk_popup(event.x_root, event.y_root)
+        return "break"
+
+    def _context_key(self, _event: tk.Event) -> str:
+        sel = self.tree.selection()
+        if sel and sel[0].startswith("t:"):
+            bbox = self.tree.bbox(sel[0])
+            x = self.tree.winfo_rootx() + (bbox[0] + 20 if bbox else 20)
+            y = self.tree.winfo_rooty() + (bbox[1] + bbox[3] if bbox else 20)
+            self.menu_for(sel[0][2:]).tk_popup(x, y)
+        return "break"
 
 
 def _tags(row: Row) -> tuple[str, ...]:

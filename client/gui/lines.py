@@ -9,6 +9,7 @@ text the tag ``st<id>``, replaced in place when the state changes.
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 
 from client.chat import names, wire
@@ -32,6 +33,7 @@ def style(view: MessageView, colours: Colours) -> None:
     text.tag_configure("history", foreground=colours.muted)
     text.tag_lower("history")   # nick colours still win; the message text is greyed
     text.tag_configure("marker", foreground=colours.own, justify="center")
+    text.tag_configure("day", foreground=colours.muted, justify="center")
     text.tag_configure("st_wait", foreground=colours.muted)
     text.tag_configure("st_ok", foreground=colours.own)
 
@@ -47,6 +49,7 @@ class Lines:
         self.pending: deque[tuple[str, int]] = deque(maxlen=MAX_PENDING)  # (text, tag number)
         self.own: deque[tuple[str, int]] = deque(maxlen=MAX_PENDING)      # every line we sent
         self.marked = False
+        self._day = time.strftime("%Y-%m-%d")   # history from another day gets a day line
 
     # --- lines -----------------------------------------------------------------------------
     def seen(self, msg_id: bytes) -> bool:
@@ -66,6 +69,8 @@ class Lines:
             return False
         own = names.peer_key(line.author) == names.peer_key(me)
         number = next(_local_ids) if own else None
+        if history:
+            self._day_line(line.ts_ms / 1000)
         start = self._start()
         sender = f"* {line.author}" if line.kind == wire.Kind.ACTION else line.author
         self.view.add_message(sender, line.text, when=line.ts_ms / 1000 if history else None,
@@ -94,11 +99,22 @@ class Lines:
         if self.marked:
             return
         self.marked = True
-        text = self.view.text
-        text.configure(state="normal")
-        text.insert("end", MARKER + "\n", ("marker",))
-        text.configure(state="disabled")
-        text.see("end")
+        self._insert_centred(MARKER, "marker")
+        self.view.text.see("end")
+        self._day = time.strftime("%Y-%m-%d")
+
+    def _day_line(self, when: float) -> None:
+        day = time.strftime("%Y-%m-%d", time.localtime(when))
+        if day == self._day:
+            return
+        self._day = day
+        self._insert_centred(time.strftime("%A %d %B %Y", time.localtime(when)), "day")
+
+    def _insert_centred(self, text: str, tag: str) -> None:
+        box = self.view.text
+        box.configure(state="normal")
+        box.insert("end", text + "\n", (tag,))
+        box.configure(state="disabled")
 
     def marker_line(self) -> int | None:
         """The view's line number of the marker (1-based), for tests."""
