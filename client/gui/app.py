@@ -40,8 +40,8 @@ from client.config import (
 )
 from client.gui.attention import Attention, title_for
 from client.gui.base import POLL_MS, EventHandlers, Outcome
-from client.gui.channel_handlers import ChannelHandlers
 from client.gui.chat_handlers import ChatHandlers
+from client.gui.command_line import CommandLine
 from client.gui.connect import ConnectFrame
 from client.gui.file_handlers import FileHandlers
 from client.gui.files import FilesPanel
@@ -69,7 +69,7 @@ def _collect_tk_garbage() -> None:
     gc.collect()
 
 
-class App(ChannelHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
+class App(CommandLine, ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
     """The whole window: connect screen, then tabs + roster + files + status bar."""
 
     def __init__(self, root: tk.Tk | None = None, *, server: str | None = None,

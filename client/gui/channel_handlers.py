@@ -1,31 +1,27 @@
-"""Channels, the command line, history and message states (issue 11), a mixin of ``App``.
+"""Channels, history and message states (issue 11), a mixin of ``App``.
 
 With an engine that has a chat part (``engine.chat``, a ``client.chat.api.ChatApi``), the window
 gains a list of conversations on the left (client/gui/channels.py), a topic bar above the
-messages (topic.py), the members of the current channel in the roster (members.py), and every
-line typed goes through THE command table (client/chat/commands.py): plain text to the shown
-conversation, ``/join``, ``/topic``, ``/me``, ``/help``... with the replies shown in the view.
-History is loaded when a conversation opens, above a "new messages" marker (lines.py), and each
-private line we send shows waiting / delivered / not delivered. Without a chat part (older
+messages (topic.py) and the members of the current channel in the roster (members.py); every
+line typed goes through THE command table (command_line.py). History is loaded when a
+conversation opens, above a "new messages" marker (lines.py), and each private line we send
+shows waiting / delivered / not delivered. Without a chat part (older
 stand-ins in tests) the window stays as it was: tabs, room and private messages.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any
 
 from client import events as ev
-from client.chat import commands, names
 from client.chat import events as cev
+from client.chat import names
 from client.chat.api import ChatApi
-from client.chat.lines import format_history
 from client.gui.base import EventHandlers, Window, quietly
 from client.gui.channel_state import ROOM, ChannelState, is_room, mentions
 from client.gui.channels import ChannelList, Row
 from client.gui.chat import ChatTab
-from client.gui.join_dialog import JoinDialog
 from client.gui.lines import DELIVERED, FAILED, WAITING, Lines, style
 from client.gui.members import MemberRoster
 from client.gui.topic import TopicBar
@@ -34,7 +30,6 @@ from client.peer.secure import WARNING_KEY_CHANGED
 log = logging.getLogger(__name__)
 
 HISTORY_ON_OPEN = 100   # lines of history shown when a conversation opens
-_SENDS = frozenset({"say", "msg", "me"})
 
 
 def _short(text: str) -> str:
@@ -42,7 +37,8 @@ def _short(text: str) -> str:
 
 
 class ChannelHandlers(Window):
-    """The chat part of the window (a mixin of ``App``, before ``ChatHandlers``)."""
+    """The chat part of the window (a mixin of ``App``, before ``ChatHandlers``); what the user
+    types and picks is its subclass ``command_line.CommandLine``."""
 
     roster: MemberRoster
     sidebar: ChannelList | None
@@ -110,11 +106,6 @@ class ChannelHandlers(Window):
         self.root.update_idletasks()   # the topic bar took some height: show the newest lines
         for tab in self.tabs.values():
             tab.view.text.see("end")
-
-    def _key_join(self) -> str:
-        if self.sidebar is not None and self.main_frame is not None:
-            self.open_join_dialog()
-        return "break"
 
     def _live(self) -> bool:
         return self.sidebar is not None and self.main_frame is not None \
@@ -285,84 +276,6 @@ class ChannelHandlers(Window):
             self.sidebar.recolour(self.colours)
             self.topic_bar.recolour(self.colours)
 
-    # --- what the user types -------------------------------------------------------------------
-    def send(self, peer: str | None, text: str) -> bool:
-        """Typed text: through the command table when the engine has a chat part."""
-        if self._chat() is None:
-            return bool(super().send(peer, text))  # type: ignore[misc]
-        return self.run_input(self.tabs.get(peer, self.room), text)
-
-    def run_input(self, tab: ChatTab, line: str) -> bool:
-        """One typed line in ``tab``; False keeps it in the input (a mistake to correct)."""
-        chat = self._chat()
-        if chat is None:
-            return False
-        here = self._target_of(tab)
-        parsed = commands.parse(line, here)
-        if parsed is None:
-            return True
-        if isinstance(parsed, commands.UsageError):
-            tab.view.add_system(parsed.text, error=True)
-            return False
-        parsed = _in_this_channel(parsed, here)
-        sending = parsed.spec.name in _SENDS
-        # the conversation written to is opened first, so its history comes before our line
-        dest, opened = self._destination(tab, parsed) if sending else (tab, False)
-        try:
-            reply = commands.execute(parsed, chat)
-        except Exception as exc:   # the engine failing must not take the window with it
-            log.warning("%s failed: %r", parsed.spec.name, exc)
-            reply = commands.Reply((f"{parsed.spec.name} failed: {exc}",))
-        if reply.quit:
-            self.close()
-            return True
-        if sending and reply.notices and opened:
-            self._drop_tab(dest)
-        for notice in reply.notices:
-            tab.view.add_system(notice, error=sending)
-        me = self._me()
-        for old in reply.history:
-            shown = format_history(old, me)
-            if shown is not None:
-                tab.view.add_system(shown.removeprefix("-!- "))
-        if sending and not reply.notices:
-            self.lines_of(dest).add_own(parsed.args.text, me, action=parsed.spec.name == "me",
-                                        private=not self._is_channel_tab(dest))
-        return not (sending and reply.notices)
-
-    def _destination(self, tab: ChatTab, command: commands.Command) -> tuple[ChatTab, bool]:
-        """The tab a message goes to (``/msg`` elsewhere opens it) and whether it is new."""
-        args = command.args
-        target = args.target if command.spec.name == "msg" else args.here
-        if target is None or target == self._target_of(tab):
-            return tab, False
-        opened = self._key_of(target) not in self.tabs
-        dest = self.open_channel(target) if names.is_channel(target) \
-            else self.open_private(target)
-        return dest, opened
-
-    def set_topic(self, channel: str, text: str) -> None:
-        """The topic bar's edit: the same as typing ``/topic #channel text``."""
-        self.run_input(self.current_tab() or self.room, f"/topic {channel} {text}")
-
-    def open_join_dialog(self) -> JoinDialog | None:
-        chat = self._chat()
-        if chat is None:
-            return None
-        known = quietly(chat.list_channels) or []
-        return JoinDialog(self.root, self.colours, known, on_join=self.join_channel)
-
-    def join_channel(self, name: str) -> None:
-        self.run_input(self.current_tab() or self.room, f"/join {name}")
-
-    def leave_channel(self, name: str) -> None:
-        self.run_input(self.current_tab() or self.room, f"/part {name}")
-
-    def close_conversation(self, nick: str) -> None:
-        tab = self.tabs.get(self._key_of(nick))
-        if tab is not None and tab.peer is not None:
-            self._drop_tab(tab)
-
     def _me(self) -> str:
         return self.nickname or ""
 
@@ -503,12 +416,3 @@ class ChannelHandlers(Window):
         if not self.lines_of(tab).set_state(e.msg_id, e.text, FAILED):
             tab.view.add_system(f"not delivered to {e.nick}: {_short(e.text)}", error=True)
 
-
-def _in_this_channel(command: commands.Command, here: str) -> commands.Command:
-    """A command whose channel is optional acts on the channel shown (``/part``, ``/topic``,
-    ``/names`` typed in #games mean #games), not on whichever channel the engine has current."""
-    args = command.args
-    if args.channel is not None or not names.is_channel(here) or not any(
-            p.kind is commands.Kind.CHANNEL and p.optional for p in command.spec.params):
-        return command
-    return commands.Command(command.spec, replace(args, channel=here))
