@@ -109,6 +109,7 @@ def test_join_part_unread_and_mentions(root: tk.Tk, tmp_path: Path) -> None:
     app.handle(cev.ChannelMessage("#room", "bob", "alice: look", line("bob", "#room", "z")))
     assert sidebar.label_of("#room") == "#room 1"
     assert sidebar.tags_of("#room") == ("mention",)
+    assert app.room.view.text.tag_ranges("mention")     # and the line itself stands out
     app.handle(cev.ChannelMessage("#room", "bob", "malice", line("bob", "#room", "w")))
     app.handle(cev.ChannelMessage("#games", "carol", "malice", line("carol", "#games", "v")))
     assert sidebar.tags_of("#games") == ("unread",)           # "malice" does not name alice

@@ -213,6 +213,8 @@ def channels(app: Any) -> None:
     app.handle(cev.ChannelMessage("#dev", "émilie", text, line("émilie", "#dev", text,
                                                               ts_ms=now)))
     app.handle(cev.AwayChanged("dave", "grabbing pizza 🍕"))
+    text = "alice, can you bring the network switch? 🔌"
+    app.handle(cev.ChannelMessage("#room", "Алёна", text, line("Алёна", "#room", text)))
 
 
 def private_states(app: Any) -> Any:
@@ -269,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             channels(app)
             settle(root)
             app.roster.tree.selection_set("n:carol")
+            app.room.view.text.see("end")
+            settle(root, 0.1)
             capture(root, args.out / "room.png")
 
             private_states(app)

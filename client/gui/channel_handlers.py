@@ -356,17 +356,23 @@ class ChannelHandlers(Window):
               where: str) -> None:
         # a peer whose key changed (the roster's ⚠) is flagged on each line, as today
         changed = self.roster.markers.get(e.sender, "").startswith("⚠")
+        ours = names.peer_key(e.sender) == names.peer_key(self._me())
+        named = not ours and mentions(e.text, self.nickname)
         if not self.lines_of(tab).add_line(e.line, self._me(), history=e.history,
-                                           warning=WARNING_KEY_CHANGED if changed else None):
+                                           warning=WARNING_KEY_CHANGED if changed else None,
+                                           mention=named and not self._is_private(e)):
             return
-        if e.history or names.peer_key(e.sender) == names.peer_key(self._me()):
+        if e.history or ours:
             return
         self._clear_unreachable(e.sender)
-        private = isinstance(e, cev.PrivateLine) or (isinstance(e, cev.Action)
-                                                     and e.channel is None)
-        mention = private or mentions(e.text, self.nickname)
+        mention = self._is_private(e) or named
         self._bump_unread(tab, mention)
         self._ask_attention(f"{e.sender} {where}", e.text, urgent=mention)
+
+    @staticmethod
+    def _is_private(e: cev.ChannelMessage | cev.PrivateLine | cev.Action) -> bool:
+        return isinstance(e, cev.PrivateLine) or (isinstance(e, cev.Action)
+                                                  and e.channel is None)
 
     def _tab_for(self, e: cev.ChannelMessage | cev.PrivateLine | cev.Action) -> ChatTab:
         """The tab of a line's conversation, opened in the background if need be."""

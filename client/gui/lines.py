@@ -24,6 +24,9 @@ WAITING, DELIVERED, FAILED = "waiting", "delivered", "failed"
 _STATE_TEXT = {WAITING: "⏳ waiting", DELIVERED: "✓ delivered", FAILED: "✗ not delivered"}
 _STATE_TAG = {WAITING: "st_wait", DELIVERED: "st_ok", FAILED: "undelivered"}
 
+# a line naming us: a faint amber band (the theme's own colours mean "you" and "error")
+_MENTION_BACKGROUND = {"light": "#fff4ce", "dark": "#3d3520"}
+
 _local_ids = itertools.count(1 << 40)  # never an engine message id (those count from 1)
 
 
@@ -34,6 +37,7 @@ def style(view: MessageView, colours: Colours) -> None:
     text.tag_lower("history")   # nick colours still win; the message text is greyed
     text.tag_configure("marker", foreground=colours.own, justify="center")
     text.tag_configure("day", foreground=colours.muted, justify="center")
+    text.tag_configure("mention", background=_MENTION_BACKGROUND.get(colours.name, ""))
     text.tag_configure("st_wait", foreground=colours.muted)
     text.tag_configure("st_ok", foreground=colours.own)
 
@@ -62,7 +66,7 @@ class Lines:
         return False
 
     def add_line(self, line: wire.SignedLine, me: str, *, history: bool,
-                 warning: str | None = None) -> bool:
+                 warning: str | None = None, mention: bool = False) -> bool:
         """Show a signed line (a message or an action); False if shown before. A live line
         shows when it arrived (the author's clock may be off); history when it was written."""
         if self.seen(line.msg_id):
@@ -77,6 +81,8 @@ class Lines:
                               own=own, msg_id=number, warning=warning)
         if history:
             self._tag_since(start, "history")
+        if mention:
+            self._tag_since(start, "mention")
         if number is not None and not line.is_channel:
             self.by_id[line.msg_id] = number
         return True
