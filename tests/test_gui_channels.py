@@ -321,3 +321,12 @@ def test_dark_theme_recolours_the_new_parts(root: tk.Tk, tmp_path: Path) -> None
     assert str(app.sidebar.tree.tag_configure("mention", "foreground")) == \
         app.colours.error
     assert str(app.room.view.text.tag_cget("history", "foreground")) == app.colours.muted
+
+
+def test_quit_typed_closes_the_window(root: tk.Tk, tmp_path: Path) -> None:
+    app = chat_app(root, tmp_path)
+    engine = app.engine
+    app.room.input.set("/quit")
+    app.room.input.submit()
+    pump(root, lambda: app.closed)
+    pump(root, lambda: engine.closed_in is not None)

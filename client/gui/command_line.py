@@ -54,8 +54,8 @@ class CommandLine(ChannelHandlers):
         except Exception as exc:   # the engine failing must not take the window with it
             log.warning("%s failed: %r", parsed.spec.name, exc)
             reply = commands.Reply((f"{parsed.spec.name} failed: {exc}",))
-        if reply.quit:
-            self.close()
+        if reply.quit:   # after this key press is handled: the input still exists then
+            self.root.after_idle(self.close)
             return True
         if sending and reply.notices and opened:
             self._drop_tab(dest)
