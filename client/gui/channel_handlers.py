@@ -84,7 +84,6 @@ class ChannelHandlers(Window):
                                    on_join=self.open_join_dialog, on_leave=self.leave_channel,
                                    on_close=self.close_conversation)
         self.panes.insert(0, self.sidebar, weight=1)
-        self.sidebar.lower()   # first in the keyboard's Tab order, as it is first on screen
         self.topic_bar = TopicBar(self.main_frame, self.colours, on_set=self.set_topic)
         self.topic_bar.pack(side="top", fill="x", before=self.panes)
         state = self.chat_state = ChannelState(self.nickname or "")
