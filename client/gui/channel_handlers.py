@@ -12,6 +12,7 @@ stand-ins in tests) the window stays as it was: tabs, room and private messages.
 from __future__ import annotations
 
 import logging
+from tkinter import ttk
 from typing import Any
 
 from client import events as ev
@@ -30,6 +31,7 @@ from client.peer.secure import WARNING_KEY_CHANGED
 log = logging.getLogger(__name__)
 
 HISTORY_ON_OPEN = 100   # lines of history shown when a conversation opens
+_NO_TABS = "Conversations.TNotebook"
 
 
 def _short(text: str) -> str:
@@ -84,6 +86,7 @@ class ChannelHandlers(Window):
                                    on_join=self.open_join_dialog, on_leave=self.leave_channel,
                                    on_close=self.close_conversation)
         self.panes.insert(0, self.sidebar, weight=1)
+        self._hide_tab_strip()
         self.topic_bar = TopicBar(self.main_frame, self.colours, on_set=self.set_topic)
         self.topic_bar.pack(side="top", fill="x", before=self.panes)
         state = self.chat_state = ChannelState(self.nickname or "")
@@ -107,8 +110,9 @@ class ChannelHandlers(Window):
             tab.view.text.see("end")
 
     def _live(self) -> bool:
+        # after a disconnect the old sidebar is gone until _build_channels makes a new one
         return self.sidebar is not None and self.main_frame is not None \
-            and self.chat_state is not None
+            and self.chat_state is not None and bool(self.sidebar.winfo_exists())
 
     # --- conversations -------------------------------------------------------------------------
     def _key_of(self, target: str) -> str | None:
@@ -264,9 +268,17 @@ class ChannelHandlers(Window):
                      channel=None)
             self.roster.show_members(None, None, away)
 
+    def _hide_tab_strip(self) -> None:
+        """The list on the left names every conversation: the notebook's own tabs would say it
+        twice (and crowd out the names). Each theme has its own layouts: set again on change."""
+        ttk.Style(self.root).layout(_NO_TABS + ".Tab", [])
+        self.notebook.configure(style=_NO_TABS)
+
     def _recolour_channels(self) -> None:
         if self.main_frame is None:
             return
+        if self._live():
+            self._hide_tab_strip()
         self.roster.recolour(self.colours)
         for tab in self.tabs.values():
             style(tab.view, self.colours)

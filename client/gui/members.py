@@ -7,7 +7,8 @@ import tkinter as tk
 from collections.abc import Callable, Iterable
 
 from client.chat import names
-from client.gui.chat import Roster, _iid, _nick, printable
+from client.gui.chat import _iid, _nick, printable
+from client.gui.roster import Roster
 from client.gui.theme import Colours
 
 TOOLTIP_DELAY_MS = 400
