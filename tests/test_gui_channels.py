@@ -18,7 +18,7 @@ from client.gui import App
 from client.gui.lines import MARKER
 from client.gui.topic import NO_TOPIC
 from tests.chat_fake import FakeChat, line
-from tests.test_gui_support import pump, shown_root, type_text
+from tests.test_gui_support import press, pump, shown_root, type_text
 from tests.test_gui_widgets import StandIn, connected_app
 
 pytestmark = pytest.mark.gui
@@ -89,6 +89,13 @@ def test_channels_history_marker_and_members(root: tk.Tk, tmp_path: Path) -> Non
     app.open_private("bob")
     assert "an old private line" in content(app, "bob")
     assert app.sidebar.targets() == ["#room", "#games", "bob"]
+    # Alt+Up / Alt+Down walk the list, round and round
+    press(app.tabs["bob"].input.text, "<Alt-Down>")
+    assert app.current_tab() is app.room
+    press(app.room.input.text, "<Alt-Up>")
+    assert app.current_tab() is app.tabs["bob"]
+    press(app.tabs["bob"].input.text, "<Alt-Up>")
+    assert app.current_tab() is app.tabs["#games"]
 
 
 def test_join_part_unread_and_mentions(root: tk.Tk, tmp_path: Path) -> None:

@@ -77,6 +77,9 @@ class ChannelHandlers(Conversations):
                 self.open_channel(channel, select=False)
         for bind in ("<Control-j>", "<Control-J>"):
             self.root.bind(bind, lambda _e: self._key_join())
+        # the next or previous conversation in the list's order (the tabs are hidden)
+        self.root.bind("<Alt-Down>", lambda _e: self.step_conversation(1))
+        self.root.bind("<Alt-Up>", lambda _e: self.step_conversation(-1))
         self._sync()
         self.root.update_idletasks()   # the topic bar took some height: show the newest lines
         for tab in self.tabs.values():

@@ -126,6 +126,18 @@ class Conversations(Window):
         else:
             self.open_private(target)
 
+    def step_conversation(self, step: int) -> str:
+        """Alt+Down / Alt+Up: the next or previous conversation in the list."""
+        if self._live():
+            assert self.sidebar is not None
+            order = self.sidebar.targets()
+            current = self.current_tab()
+            here = self._target_of(current) if current is not None else None
+            if order:
+                i = order.index(here) if here in order else -step
+                self.open_conversation(order[(i + step) % len(order)])
+        return "break"
+
     def close_tab(self, *args: Any, **kwargs: Any) -> None:
         super().close_tab(*args, **kwargs)  # type: ignore[misc]
         alive = {str(t) for t in self.tabs.values()}
