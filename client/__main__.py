@@ -1,6 +1,7 @@
 """``python -m client``: the OpenLChat client.
 
-``python -m client --headless --server HOST[:PORT] --nick NICK`` runs the terminal client
+``python -m client --headless [--server HOST[:PORT]] --nick NICK`` runs the terminal client
+(with no ``--server``: the first server heard on this network, else LAN mode)
 (client/terminal.py); without ``--headless`` it opens the Tk window (client/gui/, imported only
 then, so the terminal client never needs tkinter).
 """
@@ -23,10 +24,12 @@ from client.config import (
     BadServerAddress,
     default_downloads,
     format_address,
+    lan_default,
     log_path,
     parse_server,
 )
 from client.locks import Held, hold
+from client.reach.discovery import DEFAULT_PORT as DISCOVERY_PORT
 from models.nickname import MAX_NICK_LEN
 
 
@@ -67,9 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds before an unacknowledged message is reported "
                         "not delivered (default: %(default)s)")
+    p.add_argument("--lan", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers and servers on this network; with no server, chat with "
+                        "the peers here (default: on, unless $OPENLCHAT_NO_LAN is set)")
+    p.add_argument("--keepalive", type=float, default=None, metavar="SECONDS",
+                   help="behind NAT, keep the way to the people we talk with open this often "
+                        "(default: 25, below common router timeouts)")
+    p.add_argument("--lan-port", type=int, default=DISCOVERY_PORT, help=argparse.SUPPRESS)
+    # tests: no handshake at join (to watch one start on demand)
+    p.add_argument("--no-punch", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log to stderr instead of the log file (-v info, -vv debug)")
     return p
+
+
+def lan_wanted(args: argparse.Namespace) -> bool:
+    """LAN discovery: on unless turned off (tests run many clients on one host: they set
+    OPENLCHAT_NO_LAN, and turn it on with --lan where they mean it)."""
+    if args.lan is not None:
+        return bool(args.lan)
+    return lan_default()
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -135,11 +155,14 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
     try:
         client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
                                     downloads=downloads, bind=(args.bind, args.port),
-                                    deadline=args.deadline)
+                                    deadline=args.deadline, lan=lan_wanted(args),
+                                    lan_port=args.lan_port, punch=not args.no_punch,
+                                    keepalive=args.keepalive)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...
-        line = wording.error_line(exc, args.nick, format_address(args.server))
+        where = format_address(args.server) if args.server else "(none found)"
+        line = wording.error_line(exc, args.nick, where)
         print(f"error: {line}", file=stderr)
         return 1
     return Terminal(client.engine, stdin, stdout).run()
@@ -152,8 +175,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
     args = parser.parse_args(argv)
     setup_logging(args.verbose, stderr)
     if args.headless:
-        if args.server is None or args.nick is None:
-            parser.error("--headless needs --server and --nick")
+        if args.nick is None or (args.server is None and not lan_wanted(args)):
+            parser.error("--headless needs --nick, and --server unless LAN discovery is on")
         return run_headless(args, stdin, stdout, stderr)
     from client import gui  # tkinter only here
 

@@ -17,6 +17,7 @@ from client.gui.dialogs import (
     TextDialog,
     help_parts,
 )
+from client.gui.netcheck import NetcheckDialog
 from client.gui.theme import colour_menu
 
 
@@ -46,6 +47,7 @@ class MenuAndKeys(Window):
                 ("Who is this?", "", lambda: self._with_selected(self.show_whois)),
                 ("Send file…", "", self._send_file_current),
                 ("Join channel…", "Ctrl+J", self.open_join_dialog),
+                ("Network check…", "", lambda: NetcheckDialog(self)),
                 ("Insert emoji…", "Ctrl+E", self._picker_current),
                 ("Next tab", "Ctrl+Tab", lambda: self.cycle_tab(1)),
                 ("Close tab", "Ctrl+W", self.close_tab),
