@@ -91,10 +91,6 @@ def _make_transport(keys: Any, nickname: str, now: float) -> Transport:
 
 
 class Engine(IdentityCalls):
-    # the chat part (issue 11, a client.chat.api.ChatApi) once wired in; until then None and
-    # the faces keep to send_room / send_private
-    chat: Any = None
-
     def __init__(self, server: tuple[str, int] | None, nickname: str, *,
                  config_dir: pathlib.Path | None = None, data_dir: pathlib.Path | None = None,
                  bind: tuple[str, int] = ("0.0.0.0", 0), encrypted: bool = True,

@@ -314,6 +314,10 @@ def test_private_lines_actions_and_rename(root: tk.Tk, tmp_path: Path) -> None:
     assert erin.unread == 1
     app.handle(cev.AwayReply("bob", "on holiday"))
     assert "bob is away: on holiday" in tab.view.content()
+    from client import events as ev
+    app.handle(ev.Left("bob", rename=True))        # the roster's halves of the rename: quiet
+    app.handle(ev.Joined("robert", rename=True))
+    assert "bob left" not in content(app, None) and "robert joined" not in content(app, None)
     app.handle(cev.Renamed("bob", "robert"))
     assert "robert" in app.tabs and "bob" not in app.tabs
     assert "bob is now known as robert" in app.tabs["robert"].view.content()

@@ -162,10 +162,11 @@ class ChannelHandlers(Conversations):
               where: str) -> None:
         # a peer whose key changed (the roster's ⚠) is flagged on each line, as today
         changed = self.roster.markers.get(e.sender, "").startswith("⚠")
+        warning = e.warning or (WARNING_KEY_CHANGED if changed else None)
         ours = names.peer_key(e.sender) == names.peer_key(self._me())
         named = not ours and mentions(e.text, self.nickname)
         if not self.lines_of(tab).add_line(e.line, self._me(), history=e.history,
-                                           warning=WARNING_KEY_CHANGED if changed else None,
+                                           warning=warning,
                                            mention=named and not self._is_private(e)):
             return
         if e.history or ours:
