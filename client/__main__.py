@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lan-port", type=int, default=DISCOVERY_PORT, help=argparse.SUPPRESS)
     # tests: no handshake at join (to watch one start on demand)
     p.add_argument("--no-punch", action="store_true", help=argparse.SUPPRESS)
+    # tests: no chat layer (its channel state goes to every peer met, which starts a session)
+    p.add_argument("--no-chat", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log to stderr instead of the log file (-v info, -vv debug)")
     return p
@@ -165,7 +167,7 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
                                     downloads=downloads, bind=(args.bind, args.port),
                                     deadline=args.deadline, lan=lan_wanted(args),
                                     lan_port=args.lan_port, punch=not args.no_punch,
-                                    keepalive=args.keepalive,
+                                    keepalive=args.keepalive, chat=not args.no_chat,
                                     files_path=args.files_path)
     except KeyboardInterrupt:
         return 130

@@ -113,6 +113,10 @@ class ChatLink:
     def nickname(self) -> str:
         return self._engine.nickname
 
+    @property
+    def available(self) -> bool:
+        return self.service is not None
+
     # ------------------------------------------------------------------ engine thread
     def attach(self, parts: ChatParts, now: float) -> None:
         self._p = parts

@@ -43,6 +43,7 @@ class FakeChat:
 
     def __init__(self, me: str, events: queue.Queue[object], online: list[str]) -> None:
         self.nickname = me
+        self.available = True
         self.events = events
         self.online = set(online)
         self.calls: list[tuple[object, ...]] = []

@@ -49,7 +49,8 @@ class Conversations(Window):
 
     def _chat(self) -> ChatApi | None:
         engine = self.engine
-        return None if engine is None else engine.chat
+        chat = None if engine is None else engine.chat
+        return chat if chat is not None and chat.available else None
 
     def _live(self) -> bool:
         # after a disconnect the old sidebar is gone until _build_channels makes a new one
