@@ -31,10 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def limits_from(args: argparse.Namespace) -> RelayLimits:
-    rate = max(1, getattr(args, "relay_rate", 1 << 20))
-    return RelayLimits(enabled=bool(getattr(args, "relay", False)), rate=float(rate),
-                       burst=float(max(rate, rw.MAX_DATA)),
-                       max_pairs=max(0, getattr(args, "relay_pairs", 64)))
+    rate = max(1, args.relay_rate)
+    return RelayLimits(enabled=bool(args.relay), rate=float(rate),
+                       burst=float(max(rate, rw.MAX_DATA)), max_pairs=max(0, args.relay_pairs))
 
 
 class RelayEdge:
