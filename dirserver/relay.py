@@ -46,7 +46,8 @@ class RelayEdge:
 
     def wants(self, data: bytes) -> bool:
         """Relayed data or a relay request (cheap: looked at for every datagram)."""
-        return bool(data) and (data[0] == rw.DATA or b" RELAY" in data[:64] and rw.is_relay(data))
+        return bool(data) and (data[0] == rw.DATA
+                               or data.find(b" RELAY", 0, 64) >= 0 and rw.is_relay(data))
 
     def handle(self, data: bytes, addr: tuple, sendto: Callable[[bytes, tuple], object]) -> None:
         now = self.now()

@@ -129,7 +129,14 @@ def encode(msg: Message) -> bytes:
 
 
 def is_reach(data: bytes) -> bool:
-    """Cheap pre-check: does this datagram carry one of our commands? (then ``decode`` it)"""
+    """Cheap pre-check: does this datagram carry one of our commands? (then ``decode`` it)
+
+    Runs for every datagram the server gets (PINGs above all): two ``find``s and a
+    ``startswith`` before any list is made."""
+    first = data.find(b" ", 0, 40)
+    second = data.find(b" ", first + 1, 48) if first > 0 else -1
+    if second < 0 or not data.startswith(COMMANDS, second + 1):
+        return False
     parts = data.split(b" ", 3)
     return len(parts) >= 3 and parts[2] in COMMANDS
 
