@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from client.engine import Engine  # noqa: E402
 from client.peer.messenger import KIND_ROOM, Messenger  # noqa: E402
 from client.peer.plain import PlainTransport  # noqa: E402
+from client.reach.merged import MergedRoster  # noqa: E402
 from client.serverlink.roster import PeerRoster  # noqa: E402
 
 
@@ -98,9 +99,11 @@ def run_engine(peers: int, rounds: int, size: int, secure: bool) -> tuple[float,
     try:
         engine._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         names = [f"sim{i:03d}" for i in range(peers)]
-        engine._roster = PeerRoster("sender")
-        engine._roster.replace([(n, "127.0.0.1", s.getsockname()[1])
-                                for n, s in zip(names, socks, strict=True)])
+        directory = PeerRoster("sender")
+        changes = directory.replace([(n, "127.0.0.1", s.getsockname()[1])
+                                     for n, s in zip(names, socks, strict=True)])
+        engine._roster = MergedRoster("sender")
+        engine._roster.set_directory(directory)
         engine._messenger = Messenger(now=now, deadline=30.0)
         if secure:
             import nacl.signing
@@ -116,6 +119,7 @@ def run_engine(peers: int, rounds: int, size: int, secure: bool) -> tuple[float,
                 return PlainTransport(now=now)
         engine._transport = make("sender")
         engine._wire_peers(engine._messenger, engine._transport)
+        engine._reach.on_roster(changes, now, punch=False)  # candidates: the directory's
         sims = [(s, Messenger(now=now), make(n)) for n, s in zip(names, socks, strict=True)]
         address = engine._sock.getsockname()
 
@@ -140,13 +144,13 @@ def run_engine(peers: int, rounds: int, size: int, secure: bool) -> tuple[float,
         def round_trip(payload: bytes) -> tuple[float, float]:
             c0 = time.thread_time()
             engine._send(engine._roster.nicknames(), KIND_ROOM, payload, time.monotonic())
-            engine._pump(time.monotonic())
+            engine._peers.pump(time.monotonic(), engine.on_acked)
             c1 = time.thread_time()
             answer(time.monotonic())
             for _ in range(4):  # the encrypted warm-up has handshakes to finish
                 c2 = time.thread_time()
                 engine._drain(time.monotonic())
-                engine._pump(time.monotonic())
+                engine._peers.pump(time.monotonic(), engine.on_acked)
                 engine._messenger.next_deadline()
                 c3 = time.thread_time()
                 if engine._messenger.next_deadline() is None:
