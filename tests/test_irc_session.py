@@ -5,9 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.chat import events as ev
 from client import events as cev
-from client.chat.wire import Kind
+from client.chat import events as ev
 from client.irc import protocol as p
 from client.irc.session import Limits, Session
 from tests.irc_fakes import FakeChat, signed
