@@ -110,6 +110,18 @@ class Out:
                   ctcp="ACTION" if action else "")
 
 
+def kept_while_detached(event: object) -> bool:
+    """Whether an event that came while no IRC client was attached is replayed to the next
+    one: not channel lines (replayed from history), nor memberships, topics and renames (the
+    next client is told the channels as they are then)."""
+    if isinstance(event, ev.ChannelMessage) or (isinstance(event, ev.Action)
+                                                and event.channel is not None):
+        return False
+    return not isinstance(event, ev.ChannelJoined | ev.ChannelParted | ev.TopicChanged
+                          | ev.Renamed | ev.AwayChanged | cev.Joined | cev.Left
+                          | cev.Registered | cev.FileProgress)
+
+
 def notice_text(terminal_line: str) -> str:
     """A terminal ``-!- ...`` line as notice text (the words are the terminal's)."""
     return "\n".join(x[len(NOTICE_PREFIX):] if x.startswith(NOTICE_PREFIX) else x
@@ -137,8 +149,10 @@ class EventLines:
             return
         self.chat_event(event)  # type: ignore[arg-type]
 
-    def chat_event(self, e: ev.ChannelMessage | ev.PrivateLine | ev.Action) -> None:
-        ts = e.line.ts_ms / 1000 if e.history else None
+    def chat_event(self, e: ev.ChannelMessage | ev.PrivateLine | ev.Action,
+                   ts: float | None = None) -> None:
+        """A chat line; from history (or ``ts`` set: replayed after a reattach) with its time."""
+        ts = e.line.ts_ms / 1000 if e.history else ts
         if isinstance(e, ev.ChannelMessage):
             self.out.chat_line(e.sender, e.channel, e.text, ts=ts)
         elif isinstance(e, ev.PrivateLine):
@@ -149,7 +163,7 @@ class EventLines:
     def event(self, event: object, ts: float | None = None) -> None:
         """One event from the engine's queue; ``ts`` set: replayed after a reattach."""
         if isinstance(event, ev.ChannelMessage | ev.PrivateLine | ev.Action):
-            self.chat_event(event)
+            self.chat_event(event, ts)
         elif isinstance(event, ev.ChannelJoined):
             self._joined(event)
         elif isinstance(event, ev.ChannelParted):
@@ -171,8 +185,8 @@ class EventLines:
                                     prefix=user_prefix(event.nickname)))
         elif isinstance(event, cev.RoomMessage | cev.PrivateMessage):
             self._legacy(event, ts)
-        elif isinstance(event, cev.Joined | cev.Registered):
-            pass  # the directory's roster: IRC shows channel members, not who is online
+        elif isinstance(event, cev.Joined | cev.Registered | cev.FileProgress):
+            pass  # the roster (IRC shows channel members) and progress (too chatty for IRC)
         else:
             text = format_event(event)
             if text is not None:

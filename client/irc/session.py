@@ -48,6 +48,9 @@ class Limits:
     history: int = HISTORY_LINES
 
 
+DEFAULT_LIMITS = Limits()
+
+
 def isupport() -> tuple[str, ...]:
     return ("CHANTYPES=#", "CASEMAPPING=rfc7613", f"NICKLEN={nickname.MAX_NICK_LEN}",
             f"CHANNELLEN={names.MAX_CHANNEL_LEN + 1}", "NETWORK=OpenLChat", "PREFIX=",
@@ -56,7 +59,7 @@ def isupport() -> tuple[str, ...]:
 
 class Session:
     def __init__(self, api: ChatApi, now: float, *, password: str | None = None,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.api = api
         self.limits = limits
         self.out = Out(nick="*")
