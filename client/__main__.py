@@ -32,6 +32,15 @@ def server_argument(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def irc_argument(text: str) -> tuple[str, int]:
+    from client.irc.server import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m client", description="OpenLChat client.")
     p.add_argument("--server", type=server_argument, default=None, metavar="HOST[:PORT]",
@@ -55,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds before an unacknowledged message is reported "
                         "not delivered (default: %(default)s)")
+    p.add_argument("--irc", type=irc_argument, default=None, metavar="[HOST:]PORT",
+                   help="no window: serve IRC for your own IRC client (irssi, WeeChat, "
+                        "HexChat) on this address (e.g. 6667 = 127.0.0.1:6667)")
+    p.add_argument("--irc-password", default=None, metavar="PASSWORD",
+                   help="the IRC client's PASS; needed to serve IRC beyond 127.0.0.1")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log more to stderr (-v info, -vv debug)")
     return p
@@ -87,6 +101,12 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, stream=stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.irc is not None:
+        if args.server is None or args.nick is None:
+            parser.error("--irc needs --server and --nick")
+        from client.irc.face import run_gateway
+
+        return run_gateway(args, stdout, stderr)
     if args.headless:
         if args.server is None or args.nick is None:
             parser.error("--headless needs --server and --nick")

@@ -45,20 +45,17 @@ class GatewayError(ClientError):
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``--irc [HOST:]PORT``: ``6667``, ``0.0.0.0:6667``, ``[::1]:6667``; ValueError if bad."""
+    """``--irc [HOST:]PORT``: ``6667``, ``0.0.0.0:6667``, ``[::1]:6667`` (a host alone: port
+    6667); ``ValueError`` with a sentence if bad."""
     text = text.strip()
     if text.isdigit():
-        host, port = DEFAULT_HOST, int(text)
-    else:
-        try:
-            host, port = parse_server(text)
-        except BadServerAddress as exc:
-            raise ValueError(str(exc)) from None
-        if not (text.rsplit(":", 1)[-1].isdigit() and ":" in text.lstrip("[").split("]")[-1]):
-            port = DEFAULT_PORT  # a host alone
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range")
-    return host, port
+        if int(text) > 65535:
+            raise ValueError(f"“{text}” is not a port number (1–65535).")
+        return DEFAULT_HOST, int(text)
+    try:
+        return parse_server(text, DEFAULT_PORT)
+    except BadServerAddress as exc:
+        raise ValueError(str(exc)) from None
 
 
 def is_loopback(host: str) -> bool:

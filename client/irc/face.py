@@ -1,0 +1,53 @@
+"""``python -m client --irc [HOST:]PORT``: the engine without a window, served to an IRC client.
+
+Start-up is the terminal's (``client.wiring.open_client``, the same error lines); then the
+gateway listens until Ctrl-C (or SIGTERM), and the engine leaves the directory on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import TextIO
+
+from client.config import format_address
+from client.irc.server import GatewayError, IrcGateway
+
+
+def run_gateway(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from client import wiring, wording
+    from client.config import default_downloads
+
+    downloads = None if args.no_files else (args.downloads or default_downloads())
+    try:
+        client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
+                                    downloads=downloads, bind=(args.bind, args.port),
+                                    deadline=args.deadline)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...
+        line = wording.error_line(exc, args.nick, format_address(args.server))
+        print(f"error: {line}", file=stderr)
+        return 1
+    engine = client.engine
+    try:
+        gateway = IrcGateway(engine.chat, engine.events, args.irc, password=args.irc_password)
+        gateway.start()
+    except GatewayError as exc:
+        print(f"error: {exc}", file=stderr)
+        wiring.close_quietly(engine)
+        return 1
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM leaves like Ctrl-C: the engine says QUIT to the directory
+        signal.signal(signal.SIGTERM, lambda *_: gateway.close())
+    print(f"IRC gateway for {engine.nickname} listening on {format_address(gateway.address)}",
+          file=stdout, flush=True)
+    try:
+        gateway.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        gateway.close()
+        wiring.close_quietly(engine)
+    return 0
