@@ -38,6 +38,7 @@ DEFAULT_PORT = 6667
 SEND_TIMEOUT = 10.0  # seconds a write may take before the client is dropped
 KEEP_DETACHED = 1000  # events kept for the next client
 POLL = 0.2
+LINGER = 1.0  # seconds a closed client's last bytes are read and dropped
 
 
 class GatewayError(ClientError):
@@ -169,11 +170,10 @@ class IrcGateway:
         if busy:
             self.stats["refused"] += 1
             log.info("IRC: refused a second client from %s", peer[0])
-            with contextlib.suppress(OSError):
-                sock.sendall(p.format_message(p.message(
-                    "ERROR", "Closing link: another IRC client is attached to this OpenLChat "
-                    "client (one at a time)")))
-            sock.close()
+            error = p.message("ERROR", "Closing link: another IRC client is attached to this "
+                              "OpenLChat client (one at a time)")
+            threading.Thread(target=_close_gently, args=(sock, p.format_message(error)),
+                             name="irc-refuse", daemon=True).start()
             return
         log.info("IRC: client attached from %s", peer[0])
         thread = threading.Thread(target=self._read_loop, args=(attached,), name="irc-conn",
@@ -205,7 +205,12 @@ class IrcGateway:
             log.debug("IRC connection ended: %s", exc)
         finally:
             with self._lock:
-                self._drop(attached)
+                gentle = not attached.dead
+                attached.dead = True  # no more writes from the event thread
+                if self._attached is attached:
+                    self._attached = None
+            if gentle:
+                _close_gently(sock, b"")
             log.info("IRC: client detached")
 
     def _event_loop(self) -> None:
@@ -248,3 +253,21 @@ class IrcGateway:
         with contextlib.suppress(OSError):
             attached.sock.shutdown(socket.SHUT_RDWR)
         attached.sock.close()
+
+
+def _close_gently(sock: socket.socket, last: bytes) -> None:
+    """Send ``last``, then close without a reset: what the client still sends is read and
+    dropped for a moment, so it gets our last line (an ERROR) before the connection ends."""
+    try:
+        if last:
+            sock.sendall(last)
+        sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + LINGER
+        while time.monotonic() < end:
+            readable, _, _ = select.select([sock], [], [], max(0.0, end - time.monotonic()))
+            if not readable or not sock.recv(65536):
+                break
+    except OSError:
+        pass
+    finally:
+        sock.close()

@@ -1,0 +1,165 @@
+"""The IRC gateway end to end: an IRC client (the ``irc`` package) on a real gateway over a
+real engine, talking with an OpenLChat user at a real terminal, through a real server.py."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+
+import pytest
+
+from tests.irc_support import IrcUser, gateway_user, terminal_user
+
+pytestmark = pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
+
+
+def test_irc_client_talks_with_a_terminal_user(server, tmp_path):
+    with terminal_user(server, tmp_path / "b") as (bob, b_in, b_out), \
+            gateway_user(server, tmp_path / "a") as (alice, gw):
+        irc = IrcUser(gw.address, "whoever")
+        try:
+            welcome = irc.wait_type("welcome")
+            assert welcome.target == "alice"  # the IRC nickname is the OpenLChat nickname
+            irc.wait(lambda e: e.type == "join" and e.target == "#room")
+            irc.wait(lambda e: e.type == "namreply" and "bob" in e.arguments[-1])
+            # both ways in #room
+            b_in.put("hello irc")
+            irc.wait(lambda e: e.type == "pubmsg" and e.source.nick == "bob"
+                     and e.arguments == ["hello irc"])
+            irc.conn.privmsg("#room", "hi bob")
+            b_out.wait_line(lambda x: x == "<alice> hi bob")
+            # /me both ways
+            irc.conn.action("#room", "waves")
+            b_out.wait_line(lambda x: x == "* alice waves")
+            b_in.put("/me dances")
+            irc.wait(lambda e: e.type == "action" and e.arguments == ["dances"])
+            # a new channel, joined by both, topic both ways
+            irc.conn.join("#games")
+            irc.wait(lambda e: e.type == "join" and e.target == "#games"
+                     and e.source.nick == "alice")
+            b_in.put("/join #games")
+            irc.wait(lambda e: e.type == "join" and e.target == "#games"
+                     and e.source.nick == "bob")
+            irc.conn.privmsg("#games", "in games")
+            b_out.wait_line(lambda x: x == "[#games] <alice> in games")
+            irc.conn.topic("#games", "fun")
+            b_out.wait_line(lambda x: x == "-!- #games topic: fun (set by alice)")
+            b_in.put("/topic #games serious")
+            irc.wait(lambda e: e.type == "topic" and e.arguments == ["serious"])
+            # private both ways
+            irc.conn.privmsg("bob", "just you")
+            b_out.wait_line(lambda x: x == "*alice* just you")
+            b_in.put("/msg alice and you")
+            irc.wait(lambda e: e.type == "privmsg" and e.arguments == ["and you"])
+            # whois shows the fingerprint and whether it is verified
+            irc.conn.whois("bob")
+            fp = irc.wait_type("276")
+            assert bob.own_fingerprint() in fp.arguments[-1]
+            assert "NOT verified" in irc.wait_type("320").arguments[-1]
+            # away: 306, and a private message to us answers with the away text
+            irc.conn.send_raw("AWAY :at lunch")
+            irc.wait_type("nowaway")
+            b_in.put("/msg alice are you there?")
+            b_out.wait_line(lambda x: x == "-!- alice is away: at lunch")
+            irc.conn.send_raw("AWAY")
+            irc.wait_type("unaway")
+            # rename: peers see a rename, not a leave and a join
+            irc.conn.nick("alicia")
+            irc.wait(lambda e: e.type == "nick" and e.target == "alicia")
+            b_out.wait_line(lambda x: x == "-!- alice is now known as alicia")
+            # quit, and nobody on the OpenLChat side notices; reattach: history replayed
+            irc.conn.quit("brb")
+            irc.wait(lambda e: e.type == "disconnect")
+        finally:
+            irc.close()
+        b_in.put("/msg #room while you were out")
+        b_in.put("/msg alicia psst")
+        time.sleep(0.5)
+        again = IrcUser(gw.address, "alicia")
+        try:
+            assert again.wait_type("welcome").target == "alicia"
+            again.wait(lambda e: e.type == "join" and e.target == "#games")
+            replay = again.wait(lambda e: e.type == "pubmsg" and e.target == "#room"
+                                and e.arguments[0].endswith("] while you were out"))
+            assert re.match(r"\[\d\d:\d\d\] ", replay.arguments[0])
+            again.wait(lambda e: e.type == "pubmsg" and e.arguments[0].endswith("] hello irc"))
+            again.wait(lambda e: e.type == "privmsg" and e.arguments[0].endswith("psst"))
+            # one IRC client at a time: a second one is told so and closed
+            third = IrcUser(gw.address, "intruder")
+            try:
+                err = third.wait(lambda e: e.type == "error")
+                assert "another IRC client" in err.target
+            finally:
+                third.close()
+            again.conn.privmsg("#room", "still here")
+            b_out.wait_line(lambda x: x == "<alicia> still here")
+        finally:
+            again.close()
+        text = b_out.getvalue()
+        assert "alicia left" not in text and "alice left" not in text
+
+
+def _raw(address):
+    s = socket.create_connection(address, timeout=5)
+    return s
+
+
+def _read_until(sock, pattern: bytes, timeout: float = 5.0) -> bytes:
+    end = time.monotonic() + timeout
+    got = b""
+    while pattern not in got and time.monotonic() < end:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_hostile_irc_input_never_crashes_the_gateway(server, tmp_path):
+    with terminal_user(server, tmp_path / "b") as (bob, b_in, b_out), \
+            gateway_user(server, tmp_path / "a") as (alice, gw):
+        s = _raw(gw.address)
+        s.sendall(b"NICK x\r\nUSER x 0 * :x\r\n")
+        assert b" 376 " in _read_until(s, b" 366 ")
+        s.sendall(b"PRIVMSG #room :" + b"A" * 5000 + b"\r\n")  # overlong
+        assert b" 417 " in _read_until(s, b" 417 ")
+        s.sendall(b"FROBNICATE now\r\n\x00\xff\xfe garbage\r\n:\r\n@@@ \r\n")
+        assert b" 421 alice FROBNICATE" in _read_until(s, b" 421 ")
+        s.sendall(b"PRIVMSG #room :caf\xe9 \xff\xfe bytes\r\n")  # not UTF-8
+        b_out.wait_line(lambda x: x.startswith("<alice> caf"))
+        s.sendall(b"PING :still\r\n")
+        assert b"PONG" in _read_until(s, b"still")
+        # a flood: disconnected with a reason, the gateway lives on
+        with contextlib.suppress(OSError):
+            s.sendall(b"PING :x\r\n" * 200_000)
+        assert b"Excess Flood" in _read_until(s, b"Excess Flood", 15)
+        _read_until(s, b"no such thing")  # until the gateway closes it
+        s.close()
+        again = _raw(gw.address)
+        again.sendall(b"NICK x\r\nUSER x 0 * :x\r\nPRIVMSG #room :after the flood\r\n")
+        assert b" 001 " in _read_until(again, b" 366 ")
+        b_out.wait_line(lambda x: x == "<alice> after the flood")
+        again.close()
+
+
+def test_a_public_address_needs_a_password(server, tmp_path):
+    from client.irc.server import GatewayError, IrcGateway
+    from tests.irc_fakes import FakeChat
+
+    with pytest.raises(GatewayError):
+        IrcGateway(FakeChat(), None, ("0.0.0.0", 0))  # type: ignore[arg-type]
+    with gateway_user(server, tmp_path / "a", password="sesame") as (alice, gw):
+        s = _raw(gw.address)
+        s.sendall(b"PASS nope\r\nNICK x\r\nUSER x 0 * :x\r\n")
+        assert b" 464 " in _read_until(s, b"ERROR")
+        s.close()
+        ok = IrcUser(gw.address, "x", password="sesame")
+        try:
+            ok.wait_type("welcome")
+        finally:
+            ok.close()
