@@ -1,6 +1,6 @@
 """The client engine: the wiring of the parts, and the one thread that drives them.
 
-What the faces (``client/terminal.py``, ``client/gui.py``) drive; see docs/ARCHITECTURE.md
+What the faces (``client/terminal.py``, ``client/gui/``) drive; see docs/ARCHITECTURE.md
 ("Engine", "Threads") for the contract and docs/PROTOCOL.md section 5 for the behaviour.
 ``start()`` registers over TCP, then runs the engine thread, which owns every part below and
 loops on ``select`` with the earliest deadline as timeout:
@@ -203,7 +203,7 @@ class Engine:
         self._bridge.put(go)
 
     def attach_files(self, downloads: pathlib.Path) -> FileService:
-        """Plug in peer-to-peer file transfer (client/files.py) after ``start()``; its TCP
+        """Plug in peer-to-peer file transfer (client/files/) after ``start()``; its TCP
         listener takes our UDP port number when free. Returns the manager."""
         from client.files import FileTransfers
 

@@ -39,7 +39,7 @@ class Client(NamedTuple):
 
 def plug_in_files(engine: Engine, downloads: Path) -> FileTransfers | None:
     """Give a started engine its file-transfer manager; None (logged once) if it cannot have
-    one. Its TCP listener takes the engine's UDP port number when free (client/files.py)."""
+    one. Its TCP listener takes the engine's UDP port number when free (client/files/)."""
     try:
         return engine.attach_files(downloads)
     except (errors.ClientError, RuntimeError, OSError) as exc:  # chat works without files

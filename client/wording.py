@@ -24,6 +24,9 @@ _CODES = {
     "THROTTLED": "The server is refusing new connections from your address for a moment "
                  "(too many tries). Please wait a little and try again.",
     "STORAGE": "The server cannot store registrations right now. Please try again later.",
+    "AUTH_REQUIRED": "The server still holds “{nick}” for a session that signed its messages. "
+                     "Please wait a few seconds and try again.",
+    "BAD_KEY": "The server did not accept this client's session key. Please try again.",
     "TOO_MANY_CONNECTIONS": "The server has too many connections right now. Please try again "
                             "later.",
     "TIMEOUT": "The server gave up waiting for us. Please try again.",

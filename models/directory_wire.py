@@ -8,6 +8,7 @@ client -> server                       server -> client, and what it triggers
 =====================================  ======================================================
 ``CONNECT nickname``                   ``KEYWORD kw`` -- a new registration, nickname reserved
 ``CONNECT nickname keyword`` (ext.)    ``KEYWORD kw`` -- reclaim: same keyword, nothing announced
+``CONNECT nick [kw] x25519=K [proof=T]`` ``KEYWORD kw x25519=K'`` -- MAC extension (models.dirauth)
 ``REFERENCE?``                         ``REFERENCE n (nickname ip port)*n`` -- announced clients
 ``CHANNEL_SWITCH``                     server closes the connection; client goes on over UDP
 ``INFO?`` (extension, any time)        ``INFO ping_interval=10 [nickname=Evan]``
@@ -26,6 +27,8 @@ the UTF-8 byte length of the text after the space that follows ``len``.
 ``kw len REF_DEL n (nick)*n``              s -> c: rows removed
 ``kw len PONG digest``            s -> c   extension: digest of the roster the recipient should hold
 ``kw len UNKNOWN``                s -> c   extension: the server does not know this keyword
+``kw len PING|QUIT ... #ctr.mac``  c -> s   MAC extension: counter and MAC of the rest
+``kw len REKEY``                  s -> c   MAC extension: the server has no MAC key for you
 =========================================  ===================================================
 
 In every server -> client datagram ``kw`` is the recipient's own keyword. Decoders raise only
@@ -38,15 +41,70 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from hashlib import blake2b
 
+from models.directory_bytes import (
+    DEFAULT_PACK_LIMIT,
+    MAX_KEYWORD_LEN,
+    entry_text,
+    format_digest,
+    frame_bytes,
+    list_body,
+    pack_bodies,
+    ping_body,
+    pong_datagram,
+    reference_line,
+    text_hash,
+)
+from models.directory_messages import (
+    Auth,
+    ChannelSwitch,
+    Connect,
+    Datagram,
+    Entry,
+    Error,
+    Info,
+    InfoRequest,
+    Keyword,
+    Ping,
+    Pong,
+    Quit,
+    RefAdd,
+    RefDel,
+    Reference,
+    ReferenceRequest,
+    Rekey,
+    Reply,
+    Request,
+    Unknown,
+)
 from models.errors import ProtocolError
+
+__all__ = [  # re-exported: the messages, and the byte-level helpers callers use
+    "DEFAULT_PACK_LIMIT", "MAX_KEYWORD_LEN", "format_digest", "pack_bodies",
+    "Auth",
+    "ChannelSwitch",
+    "Connect",
+    "Datagram",
+    "Entry",
+    "Error",
+    "Info",
+    "InfoRequest",
+    "Keyword",
+    "Ping",
+    "Pong",
+    "Quit",
+    "RefAdd",
+    "RefDel",
+    "Reference",
+    "ReferenceRequest",
+    "Rekey",
+    "Reply",
+    "Request",
+    "Unknown",
+]
 
 MAX_REQUEST_LINE = 1024  # bytes, client -> server TCP lines, terminator included
 MAX_DATAGRAM = 65507  # anything longer cannot be a UDP payload
-DEFAULT_PACK_LIMIT = 1200
-MAX_KEYWORD_LEN = 24
 DIGEST_LEN = 16
 EMPTY_DIGEST = "0" * DIGEST_LEN
 
@@ -55,106 +113,9 @@ _DIGEST_RE = re.compile(r"[0-9a-f]{16}\Z")
 _COUNT_RE = re.compile(r"(0|[1-9][0-9]{0,8})\Z")
 _CODE_RE = re.compile(r"[A-Z][A-Z0-9_]{0,31}\Z")
 _INFO_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
-
-
-# ---------------------------------------------------------------- messages
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One directory row as it travels: display nickname, UDP address."""
-
-    nickname: str
-    host: str
-    port: int
-
-
-# TCP, client -> server
-@dataclass(frozen=True, slots=True)
-class Connect:
-    nickname: str
-    keyword: str | None = None  # extension: reclaim a registration by proving its keyword
-
-
-@dataclass(frozen=True, slots=True)
-class ReferenceRequest:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelSwitch:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class InfoRequest:
-    pass
-
-
-# TCP, server -> client
-@dataclass(frozen=True, slots=True)
-class Keyword:
-    keyword: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    entries: tuple[Entry, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Info:
-    ping_interval: float
-    nickname: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Error:
-    code: str
-    text: str
-
-
-# UDP, client -> server
-@dataclass(frozen=True, slots=True)
-class Ping:
-    keyword: str
-    nickname: str
-    digest: str | None = None  # extension: ask for a PONG
-
-
-@dataclass(frozen=True, slots=True)
-class Quit:
-    keyword: str
-    nickname: str
-
-
-# UDP, server -> client
-@dataclass(frozen=True, slots=True)
-class RefAdd:
-    keyword: str
-    entries: tuple[Entry, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RefDel:
-    keyword: str
-    nicknames: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Pong:
-    keyword: str
-    digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unknown:
-    keyword: str
-
-
-Request = Connect | ReferenceRequest | ChannelSwitch | InfoRequest
-Reply = Keyword | Reference | Info | Error
-Datagram = Ping | Quit | RefAdd | RefDel | Pong | Unknown
+_PUBKEY_RE = re.compile(r"[A-Za-z0-9_-]{43}\Z")  # 32 bytes, base64url without padding
+_AUTH_RE = re.compile(r"#(0|[1-9][0-9]{0,18})\.([A-Za-z0-9_-]{22})\Z")
+MAX_COUNTER = 2**63 - 1
 
 
 # ---------------------------------------------------------------- token checks
@@ -200,6 +161,30 @@ def _check_keyword(value: str) -> None:
         raise ValueError(f"bad keyword: {value!r}")
 
 
+def is_pubkey(value: str) -> bool:
+    return isinstance(value, str) and _PUBKEY_RE.match(value) is not None
+
+
+def _check_pubkey(value: str) -> None:
+    if not is_pubkey(value):
+        raise ValueError(f"bad public key: {value!r}")
+
+
+def auth_token(auth: Auth) -> str:
+    """``#counter.mac``"""
+    if not (type(auth.counter) is int and 0 <= auth.counter <= MAX_COUNTER
+            and _AUTH_RE.match(f"#{auth.counter}.{auth.mac}")):
+        raise ValueError(f"bad auth {auth!r}")
+    return f"#{auth.counter}.{auth.mac}"
+
+
+def parse_auth(token: str) -> Auth | None:
+    m = _AUTH_RE.match(token)
+    if m is None or int(m.group(1)) > MAX_COUNTER:
+        return None
+    return Auth(int(m.group(1)), m.group(2))
+
+
 def _format_float(value: float) -> str:
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
@@ -209,21 +194,29 @@ def _format_float(value: float) -> str:
 # ---------------------------------------------------------------- TCP encode
 
 
-def _entries_text(entries: Iterable[Entry]) -> list[str]:
+def _entries_text(entries: Iterable[Entry]) -> list[bytes]:
     out = []
     for e in entries:
         _check_entry(e)
-        out.append(f"{e.nickname} {e.host} {e.port}")
+        out.append(entry_text(e.nickname, e.host, e.port))
     return out
 
 
 def _line_text(msg: Request | Reply) -> str:
     if isinstance(msg, Connect):
         _check_nick_token(msg.nickname)
-        if msg.keyword is None:
-            return f"CONNECT {msg.nickname}"
-        _check_keyword(msg.keyword)
-        return f"CONNECT {msg.nickname} {msg.keyword}"
+        text = f"CONNECT {msg.nickname}"
+        if msg.keyword is not None:
+            _check_keyword(msg.keyword)
+            text += f" {msg.keyword}"
+        if msg.x25519 is not None:
+            _check_pubkey(msg.x25519)
+            text += f" x25519={msg.x25519}"
+        if msg.proof is not None:
+            if msg.x25519 is None or msg.keyword is None:
+                raise ValueError("a proof goes with a keyword and a new key")
+            text += f" proof={auth_token(msg.proof)}"
+        return text
     if isinstance(msg, ReferenceRequest):
         return "REFERENCE?"
     if isinstance(msg, ChannelSwitch):
@@ -232,9 +225,10 @@ def _line_text(msg: Request | Reply) -> str:
         return "INFO?"
     if isinstance(msg, Keyword):
         _check_keyword(msg.keyword)
-        return f"KEYWORD {msg.keyword}"
-    if isinstance(msg, Reference):
-        return " ".join(["REFERENCE", str(len(msg.entries)), *_entries_text(msg.entries)])
+        if msg.x25519 is None:
+            return f"KEYWORD {msg.keyword}"
+        _check_pubkey(msg.x25519)
+        return f"KEYWORD {msg.keyword} x25519={msg.x25519}"
     if isinstance(msg, Info):
         if not (math.isfinite(msg.ping_interval) and msg.ping_interval > 0):
             raise ValueError(f"bad ping_interval {msg.ping_interval!r}")
@@ -254,6 +248,8 @@ def _line_text(msg: Request | Reply) -> str:
 
 def encode_line(msg: Request | Reply) -> bytes:
     """One TCP line, ``\\n`` included."""
+    if isinstance(msg, Reference):
+        return reference_line(_entries_text(msg.entries))
     return _line_text(msg).encode("utf-8") + b"\n"
 
 
@@ -301,12 +297,7 @@ def decode_request(line: bytes) -> Request:
     tokens = _line_tokens(line, MAX_REQUEST_LINE)
     command = tokens[0]
     if command == "CONNECT":
-        args = _args(tokens, 1, 2, free_first=True)
-        if len(args) == 2:
-            if not is_keyword(args[1]):
-                raise ProtocolError("BAD_ARGS", "malformed keyword")
-            return Connect(args[0], args[1])
-        return Connect(args[0])
+        return _decode_connect(_args(tokens, 1, 4, free_first=True))
     if command == "REFERENCE?":
         _args(tokens, 0, 0)
         return ReferenceRequest()
@@ -318,6 +309,28 @@ def decode_request(line: bytes) -> Request:
         return InfoRequest()
     shown = command[:32].encode("unicode_escape").decode("ascii")
     raise ProtocolError("UNKNOWN_COMMAND", f"unknown command {shown}")
+
+
+def _decode_connect(args: list[str]) -> Connect:
+    """``nickname [keyword] [x25519=K [proof=#ctr.mac]]``"""
+    rest = args[1:]
+    keyword = None
+    if rest and "=" not in rest[0]:
+        keyword = rest.pop(0)
+        if not is_keyword(keyword):
+            raise ProtocolError("BAD_ARGS", "malformed keyword")
+    x25519 = proof = None
+    if rest and rest[0].startswith("x25519="):
+        x25519 = rest.pop(0)[7:]
+        if not is_pubkey(x25519):
+            raise ProtocolError("BAD_ARGS", "malformed x25519 key")
+        if rest and rest[0].startswith("proof=") and keyword is not None:
+            proof = parse_auth(rest.pop(0)[6:])
+            if proof is None:
+                raise ProtocolError("BAD_ARGS", "malformed proof")
+    if rest:
+        raise ProtocolError("BAD_ARGS", "CONNECT takes nickname [keyword] [x25519=K [proof=P]]")
+    return Connect(args[0], keyword, x25519, proof)
 
 
 def _decode_count(token: str) -> int:
@@ -374,10 +387,14 @@ def decode_reply(line: bytes) -> Reply:
             raise ProtocolError("BAD_ARGS", "ERROR without a code")
         return Error(tokens[1], " ".join(tokens[2:]))
     if command == "KEYWORD":
-        args = _args(tokens, 1, 1)
+        args = _args(tokens, 1, 2)
         if not is_keyword(args[0]):
             raise ProtocolError("BAD_ARGS", "malformed keyword")
-        return Keyword(args[0])
+        if len(args) == 1:
+            return Keyword(args[0])
+        if not (args[1].startswith("x25519=") and is_pubkey(args[1][7:])):
+            raise ProtocolError("BAD_ARGS", "malformed x25519 key")
+        return Keyword(args[0], args[1][7:])
     if command == "REFERENCE":
         return Reference(_decode_entries(_args(tokens, 1, 3 * 10**6)))
     if command == "INFO":
@@ -391,37 +408,64 @@ def decode_reply(line: bytes) -> Reply:
 
 def frame(keyword: str, body: bytes) -> bytes:
     """``keyword len body``: wrap an already-encoded ``COMMAND args`` body for one recipient."""
-    return b"%s %d %s" % (keyword.encode("ascii"), len(body), body)
+    return frame_bytes(keyword.encode("ascii"), body)
 
 
 def _datagram_body(msg: Datagram) -> bytes:
-    if isinstance(msg, Ping):
-        _check_nick_token(msg.nickname)
-        if msg.digest is None:
-            return f"PING {msg.nickname}".encode()
-        if not is_digest(msg.digest):
-            raise ValueError(f"bad digest {msg.digest!r}")
-        return f"PING {msg.nickname} {msg.digest}".encode()
-    if isinstance(msg, Quit):
-        _check_nick_token(msg.nickname)
-        return f"QUIT {msg.nickname}".encode()
+    if isinstance(msg, Ping | Quit):
+        return _authed_body(msg, _plain_body(msg))
     if isinstance(msg, RefAdd):
-        return " ".join(["REF_ADD", str(len(msg.entries)), *_entries_text(msg.entries)]).encode()
+        return _list_or_empty(b"REF_ADD", _entries_text(msg.entries))
     if isinstance(msg, RefDel):
-        for nick in msg.nicknames:
-            _check_nick_token(nick)
-        return " ".join(["REF_DEL", str(len(msg.nicknames)), *msg.nicknames]).encode()
-    if isinstance(msg, Pong):
-        if not is_digest(msg.digest):
-            raise ValueError(f"bad digest {msg.digest!r}")
-        return f"PONG {msg.digest}".encode()
+        return _list_or_empty(b"REF_DEL", _nick_items(msg.nicknames))
     if isinstance(msg, Unknown):
         return b"UNKNOWN"
+    if isinstance(msg, Rekey):
+        return b"REKEY"
     raise ValueError(f"not a datagram message: {msg!r}")
+
+
+def _plain_body(msg: Ping | Quit) -> bytes:
+    """The body without the MAC token."""
+    _check_nick_token(msg.nickname)
+    if isinstance(msg, Quit):
+        return f"QUIT {msg.nickname}".encode()
+    if msg.digest is None:
+        return ping_body(msg.nickname)
+    if not is_digest(msg.digest):
+        raise ValueError(f"bad digest {msg.digest!r}")
+    return b"%s %s" % (ping_body(msg.nickname), msg.digest.encode())
+
+
+def _authed_body(msg: Ping | Quit, plain: bytes) -> bytes:
+    return plain if msg.auth is None else b"%s %s" % (plain, auth_token(msg.auth).encode())
+
+
+def mac_input(keyword: str, msg: Ping | Quit, counter: int) -> bytes:
+    """What the MAC of a PING or QUIT covers: ``keyword SP body SP #counter`` (the body
+    without the token; no ``len``)."""
+    _check_keyword(keyword)
+    return b"%s %s #%d" % (keyword.encode("ascii"), _plain_body(msg), counter)
+
+
+def _list_or_empty(command: bytes, items: list[bytes]) -> bytes:
+    return list_body(command, items) if items else command + b" 0"
+
+
+def _nick_items(nicknames: Iterable[str]) -> list[bytes]:
+    items = []
+    for nick in nicknames:
+        _check_nick_token(nick)
+        items.append(nick.encode("utf-8"))
+    return items
 
 
 def encode_datagram(msg: Datagram) -> bytes:
     _check_keyword(msg.keyword)
+    if isinstance(msg, Pong):
+        if not is_digest(msg.digest):
+            raise ValueError(f"bad digest {msg.digest!r}")
+        return pong_datagram(msg.keyword.encode("ascii"), int(msg.digest, 16))
     return frame(msg.keyword, _datagram_body(msg))
 
 
@@ -453,16 +497,21 @@ def decode_datagram(data: bytes) -> Datagram:
     for arg in args:
         if not _is_token(arg):
             raise ProtocolError("BAD_ARGS", "empty token or control character")
+    auth = None
+    if command in ("PING", "QUIT") and len(args) >= 2:
+        auth = parse_auth(args[-1])
+        if auth is not None:
+            args = args[:-1]
     if command == "PING":
         if len(args) == 1:
-            return Ping(keyword, args[0])
+            return Ping(keyword, args[0], None, auth)
         if len(args) == 2 and is_digest(args[1]):
-            return Ping(keyword, args[0], args[1])
+            return Ping(keyword, args[0], args[1], auth)
         raise ProtocolError("BAD_ARGS", "PING takes a nickname and an optional digest")
     if command == "QUIT":
         if len(args) != 1:
             raise ProtocolError("BAD_ARGS", "QUIT takes a nickname")
-        return Quit(keyword, args[0])
+        return Quit(keyword, args[0], auth)
     if command == "REF_ADD":
         return RefAdd(keyword, _decode_entries(args))
     if command == "REF_DEL":
@@ -476,66 +525,23 @@ def decode_datagram(data: bytes) -> Datagram:
         if len(args) != 1 or not is_digest(args[0]):
             raise ProtocolError("BAD_ARGS", "PONG takes a digest")
         return Pong(keyword, args[0])
-    if command == "UNKNOWN":
+    if command in ("UNKNOWN", "REKEY"):
         if args:
-            raise ProtocolError("BAD_ARGS", "UNKNOWN takes no arguments")
-        return Unknown(keyword)
+            raise ProtocolError("BAD_ARGS", f"{command} takes no arguments")
+        return Unknown(keyword) if command == "UNKNOWN" else Rekey(keyword)
     raise ProtocolError("UNKNOWN_COMMAND", "unknown datagram command")
 
 
 # ---------------------------------------------------------------- packing
 
 
-def _pack_bodies(command: bytes, items: list[bytes], budget: int) -> list[bytes]:
-    """Greedy split of ``COMMAND n item item ...`` bodies of at most ``budget`` bytes each."""
-    bodies: list[bytes] = []
-    chunk: list[bytes] = []
-    size = 0  # bytes of the items in ``chunk``, one separating space each
-
-    def flush() -> None:
-        bodies.append(b"%s %d %s" % (command, len(chunk), b" ".join(chunk)))
-
-    for item in items:
-        # header "COMMAND nnn " counted with the count the chunk would have
-        need = len(command) + 2 + len(str(len(chunk) + 1)) + size + len(item)
-        if chunk and need > budget:
-            flush()
-            chunk, size = [], 0
-            need = len(command) + 3 + len(item)
-        if need > budget:
-            raise ValueError("a single entry does not fit the datagram limit")
-        chunk.append(item)
-        size += len(item) + 1
-    if chunk:
-        flush()
-    return bodies
-
-
-def pack_bodies(command: bytes, items: list[bytes], limit: int = DEFAULT_PACK_LIMIT
-                ) -> list[bytes]:
-    """Bodies ``COMMAND n item item ...`` from already-encoded, already-valid items (a row's
-    ``nickname ip port`` or a nickname), each fitting a datagram of ``limit`` with any keyword.
-    For callers that keep their rows encoded; no checks."""
-    return _pack_bodies(command, items, _body_budget(limit))
-
-
-def _body_budget(limit: int, keyword_len: int = MAX_KEYWORD_LEN) -> int:
-    # keyword, space, up to 5 len digits, space
-    return limit - keyword_len - 2 - len(str(limit))
-
-
 def ref_add_bodies(entries: Iterable[Entry], limit: int = DEFAULT_PACK_LIMIT) -> list[bytes]:
     """REF_ADD bodies that, framed with any keyword, give datagrams of at most ``limit`` bytes."""
-    items = [t.encode("utf-8") for t in _entries_text(entries)]
-    return _pack_bodies(b"REF_ADD", items, _body_budget(limit))
+    return pack_bodies(b"REF_ADD", _entries_text(entries), limit)
 
 
 def ref_del_bodies(nicknames: Iterable[str], limit: int = DEFAULT_PACK_LIMIT) -> list[bytes]:
-    items = []
-    for nick in nicknames:
-        _check_nick_token(nick)
-        items.append(nick.encode("utf-8"))
-    return _pack_bodies(b"REF_DEL", items, _body_budget(limit))
+    return pack_bodies(b"REF_DEL", _nick_items(nicknames), limit)
 
 
 def pack_ref_add(keyword: str, entries: Iterable[Entry], limit: int = DEFAULT_PACK_LIMIT
@@ -556,12 +562,7 @@ def pack_ref_del(keyword: str, nicknames: Iterable[str], limit: int = DEFAULT_PA
 
 def entry_hash(entry: Entry) -> int:
     """64-bit hash of one row, as it appears on the wire; a roster's digest XORs them."""
-    text = f"{entry.nickname} {entry.host} {entry.port}".encode()
-    return int.from_bytes(blake2b(text, digest_size=8).digest(), "big")
-
-
-def format_digest(value: int) -> str:
-    return f"{value & 0xFFFFFFFFFFFFFFFF:016x}"
+    return text_hash(entry_text(entry.nickname, entry.host, entry.port))
 
 
 def roster_digest(entries: Iterable[Entry]) -> str:

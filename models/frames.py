@@ -1,4 +1,4 @@
-"""Frames of the reliable peer-messaging layer (``client/reliable.py``), sans-IO.
+"""Frames of the reliable peer-messaging layer (``client/peer/messenger.py``), sans-IO.
 
 A frame is what one peer envelope carries (``models.peer_wire``: PLAIN body, or the plaintext of a
 SEALED one); it never exceeds ``peer_wire.MAX_FRAME`` bytes. Integers are big-endian. Each

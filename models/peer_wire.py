@@ -6,7 +6,7 @@ mistaken for a server datagram (``keyword len COMMAND ...`` is UTF-8 text)::
 
     offset 0  0xC1      MAGIC
     offset 1  0x01      VERSION
-    offset 2  kind      HS_INIT 0x01 | HS_RESP 0x02 | HS_FINISH 0x03   handshake (client/secure.py)
+    offset 2  kind      HS_INIT 0x01 | HS_RESP 0x02 | HS_FINISH 0x03 handshake (peer/secure.py)
                         PLAIN 0x10   rest is one frame, in clear (plain transport only)
                         SEALED 0x20  session_id(8) counter(8) AEAD ciphertext of one frame
                                      (additional data = the 19-byte header)

@@ -1,6 +1,6 @@
 """Byte layouts of the secure peer transport: handshake messages and the SEALED header.
 
-Pure codec, no cryptography here (``client/secure.py`` does that with libsodium). Every
+Pure codec, no cryptography here (``client/peer/secure.py`` does that with libsodium). Every
 datagram starts with the 3-byte peer envelope of ``models.peer_wire`` (0xC1, 0x01, kind).
 Messages, who sends them and what they trigger (i = initiator, r = responder)::
 

@@ -18,10 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def codes_the_server_sends() -> set[str]:
-    """Every ERROR code server.py and models/directory.py can answer a registration with."""
+    """Every ERROR code the server (server.py, dirserver/, models/) can answer with."""
     found: set[str] = set()
-    for name in ("server.py", "models/directory.py"):
-        text = (ROOT / name).read_text(encoding="utf-8")
+    sources = [ROOT / "server.py", *sorted((ROOT / "dirserver").glob("*.py")),
+               *sorted((ROOT / "models").glob("*.py"))]
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
         found |= set(re.findall(r'(?:Refused|_reply_error)\((?:sock, )?"([A-Z_]+)"', text))
     return found
 

@@ -36,6 +36,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: models/ for --mac
+
+from models import directory_wire as wire  # noqa: E402
+from models.dirauth import ClientAuth  # noqa: E402
+
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux values where Python lacks them
 SCM_TIMESTAMPNS = getattr(socket, "SCM_TIMESTAMPNS", SO_TIMESTAMPNS)
 LISTENING = re.compile(r"listening on \S+:(\d+) \(tcp\+udp\)")
@@ -134,21 +140,38 @@ class Server:
 # ------------------------------------------------------------------ worker processes
 
 
-def register_one(addr: tuple[str, int], nick: str) -> tuple[str, float]:
+def connect_line(nick: str, auth: ClientAuth | None) -> bytes:
+    if auth is None:
+        return f"CONNECT {nick}\n".encode()
+    return wire.encode_line(auth.connect(nick))
+
+
+def accept_keyword(line: bytes, auth: ClientAuth | None) -> str:
+    """The keyword of a ``KEYWORD`` line; with ``--mac`` the MAC key is derived too."""
+    if auth is not None:
+        reply = wire.decode_reply(line)
+        assert isinstance(reply, wire.Keyword) and auth.accept(reply), line
+    return line[8:].split()[0].decode()
+
+
+def register_one(addr: tuple[str, int], nick: str, auth: ClientAuth | None = None
+                 ) -> tuple[str, float]:
     """The design's registration on one TCP connection; (keyword, seconds)."""
     t0 = time.perf_counter()
     with socket.create_connection(addr, timeout=10) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         f = s.makefile("rb")
-        s.sendall(f"CONNECT {nick}\n".encode())
-        line = f.readline().decode()
+        s.sendall(connect_line(nick, auth))
+        raw = f.readline()
+        line = raw.decode()
         if not line.startswith("KEYWORD "):
             raise RuntimeError(f"registration of {nick} failed: {line.strip()}")
+        keyword = accept_keyword(raw.rstrip(b"\n"), auth)
         s.sendall(b"REFERENCE?\n")
         f.readline()
         s.sendall(b"CHANNEL_SWITCH\n")
         f.read()  # until the server closes
-    return line.split()[1], time.perf_counter() - t0
+    return keyword, time.perf_counter() - t0
 
 
 def frame(keyword: str, body: str) -> bytes:
@@ -163,6 +186,26 @@ class Worker:
         self.addr = addr
         self.clients: list[tuple[str, str]] = []  # (nick, keyword)
         self.socks: list[socket.socket] = []
+        self.mac = False  # --mac: register with x25519=, PING with #counter.mac
+        self.auths: dict[str, ClientAuth] = {}
+
+    def use_mac(self, on: bool) -> None:
+        self.mac = on
+
+    def _auth(self, nick: str) -> ClientAuth | None:
+        if not self.mac:
+            return None
+        auth = self.auths[nick] = ClientAuth()
+        return auth
+
+    def _pings(self, rounds: int) -> list[tuple[socket.socket, bytes]]:
+        """The PINGs of ``rounds`` rounds over all clients; with --mac each is sealed with
+        its own counter (made before the clock starts: the generator must not slow down)."""
+        pairs = list(zip(self.socks, self.clients, strict=True))
+        if not self.mac:
+            return [(s, frame(kw, f"PING {n}")) for s, (n, kw) in pairs]
+        return [(s, self.auths[n].seal(wire.Ping(kw, n))) for _ in range(rounds)
+                for s, (n, kw) in pairs]
 
     def reset(self) -> None:
         for s in self.socks:
@@ -184,7 +227,7 @@ class Worker:
         One selector loop instead of threads: the load generator must cost the machine as
         little as possible, since it shares the CPUs with the server."""
         if concurrency <= 1:
-            results = [register_one(self.addr, n) for n in nicks]
+            results = [register_one(self.addr, n, self._auth(n)) for n in nicks]
             self.clients += [(n, kw) for n, (kw, _) in zip(nicks, results, strict=True)]
             return [lat for _, lat in results]
         sel = selectors.DefaultSelector()
@@ -198,7 +241,7 @@ class Worker:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.connect(self.addr)  # loopback: immediate
             sock.setblocking(False)
-            sock.send(f"CONNECT {nick}\n".encode())
+            sock.send(connect_line(nick, self._auth(nick)))
             sel.register(sock, selectors.EVENT_READ, [nick, time.perf_counter(), 0, b"", ""])
 
         for _ in range(min(concurrency, len(todo))):
@@ -224,7 +267,7 @@ class Worker:
                     if state[2] == 0:
                         if not line.startswith(b"KEYWORD "):
                             raise RuntimeError(f"{state[0]}: {line.decode(errors='replace')}")
-                        state[4] = line[8:].decode()
+                        state[4] = accept_keyword(line, self.auths.get(state[0]))
                     sock.send(steps[state[2]])  # type: ignore[union-attr]
                     state[2] += 1
         sel.close()
@@ -263,15 +306,12 @@ class Worker:
         return sent, times
 
     def announce(self, rate: float) -> int:
-        pings = [(s, frame(kw, f"PING {n}")) for s, (n, kw) in zip(self.socks, self.clients,
-                                                                    strict=True)]
-        sent, _ = self._paced(pings, rate)
+        sent, _ = self._paced(self._pings(1), rate)
         return sent
 
     def ping(self, rate: float, seconds: float) -> int:
-        pings = [(s, frame(kw, f"PING {n}")) for s, (n, kw) in zip(self.socks, self.clients,
-                                                                    strict=True)]
-        sent, _ = self._paced(pings, rate, seconds)
+        rounds = -(-int(rate * seconds) // max(1, len(self.clients)))
+        sent, _ = self._paced(self._pings(rounds), rate, seconds)
         return sent
 
     def drain(self) -> int:
@@ -486,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a joiner QUITs this long after joining (keeps ~--clients online)")
     p.add_argument("--rss-clients", type=int, default=10_000)
     p.add_argument("--quick", action="store_true", help="shorter phases")
+    p.add_argument("--mac", action="store_true",
+                   help="phases 1 and 2 use the MAC extension (x25519= registrations, "
+                        "PINGs with #counter.mac); the joiners of 3 stay design-only")
     p.add_argument("--read-live", dest="stamped", action="store_false",
                    help="listeners read REF_ADDs as they come and time them when read, "
                         "instead of kernel arrival timestamps (adds the load generator's "
@@ -502,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         nprocs = max(1, args.procs)
         workers = Workers(nprocs + 2, addr)  # the last two are the joiners
         try:
+            workers.all("use_mac", [(args.mac,)] * (nprocs + 1))
             # 1. registrations ---------------------------------------------------------
             t0 = time.perf_counter()
             workers.send(nprocs, "register", [f"s{i:06d}" for i in range(args.seq_registrations)],

@@ -2,7 +2,7 @@
 
 Blocking functions run by a transfer's own thread: ``send_stream`` on the sender's side and
 ``receive_stream`` on the receiver's side, after the connecting side's 22-byte preamble
-(``files_wire``). Byte layout and the reasoning behind it: ``docs/PROTOCOL.md section 8``.
+(``client/files/wire.py``). Byte layout and the reasoning behind it: ``docs/PROTOCOL.md section 8``.
 
 Keys: the 32-byte ``key_for(peer, b"file" + token)`` is split into one key per direction
 (keyed BLAKE2b with distinct personalisations), so the two secretstreams never share a key.
