@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds before an unacknowledged message is reported "
                         "not delivered (default: %(default)s)")
-    p.add_argument("--irc", type=irc_argument, default=None, metavar="[HOST:]PORT",
+    p.add_argument("--irc", type=irc_argument, nargs="?", const=("127.0.0.1", 6667),
+                   default=None, metavar="[HOST:]PORT",
                    help="no window: serve IRC for your own IRC client (irssi, WeeChat, "
-                        "HexChat) on this address (e.g. 6667 = 127.0.0.1:6667)")
+                        "HexChat) on this address (default 127.0.0.1:6667)")
     p.add_argument("--irc-password", default=None, metavar="PASSWORD",
                    help="the IRC client's PASS; needed to serve IRC beyond 127.0.0.1")
     p.add_argument("-v", "--verbose", action="count", default=0,
