@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from tests.irc_support import IrcUser, gateway_user, terminal_user
+from tests.netns import REPO, client_env
 
 pytestmark = pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
 
@@ -163,3 +167,28 @@ def test_a_public_address_needs_a_password(server, tmp_path):
             ok.wait_type("welcome")
         finally:
             ok.close()
+
+
+def test_python_m_client_irc(server, tmp_path):
+    base = [sys.executable, "-m", "client", "--server", f"127.0.0.1:{server.port}", "--nick",
+            "carol", "--config-dir", str(tmp_path), "--no-files"]
+    refused = subprocess.run([*base, "--irc", "0.0.0.0:6667"], cwd=REPO, env=client_env(),
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "needs --irc-password" in refused.stderr
+    proc = subprocess.Popen([*base, "--irc", "0"], cwd=REPO, env=client_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"IRC gateway for carol listening on 127\.0\.0\.1:(\d+)", line)
+        assert match, line + proc.stderr.read()
+        irc = IrcUser(("127.0.0.1", int(match.group(1))), "carol")
+        try:
+            assert irc.wait_type("welcome").target == "carol"
+        finally:
+            irc.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -12,13 +12,17 @@ import threading
 from typing import TextIO
 
 from client.config import format_address
-from client.irc.server import GatewayError, IrcGateway
+from client.irc.server import GatewayError, IrcGateway, is_loopback
 
 
 def run_gateway(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from client import wiring, wording
     from client.config import default_downloads
 
+    if not is_loopback(args.irc[0]) and not args.irc_password:
+        print(f"error: serving IRC on {args.irc[0]} (not this machine only) needs "
+              "--irc-password", file=stderr)
+        return 1
     downloads = None if args.no_files else (args.downloads or default_downloads())
     try:
         client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
