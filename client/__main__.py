@@ -12,7 +12,7 @@ import io
 import logging
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from client.config import (
     DEFAULT_PORT,
@@ -22,6 +22,9 @@ from client.config import (
     parse_server,
 )
 from models.nickname import MAX_NICK_LEN
+
+if TYPE_CHECKING:
+    from client.wiring import Client
 
 
 def server_argument(text: str) -> tuple[str, int]:
@@ -75,22 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
-                 stderr: TextIO) -> int:
+def open_windowless(args: argparse.Namespace, stderr: TextIO) -> Client | int:
+    """The started client for the terminal or IRC face, or the exit code after a one-line
+    error on ``stderr``."""
     from client import wiring, wording
-    from client.terminal import Terminal
 
     downloads = None if args.no_files else (args.downloads or default_downloads())
     try:
-        client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
-                                    downloads=downloads, bind=(args.bind, args.port),
-                                    deadline=args.deadline)
+        return wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
+                                  downloads=downloads, bind=(args.bind, args.port),
+                                  deadline=args.deadline)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...
         line = wording.error_line(exc, args.nick, format_address(args.server))
         print(f"error: {line}", file=stderr)
         return 1
+
+
+def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
+                 stderr: TextIO) -> int:
+    from client.terminal import Terminal
+
+    client = open_windowless(args, stderr)
+    if isinstance(client, int):
+        return client
     return Terminal(client.engine, stdin, stdout).run()
 
 
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
             parser.error("--irc needs --server and --nick")
         from client.irc.face import run_gateway
 
-        return run_gateway(args, stdout, stderr)
+        return run_gateway(args, lambda: open_windowless(args, stderr), stdout, stderr)
     if args.headless:
         if args.server is None or args.nick is None:
             parser.error("--headless needs --server and --nick")

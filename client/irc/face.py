@@ -9,38 +9,31 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
 from client.config import format_address
 from client.irc.server import GatewayError, IrcGateway, is_loopback
+from client.wiring import Client, close_quietly
 
 
-def run_gateway(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from client import wiring, wording
-    from client.config import default_downloads
-
+def run_gateway(args: argparse.Namespace, open_client: Callable[[], Client | int],
+                stdout: TextIO, stderr: TextIO) -> int:
+    """``open_client``: the started client, or the exit code after it said why not."""
     if not is_loopback(args.irc[0]) and not args.irc_password:
         print(f"error: serving IRC on {args.irc[0]} (not this machine only) needs "
               "--irc-password", file=stderr)
         return 1
-    downloads = None if args.no_files else (args.downloads or default_downloads())
-    try:
-        client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
-                                    downloads=downloads, bind=(args.bind, args.port),
-                                    deadline=args.deadline)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...
-        line = wording.error_line(exc, args.nick, format_address(args.server))
-        print(f"error: {line}", file=stderr)
-        return 1
+    client = open_client()
+    if isinstance(client, int):
+        return client
     engine = client.engine
     try:
         gateway = IrcGateway(engine.chat, engine.events, args.irc, password=args.irc_password)
         gateway.start()
     except GatewayError as exc:
         print(f"error: {exc}", file=stderr)
-        wiring.close_quietly(engine)
+        close_quietly(engine)
         return 1
     if threading.current_thread() is threading.main_thread():
         # SIGTERM leaves like Ctrl-C: the engine says QUIT to the directory
@@ -53,5 +46,5 @@ def run_gateway(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         pass
     finally:
         gateway.close()
-        wiring.close_quietly(engine)
+        close_quietly(engine)
     return 0
