@@ -124,8 +124,10 @@ def test_join_part_topic_names_list_who():
     s.on_event(ev.TopicChanged("#games", "new topic", "alice"))  # what we just set: no repeat
     s.on_event(ev.TopicChanged("#games", "other", "bob"))
     assert [m.params for m in lines(s)] == [("#games", "other")]
+    s.on_event(ev.AwayChanged("carol", "lunch", fresh=False))
     s.receive(b"NAMES #room\r\nLIST\r\nWHO #room\r\nWHO bob\r\n", 1.0)
     out = lines(s)
+    assert [m.params[6] for m in out if m.command == "352"] == ["H", "H", "G", "H"]
     assert codes(out) == ["353", "366", "321", "322", "322", "322", "323",
                           "352", "352", "352", "315", "352", "315"]
     s.receive(b"PART #games :bye\r\nPART #games\r\n", 1.0)

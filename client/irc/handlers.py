@@ -206,7 +206,8 @@ class Commands:
             online = self.api.who()
             people = online if mask in ("*", "0") else [n for n in online if same_nick(n, mask)]
         for nick in people:
-            self.out.numeric("352", channel, _user_of(nick), HOST, SERVER, nick, "H",
+            here = "G" if self.lines.is_away(nick) else "H"
+            self.out.numeric("352", channel, _user_of(nick), HOST, SERVER, nick, here,
                              f"0 {REALNAME}")
         self.out.numeric("315", mask, "End of /WHO list")
 

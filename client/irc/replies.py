@@ -24,6 +24,7 @@ SERVER = "openlchat"
 HOST = "openlchat"  # the host part of every user's prefix: addresses stay private
 PSEUDO = "*openlchat*"  # the pseudo-user that speaks for the gateway
 NOTICE_PREFIX = "-!- "
+MAX_AWAY = 4096  # away texts remembered (one per peer; bounded against a flood of names)
 
 
 def user_prefix(nick: str) -> str:
@@ -136,6 +137,7 @@ class EventLines:
         self.out = out
         self.joined: dict[str, str] = {}  # channel key -> display name, as the client knows
         self.topics: dict[str, str] = {}  # channel key -> topic text, as the client knows
+        self.away: dict[str, str] = {}  # peer key -> away text, as events told (WHO's H/G)
 
     def line(self, line: SignedLine, *, history: bool = True) -> None:
         """A stored line (history replay)."""
@@ -171,6 +173,7 @@ class EventLines:
         elif isinstance(event, ev.TopicChanged):
             self._topic(event)
         elif isinstance(event, ev.AwayChanged):
+            self._note_away(event)
             if self.out.caps.away_notify and not same_nick(event.nick, self.out.nick):
                 params = () if event.text is None else (event.text,)
                 self.out.send(p.message("AWAY", *params, prefix=user_prefix(event.nick)))
@@ -219,6 +222,16 @@ class EventLines:
             return  # the roster's Left says QUIT once for every channel
         params = (e.channel, e.reason) if e.reason else (e.channel,)
         self.out.send(p.message("PART", *params, prefix=user_prefix(e.nick)))
+
+    def _note_away(self, e: ev.AwayChanged) -> None:
+        key = names.peer_key(e.nick)
+        if e.text is None:
+            self.away.pop(key, None)
+        elif len(self.away) < MAX_AWAY or key in self.away:
+            self.away[key] = e.text
+
+    def is_away(self, nick: str) -> bool:
+        return names.peer_key(nick) in self.away
 
     def _renamed(self, e: ev.Renamed) -> None:
         if same_nick(e.new, self.out.nick):
