@@ -63,7 +63,7 @@ class Commands:
         self.privmsg(m, quiet=True)  # never an automatic reply to a NOTICE (RFC 1459)
 
     def _say(self, target: str, text: str, quiet: bool) -> None:
-        if same_nick(target, PSEUDO):
+        if target.lower() == PSEUDO:
             self.openlchat_command(text if text.startswith("/") else "/" + text)
             return
         action = None
@@ -106,6 +106,18 @@ class Commands:
             except USER_ERRORS as exc:
                 self.out.numeric("405", display, _words(exc))
                 continue
+            self.show_join(display)
+            for line in self.api.history(display, self.history):
+                self.lines.line(line)
+
+    def show_channels(self) -> None:
+        """At registration: each channel we are in, with its last lines."""
+        try:
+            joined = [info.name for info in self.api.list_channels() if info.joined]
+        except USER_ERRORS as exc:  # no channels here (a client without encryption)
+            self.out.notice(_words(exc))
+            return
+        for display in joined:
             self.show_join(display)
             for line in self.api.history(display, self.history):
                 self.lines.line(line)

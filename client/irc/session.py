@@ -247,11 +247,7 @@ class Session:
         self.out.numeric("004", SERVER, VERSION, "i", "n")
         self.out.numeric("005", *isupport(), "are supported by this server")
         self._motd()
-        for info in self.api.list_channels():
-            if info.joined:
-                self.commands.show_join(info.name)
-                for line in self.api.history(info.name, self.limits.history):
-                    self.lines.line(line)
+        self.commands.show_channels()
 
     def _motd(self) -> None:
         self.out.numeric("375", f"- {SERVER} Message of the day -")
