@@ -106,9 +106,7 @@ class Commands:
             except USER_ERRORS as exc:
                 self.out.numeric("405", display, _words(exc))
                 continue
-            self.show_join(display)
-            for line in self.api.history(display, self.history):
-                self.lines.line(line)
+            self.show_join(display)  # its recent lines come as history events
 
     def show_channels(self) -> None:
         """At registration: each channel we are in, with its last lines."""

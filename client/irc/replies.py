@@ -35,6 +35,11 @@ def _user(nick: str) -> str:
     return "".join(ch for ch in nick if ch.isascii() and ch.isalnum())[:10] or "user"
 
 
+def _word(text: str) -> str:
+    text = text.replace(" ", "_") or "*"
+    return "_" + text[1:] if text.startswith(":") else text
+
+
 def same_nick(a: str, b: str) -> bool:
     return names.peer_key(a) == names.peer_key(b)
 
@@ -73,7 +78,10 @@ class Out:
         return out
 
     def numeric(self, code: str, *params: str) -> None:
-        self.send(p.message(code, self.nick or "*", *params, prefix=SERVER))
+        """A numeric reply; middle parameters may echo what the client sent, so they are
+        made into single words."""
+        middle = tuple(_word(x) for x in params[:-1])
+        self.send(p.message(code, self.nick or "*", *middle, *params[-1:], prefix=SERVER))
 
     def from_server(self, command: str, *params: str) -> None:
         self.send(p.message(command, *params, prefix=SERVER))
