@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import logging.handlers
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -19,6 +20,7 @@ from client.config import (
     BadServerAddress,
     default_downloads,
     format_address,
+    log_path,
     parse_server,
 )
 from models.nickname import MAX_NICK_LEN
@@ -45,7 +47,13 @@ def irc_argument(text: str) -> tuple[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m client", description="OpenLChat client.")
+    from client.terminal import command_list
+
+    p = argparse.ArgumentParser(
+        prog="python -m client", description="OpenLChat client.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands in the terminal client (--headless):\n" + command_list() +
+               f"\n\nLog records go to {log_path()} (with -v: to the terminal's stderr).")
     p.add_argument("--server", type=server_argument, default=None, metavar="HOST[:PORT]",
                    help=f"directory server (port defaults to {DEFAULT_PORT})")
     p.add_argument("--nick", default=None,
@@ -74,8 +82,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--irc-password", default=None, metavar="PASSWORD",
                    help="the IRC client's PASS; needed to serve IRC beyond 127.0.0.1")
     p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="log more to stderr (-v info, -vv debug)")
+                   help="log to stderr instead of the log file (-v info, -vv debug)")
     return p
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_handler: logging.Handler | None = None
+
+
+def setup_logging(verbose: int, stderr: TextIO) -> Path | None:
+    """Log records never mix with the chat on stdout: ``-v`` sends them to ``stderr``, else
+    (INFO and up) to the log file, returned. A log file that cannot be opened: no log."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:     # main() run again (tests): replace only what we added
+        root.removeHandler(_handler)
+        _handler.close()
+    if verbose:
+        handler: logging.Handler = logging.StreamHandler(stderr)
+        root.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+        path = None
+    else:
+        path = log_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.handlers.RotatingFileHandler(
+                path, maxBytes=1_000_000, backupCount=2, encoding="utf-8")
+        except OSError:
+            handler, path = logging.NullHandler(), None
+        root.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    _handler = handler
+    return path
 
 
 def open_windowless(args: argparse.Namespace, stderr: TextIO) -> Client | int:
@@ -111,9 +150,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, stream=stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose, stderr)
     if args.irc is not None:
         if args.server is None or args.nick is None:
             parser.error("--irc needs --server and --nick")

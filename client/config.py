@@ -115,5 +115,13 @@ def save_json(path: Path, data: dict[str, Any], *, private: bool = False) -> Non
                      private=private)
 
 
+def log_path() -> Path:
+    """The client's log file: the per-OS log directory (``%LOCALAPPDATA%\\OpenLChat\\Logs``,
+    ``~/.local/state/OpenLChat/log``, ``~/Library/Logs/OpenLChat``)."""
+    if os.environ.get("OPENLCHAT_LOG_DIR"):
+        return Path(os.environ["OPENLCHAT_LOG_DIR"]) / "client.log"
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False)) / "client.log"
+
+
 def settings_path(override: Path | None = None) -> Path:
     return config_dir(override) / "settings.json"

@@ -38,8 +38,29 @@ log = logging.getLogger(__name__)
 INDENT = "  "
 LEAVE_GRACE = 2.0  # seconds to let the last messages be acknowledged before QUIT
 WHOIS_WAIT = 1.5  # seconds /whois waits for a handshake to bring a peer's key
+# (command, what it does): /help, ``--help`` and the README list the same
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("text", "say something to the room"),
+    ("/msg NICK text", "a private message to NICK"),
+    ("/who", "who is online"),
+    ("/whois NICK", "NICK's key fingerprint, to compare aloud; verified or not"),
+    ("/verify NICK", "remember NICK's key as checked"),
+    ("/send NICK PATH", "offer a file to NICK"),
+    ("/accept ID, /decline ID", "answer file offer #ID"),
+    ("/cancel ID", "stop file transfer #ID"),
+    ("/help", "this list"),
+    ("/quit", "leave (so does the end of input, Ctrl+D; Ctrl+Z Enter on Windows)"),
+)
 HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /send NICK PATH, "
         "/accept ID, /decline ID, /cancel ID, /quit; type \\n for a line break")
+
+
+def command_list() -> str:
+    """The commands, one a line (``python -m client --help`` shows it)."""
+    width = max(len(c) for c, _ in COMMANDS) + 2
+    lines = [f"  {c:<{width}}{what}" for c, what in COMMANDS]
+    return "\n".join([*lines, "  A line may carry line breaks as \\n; start it with // to "
+                       "send a leading /."])
 
 
 def unescape(line: str) -> str:
@@ -110,13 +131,13 @@ def format_event(event: object) -> str | None:
 
 def format_progress(p: ev.FileProgress) -> str:
     pct = 100.0 * p.done / p.total if p.total else 100.0
-    left = ""
-    if p.bytes_per_s > 0 and p.total > p.done:
+    rate = ""
+    if p.bytes_per_s > 0 and p.total > p.done:   # no "100%, 0 B/s" at the end
         secs = int((p.total - p.done) / p.bytes_per_s)
-        left = f", {secs // 60}:{secs % 60:02d} left"
+        rate = f", {human_size(p.bytes_per_s)}/s, {secs // 60}:{secs % 60:02d} left"
     arrow = "to" if p.outgoing else "from"
     return (f"-!- file #{p.transfer_id} {p.name} {arrow} {p.peer}: {pct:.0f}% of "
-            f"{human_size(p.total)}, {human_size(p.bytes_per_s)}/s{left}")
+            f"{human_size(p.total)}{rate}")
 
 
 def _warn(sender: str, warning: str | None) -> str:
@@ -136,6 +157,9 @@ class Terminal:
         self._answers: dict[str, Callable[[int], None]] = {
             "/accept": engine.accept_file, "/decline": engine.decline_file,
             "/cancel": engine.cancel_file}
+        # transfer ids this terminal has heard of and that are not over (printer thread adds,
+        # removes): "/accept 99" for an id never seen says so instead of nothing
+        self._live: set[int] = set()
         self._printer = threading.Thread(target=self._print_events, name="terminal-out",
                                          daemon=True)
 
@@ -200,9 +224,12 @@ class Terminal:
                 self.write(f"-!- usage: {command} ID")
             else:
                 answer = self._answers[command]
-                self._files(lambda: answer(int(tid)))
+                if int(tid) not in self._live:
+                    self.write(f"-!- no transfer {int(tid)}")
+                else:
+                    self._files(lambda: answer(int(tid)))
         elif command == "/help":
-            self.write(f"-!- {HELP}")
+            self.write("-!- commands:\n" + command_list())
         else:
             self.write(f"-!- unknown command {command}; {HELP}")
         return True
@@ -227,6 +254,7 @@ class Terminal:
             self.write(f"-!- no such nick: {nick}")
             return
         ids = self.engine.offer_files(peer, [Path(path).expanduser()])
+        self._live.update(ids)
         self.write(f"-!- offered {path} to {peer} as #{', #'.join(map(str, ids))}")
 
     def _files(self, action) -> None:  # type: ignore[no-untyped-def]
@@ -284,6 +312,10 @@ class Terminal:
                 if self._stop.is_set():
                     return
                 continue
+            if isinstance(event, ev.FileOffered | ev.FileProgress):
+                self._live.add(event.transfer_id)
+            elif isinstance(event, ev.FileDone | ev.FileFailed):
+                self._live.discard(event.transfer_id)
             text = format_event(event)
             if text is not None:
                 self.write(text)

@@ -19,6 +19,7 @@ import gevent
 
 from dirserver.app import DirectoryServer
 from dirserver.udp import bind_sockets
+from models.netaddrs import friends_line
 from models.store import Leaves, StorageError, Store
 
 log = logging.getLogger("openlchat.server")
@@ -157,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
                              pending=[("del", nick, kw) for nick, kw in sorted(gone)])
     server.dropped_log_lines = lambda: _DroppingQueueHandler.dropped
     server.start(tcp, udp, rows)
-    log.info("listening on %s:%d (tcp+udp), db=%s, ping_interval=%g",
-             args.host, port, args.db, args.ping_interval)
+    log.info("listening on %s:%d (tcp+udp), db=%s, ping_interval=%g; %s",
+             args.host, port, args.db, args.ping_interval, friends_line(port, args.host))
 
     def on_stop() -> None:
         server.stopping.set()

@@ -393,7 +393,8 @@ def test_screenshots_tool_writes_pngs(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "tools/screenshots.py", str(tmp_path / "shots")],
                    cwd=root_dir, env=dict(os.environ), check=True, timeout=60,
                    capture_output=True)
-    for name in ("connect", "room", "private", "whois", "room-dark"):
+    for name in ("connect", "room", "private", "whois", "room-dark", "connecting", "settings",
+                 "help", "about", "disconnected", "send-file"):
         data = (tmp_path / "shots" / f"{name}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
 

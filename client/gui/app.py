@@ -34,25 +34,30 @@ from client.config import (
     default_downloads,
     format_address,
     load_json,
-    parse_server,
     save_json,
     settings_path,
 )
 from client.gui.attention import Attention, title_for
 from client.gui.base import POLL_MS, EventHandlers, Outcome
-from client.gui.chat import Roster
+from client.gui.chat import DEFAULT_SIZE
 from client.gui.chat_handlers import ChatHandlers
 from client.gui.connect import ConnectFrame
+from client.gui.dialogs import MAX_SIZE, MIN_SIZE
+from client.gui.emoji_art import EmojiArt
 from client.gui.file_handlers import FileHandlers
 from client.gui.files import FilesPanel
 from client.gui.key_handlers import KeyHandlers
 from client.gui.menu import MenuAndKeys
+from client.gui.roster import Roster
 from client.gui.roster_handlers import RosterHandlers
+from client.gui.session_handlers import SessionHandlers
 from client.gui.theme import apply_theme, normalise_theme
-from client.wording import check_nickname, describe_error
 
 log = logging.getLogger(__name__)
 
+
+ROSTER_WIDTH = 190            # pixels the list of people keeps at least...
+ROSTER_MAX = 260              # ... and starts with at most
 MAX_EVENTS_PER_TICK = 200     # so a flood of events never freezes the window
 CLOSE_JOIN = 1.5              # seconds the window waits for QUIT to go out
 _GEOMETRY = re.compile(r"^(\d{3,5})x(\d{3,5})([+-]-?\d{1,5})([+-]-?\d{1,5})$")
@@ -68,7 +73,8 @@ def _collect_tk_garbage() -> None:
     gc.collect()
 
 
-class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
+class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers,
+          MenuAndKeys):
     """The whole window: connect screen, then tabs + roster + files + status bar."""
 
     def __init__(self, root: tk.Tk | None = None, *, server: str | None = None,
@@ -87,9 +93,17 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
             and saved_downloads else default_downloads()
         self._connect_timeout = connect_timeout
         self.attention = attention or Attention()
+        self.attention.enabled = self.settings.get("notifications", True) is not False
+        size = self.settings.get("font_size")
+        self.text_size = size if isinstance(size, int) and MIN_SIZE <= size <= MAX_SIZE \
+            else DEFAULT_SIZE
+        self.art = EmojiArt(self.root)
+        self._close_icon = None
+        self._dnd = None
         self._results = queue.Queue()
         self._lock = threading.Lock()
         self._closing = False
+        self._attempt = 0
         self.closed = False
         self.engine = None
         self.transfers = None
@@ -103,19 +117,20 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         self._handlers: EventHandlers = {
             **self._chat_events(), **self._roster_events(), **self._file_events(),
             **self._key_events(), ev.Fatal: self._on_fatal}
+        self.menus = []
 
         root_ = self.root
         root_.title(title_for(None, 0))
         root_.minsize(560, 380)
         root_.geometry(self._initial_geometry(str(self.settings.get("geometry", ""))))
         root_.protocol("WM_DELETE_WINDOW", self.close)
-        ttk.Style(root_).configure("Status.TLabel", padding=(8, 3))
         root_.bind("<FocusIn>", self._focus_in, add="+")
         root_.bind("<Destroy>", self._destroyed, add="+")
         self.connect_frame = ConnectFrame(
             root_, server=server or str(self.settings.get("server", "")),
-            nick=nick or str(self.settings.get("nick", "")), on_connect=self.connect)
-        self.connect_frame.hint.configure(foreground=self.colours.muted)
+            nick=nick or str(self.settings.get("nick", "")), on_connect=self.connect,
+            on_cancel=self.cancel_connect)
+        self.connect_frame.recolour(self.colours)
         self.connect_frame.pack(fill="both", expand=True)
         self.connect_frame.focus_first()
         self._build_menu()
@@ -171,6 +186,7 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
                 self._connected(value)
             elif kind is Outcome.FAILED:
                 self.connect_frame.show_error(value)
+                self.connect_frame.set_error_colour(True)
             else:
                 value()
         engine = self.engine
@@ -196,38 +212,6 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
             log.debug("ignoring unknown event %r", event)
             return
         handler(event)
-
-    # --- connecting ----------------------------------------------------------------------------
-    def connect(self, server_text: str, nick_text: str) -> None:
-        try:
-            server = parse_server(server_text)
-            nick = check_nickname(nick_text)
-        except ValueError as exc:
-            self.connect_frame.show_error(str(exc))
-            return
-        label = format_address(server)
-        self.connect_frame.set_busy(True, f"Connecting to {label}…")
-        self.settings.update(server=server_text.strip(), nick=nick)
-        threading.Thread(target=self._connect_worker, args=(server, nick, label),
-                         name="gui-connect", daemon=True).start()
-
-    def _connect_worker(self, server: tuple[str, int], nick: str, label: str) -> None:
-        # runs off the main thread: no Tk here, only the results queue
-        options: dict[str, Any] = {} if self._factory is None else {"make_engine": self._factory}
-        try:
-            client = wiring.open_client(server, nick, config_dir=self.config_dir,
-                                        downloads=self.downloads,
-                                        timeout=self._connect_timeout, **options)
-        except Exception as exc:
-            log.info("connecting to %s as %s failed: %r", label, nick, exc)
-            self._results.put((Outcome.FAILED, describe_error(exc, nick, label)))
-            return
-        with self._lock:
-            abandoned = self._closing
-            if not abandoned:
-                self._results.put((Outcome.CONNECTED, client))
-        if abandoned:   # the window closed while we were connecting
-            wiring.close_quietly(client.engine)
 
     def _connected(self, client: wiring.Client) -> None:
         engine = self.engine = client.engine
@@ -259,11 +243,14 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         panes = ttk.PanedWindow(main, orient="horizontal")
         self.notebook = ttk.Notebook(panes)
         self.notebook.bind("<<NotebookTabChanged>>", self._tab_changed)
+        self._bind_tab_closing()
         self.roster = Roster(panes, on_open=self.open_private, on_whois=self.show_whois,
                              on_send_file=self.send_file)
         panes.add(self.notebook, weight=4)
         panes.add(self.roster, weight=1)
         panes.pack(fill="both", expand=True)
+        self._roster_placed = False
+        panes.bind("<Configure>", self._keep_roster, add="+")
         self.panes = panes
         self.files = FilesPanel(main, on_accept=self._accept_file, on_decline=self._decline_file,
                                 on_cancel=self._cancel_file, on_change=self._files_changed)
@@ -273,20 +260,29 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
         self.status.pack(side="bottom", fill="x")
         ttk.Separator(root, orient="horizontal").pack(side="bottom", fill="x")
         main.pack(fill="both", expand=True)
+        self._drop_target(main)
         self.tabs = {}
         room = self._new_tab(None)
         self.notebook.select(room)
         self._chat_menu_state("normal")
+        self._colour_menus()
         room.input.text.focus_set()
 
-    def _on_fatal(self, e: ev.Fatal) -> None:
-        log.error("engine stopped: %s", e.text)
-        engine, self.engine, self.transfers = self.engine, None, None
-        if engine is not None:
-            threading.Thread(target=wiring.close_quietly, args=(engine,), daemon=True).start()
-        self._teardown_main()
-        self.connect_frame.pack(fill="both", expand=True)
-        self.connect_frame.show_error(f"Disconnected: {e.text}")
+    def _keep_roster(self, _event: object = None) -> None:
+        """The list of people stays visible in a narrow window (the tabs' wide bottom row
+        would otherwise push it out of sight)."""
+        width = self.panes.winfo_width()
+        try:
+            sash = int(self.panes.sashpos(0))
+        except (tk.TclError, ValueError):
+            return
+        if width <= 2 * ROSTER_WIDTH:
+            return
+        if not self._roster_placed:   # first layout: a list about as wide as its names
+            self._roster_placed = True
+            self.panes.sashpos(0, width - min(ROSTER_MAX, max(ROSTER_WIDTH, width // 5)))
+        elif width - sash < ROSTER_WIDTH:
+            self.panes.sashpos(0, width - ROSTER_WIDTH)
 
     def _teardown_main(self) -> None:
         if self.main_frame is not None:
@@ -303,9 +299,10 @@ class App(ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers, MenuAndKeys):
     def set_theme(self, name: str) -> None:
         self.theme = normalise_theme(name)
         self.colours = apply_theme(self.root, self.theme)
-        self.connect_frame.hint.configure(foreground=self.colours.muted)
+        self.connect_frame.recolour(self.colours)
         for tab in self.tabs.values():
             tab.recolour(self.colours)
+        self._recolour_tab_icons()
         self._colour_menus()
         self.dark_var.set(self.theme == "dark")
         if self.main_frame is not None:

@@ -17,9 +17,11 @@ from tkinter import ttk
 from typing import TYPE_CHECKING, Any
 
 from client.gui.attention import Attention
-from client.gui.chat import ChatTab, Roster
+from client.gui.chat import ChatTab
 from client.gui.connect import ConnectFrame
+from client.gui.emoji_art import EmojiArt
 from client.gui.files import FilesPanel
+from client.gui.roster import Roster
 from client.gui.theme import Colours
 
 if TYPE_CHECKING:
@@ -73,7 +75,10 @@ class Window:
     status: ttk.Label
     status_var: tk.StringVar
     tabs: dict[str | None, ChatTab]
-    menus: tuple[tk.Menu, tk.Menu]
+    menus: list[tk.Menu]           # every plain Tk menu, coloured with the theme
+    art: EmojiArt
+    text_size: int
+    _close_icon: Any
     _results: queue.Queue[tuple[Outcome, Any]]
 
     def on_tk_thread(self, fn: Callable[[], None]) -> None:

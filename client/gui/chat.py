@@ -8,20 +8,26 @@ Each own message carries the tag ``m<msg_id>``; "not delivered to X" is inserted
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import re
-import sys
 import time
 import tkinter as tk
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from tkinter import ttk
 
-from client.gui.theme import NICK_PALETTE, Colours, font, nick_colour
+from client.gui.emoji_art import EmojiArt, pixel_size, split_emoji
+from client.gui.emoji_picker import EmojiPicker
+from client.gui.theme import NICK_PALETTE, Colours, colour_menu, font, nick_colour
 
 log = logging.getLogger(__name__)
 
 MAX_LINES = 4000       # message view keeps at most this many lines (memory stays bounded)
 MAX_HISTORY = 100      # input lines remembered for Up/Down
+COLLAPSE_LINES = 8     # a longer message shows this many lines and "show more"
+COLLAPSE_CHARS = 1500  # ... or this many characters
+DEFAULT_SIZE = 11      # text size in points (Settings changes it)
 
 
 def _nick_tag(nickname: str) -> str:
@@ -53,57 +59,149 @@ def _clock(when: float) -> str:
 
 
 class MessageView(ttk.Frame):
-    """A read-only, scrolling, bounded log of chat lines."""
+    """A read-only, scrolling, bounded log of chat lines.
 
-    def __init__(self, master: tk.Misc, colours: Colours) -> None:
+    Emoji become pictures where ``art`` has them (client/gui/emoji_art.py); ``content`` and
+    copying give the text back. A message longer than COLLAPSE_LINES lines (or COLLAPSE_CHARS
+    characters) shows its start and a "show more" link, so one paste cannot flood the view.
+    """
+
+    def __init__(self, master: tk.Misc, colours: Colours, *, art: EmojiArt | None = None,
+                 size: int = DEFAULT_SIZE) -> None:
         super().__init__(master)
-        family = font(self, "TkTextFont")[0]
+        self.art = art
+        self.size = size
+        self.family = font(self, "TkTextFont")[0]
         # small requested size: the grid stretches it, and a small window still fits everything
         self.text = tk.Text(self, wrap="word", state="disabled", borderwidth=0, width=30, height=8,
                             highlightthickness=0, padx=10, pady=8, undo=False,
-                            font=(family, 11), spacing1=2, spacing3=2, takefocus=0)
-        scroll = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
+                            spacing1=2, spacing3=2, takefocus=0)
+        scroll = ttk.Scrollbar(self, orient="vertical", command=self._scrollbar)
         self.text.configure(yscrollcommand=scroll.set)
         self.text.grid(row=0, column=0, sticky="nsew")
         scroll.grid(row=0, column=1, sticky="ns")
         self.rowconfigure(0, weight=1)
         self.columnconfigure(0, weight=1)
         self._own_ids: dict[int, str] = {}
+        self._actions: dict[str, Callable[[], None]] = {}   # link tag -> what a click does
+        self._follow: str | None = None     # after_idle that scrolls to the end
+        self._folded: dict[str, list[str | tuple[str, ...]]] = {}   # fold -> its hidden rest
+        self.bind("<Destroy>", self._destroyed, add="+")
+        # following the end: new lines scroll into view, and so does a resize (the files panel
+        # appearing) -- until the user scrolls up to read
+        self._stick = True
+        for seq in ("<MouseWheel>", "<Button-4>", "<Button-5>"):
+            self.text.bind(seq, lambda _e: self.text.after_idle(self._user_scrolled), add="+")
+        self.text.bind("<Configure>", lambda _e: self._stick and self._follow_end(), add="+")
+        self._serial = itertools.count(1)
+        self.colours = colours
         self.text.tag_configure("body", lmargin2=24)
         self.text.tag_configure("cont", lmargin1=24)
-        self.text.tag_configure("bold", font=(family, 11, "bold"))
-        for i, colour in enumerate(NICK_PALETTE):
-            self.text.tag_configure(f"nick{i}", foreground=colour, font=(family, 11, "bold"))
-        self.recolour(colours)
+        self.menu = tk.Menu(self, tearoff=False)
+        self.menu.add_command(label="Copy", command=lambda: self._copy(None))
+        self.menu.add_command(label="Select all",
+                              command=lambda: self.text.tag_add("sel", "1.0", "end-1c"))
+        self.set_size(size)
+        self.text.tag_bind("link", "<Enter>", lambda _e: self.text.configure(cursor="hand2"))
+        self.text.tag_bind("link", "<Leave>", lambda _e: self.text.configure(cursor=""))
         # keep the text selectable/copyable while read-only
         self.text.bind("<1>", lambda _e: self.text.focus_set())
+        self.text.bind("<<Copy>>", self._copy)
+        self.text.bind("<Button-3>", self._context)
+
+    def set_size(self, size: int) -> None:
+        """Text size in points (Settings); fonts of every tag follow."""
+        self.size = size
+        family, small = self.family, max(7, size - 1)
+        self.text.configure(font=(family, size))
+        self.text.tag_configure("bold", font=(family, size, "bold"))
+        for i, colour in enumerate(NICK_PALETTE):
+            self.text.tag_configure(f"nick{i}", foreground=colour, font=(family, size, "bold"))
+        emoji_family = self.art.font_family if self.art is not None else None
+        if emoji_family:
+            self.text.tag_configure("emoji", font=(emoji_family, size))
+        self.text.tag_configure("more", font=(family, small, "bold"))
+        self.recolour(self.colours)
 
     def recolour(self, colours: Colours) -> None:
-        family = font(self, "TkTextFont")[0]
+        self.colours = colours
+        family, size, small = self.family, self.size, max(7, self.size - 1)
         self.text.configure(background=colours.background, foreground=colours.foreground,
                             selectbackground=colours.select, insertbackground=colours.foreground,
                             inactiveselectbackground=colours.select)
         self.text.tag_configure("ts", foreground=colours.muted)
         self.text.tag_configure("system", foreground=colours.muted,
-                                font=(family, 10, "italic"))
+                                font=(family, small, "italic"))
         self.text.tag_configure("own", background=colours.own_background)
-        self.text.tag_configure("ownnick", foreground=colours.own, font=(family, 11, "bold"))
-        self.text.tag_configure("error", foreground=colours.error, font=(family, 11, "bold"),
+        self.text.tag_configure("ownnick", foreground=colours.own, font=(family, size, "bold"))
+        self.text.tag_configure("error", foreground=colours.error, font=(family, size, "bold"),
                                 background=colours.warning_background)
         self.text.tag_configure("undelivered", foreground=colours.error,
-                                font=(family, 10, "italic"))
-        self.text.tag_configure("warning", foreground=colours.error, font=(family, 10, "bold"))
+                                font=(family, small, "italic"))
+        self.text.tag_configure("warning", foreground=colours.error, font=(family, small, "bold"))
+        self.text.tag_configure("link", foreground=colours.own, underline=True)
+        self.text.tag_configure("more", foreground=colours.own)
         self.text.tag_raise("sel")
+        colour_menu(self.menu, colours)
 
     # --- writing -------------------------------------------------------------------------------
     def _append(self, *chunks: str | tuple[str, ...]) -> None:
-        at_bottom = self.text.yview()[1] >= 0.999
+        at_bottom = self._stick
         self.text.configure(state="normal")
-        self.text.insert("end", *chunks)
+        for i in range(0, len(chunks), 2):
+            self._insert(str(chunks[i]), tuple(chunks[i + 1]))
         self._trim()
         self.text.configure(state="disabled")
         if at_bottom:
-            self.text.see("end")
+            self.text.yview_moveto(1.0)
+            self._follow_end()
+
+    def _follow_end(self) -> None:
+        # Tk measures wrapped lines lazily: look again once the layout is done
+        if self._follow is None:
+            self._follow = self.after_idle(self._to_bottom)
+
+    def _scrollbar(self, *args: str) -> None:
+        self.text.yview(*args)
+        self._user_scrolled()
+
+    def scroll_pages(self, pages: int) -> None:
+        self.text.yview_scroll(pages, "pages")
+        self._user_scrolled()
+
+    def _user_scrolled(self) -> None:
+        self._stick = self.text.yview()[1] >= 0.999
+
+    def _destroyed(self, event: tk.Event) -> None:
+        if event.widget is self and self._follow is not None:
+            with contextlib.suppress(tk.TclError):
+                self.after_cancel(self._follow)
+            self._follow = None
+
+    def _to_bottom(self) -> None:
+        self._follow = None
+        self.text.tk.call(self.text, "sync")    # line heights measured now, not later
+        self.text.see("end")
+        self.text.yview_moveto(1.0)
+
+    def _insert(self, text: str, tags: tuple[str, ...], at: str = "end") -> None:
+        """Insert at the end (or at mark ``at``, which moves on); emoji as pictures when there
+        are pictures for them."""
+        art = self.art
+        if art is None or not text or text.isascii():
+            self.text.insert(at, text, tags)
+            return
+        pixels = pixel_size(self, self.size)
+        # "end" stays after Tk's final newline; a mark with right gravity moves past the image
+        placed = "end-2c" if at == "end" else f"{at}-1c"
+        for piece, is_emoji in split_emoji(text):
+            image = art.image(piece, pixels) if is_emoji and art.pictures else None
+            if image is None:
+                self.text.insert(at, piece, (*tags, "emoji") if is_emoji else tags)
+                continue
+            self.text.image_create(at, image=image, padx=1, align="center")
+            for tag in tags:
+                self.text.tag_add(tag, placed)
 
     def add_message(self, sender: str, text: str, *, when: float | None = None,
                     own: bool = False, msg_id: int | None = None,
@@ -120,18 +218,82 @@ class MessageView(ttk.Frame):
             "  ", (*line, *mtag)]
         if warning:
             chunks += [f"[{warning}] ", ("warning", *line, *mtag)]
-        first, *more = printable(text).rstrip("\n").split("\n")
-        chunks += [first, ("body", *line, *mtag)]
-        for extra in more:   # continuation lines line up under the text, not the time
-            chunks += ["\n", ("body", *line, *mtag), extra, ("body", "cont", *line, *mtag)]
+        shown, folded = fold_text(printable(text).rstrip("\n"))
+
+        def body(part: str, extra: tuple[str, ...], cont: tuple[str, ...]) -> None:
+            first, *more = part.split("\n")
+            chunks.extend([first, ("body", *cont, *line, *mtag, *extra)])
+            for rest in more:   # continuation lines line up under the text, not the time
+                chunks.extend(["\n", ("body", *line, *mtag, *extra), rest,
+                               ("body", "cont", *line, *mtag, *extra)])
+
+        body(shown, (), ())
+        if folded:
+            # the rest waits here, not in the widget (Tk's elide draws stray lines)
+            fold = f"fold{next(self._serial)}"
+            more_lines = folded.strip("\n").count("\n") + 1
+            chunks += ["  ", ("body", *line, *mtag),
+                       f"▾ show more ({more_lines} more line{'s' * (more_lines > 1)})",
+                       ("more", "link", f"{fold}link", *line, *mtag)]
+            self._link(f"{fold}link", lambda f=fold: self.unfold(f))
+            start = len(chunks)
+            body(folded, (), ("cont",))
+            self._folded[fold] = chunks[start:]
+            del chunks[start:]
         chunks += ["\n", line]
         self._append(*chunks)
 
-    def add_system(self, text: str, *, when: float | None = None, error: bool = False) -> None:
+    def unfold(self, fold: str) -> None:
+        """Show the whole of a collapsed message (its "show more" link)."""
+        chunks = self._folded.pop(fold, [])
+        ranges = self.text.tag_ranges(f"{fold}link")
+        self._actions.pop(f"{fold}link", None)
+        if ranges:
+            self.text.configure(state="normal")
+            self.text.mark_set("unfold", ranges[0])
+            self.text.mark_gravity("unfold", "right")
+            self.text.delete(ranges[0], ranges[1])
+            for i in range(0, len(chunks), 2):
+                self._insert(str(chunks[i]), tuple(chunks[i + 1]), at="unfold")
+            self.text.mark_unset("unfold")
+            self.text.configure(state="disabled")
+        self.text.configure(cursor="")
+
+    def folded(self) -> list[str]:
+        """The folds of messages still collapsed (oldest first)."""
+        return list(self._folded)
+
+    def add_system(self, text: str, *, when: float | None = None, error: bool = False,
+                   links: Sequence[tuple[str, Callable[[], None]]] = ()) -> None:
+        """A ``-!-`` line; ``links`` are (label, action) shown after it as clickable words."""
         when = time.time() if when is None else when
         tag = "error" if error else "system"
-        self._append(f"{_clock(when)} ", ("ts",), f"-!- {printable(text)}", (tag, "body"), "\n",
-                     ())
+        chunks: list[str | tuple[str, ...]] = [f"{_clock(when)} ", ("ts",),
+                                               f"-!- {printable(text)}", (tag, "body")]
+        for label, action in links:
+            name = f"link{next(self._serial)}"
+            self._link(name, action)
+            chunks += ["  ", (tag, "body"), label, ("link", name, "body")]
+        self._append(*chunks, "\n", ())
+
+    def link_names(self) -> dict[str, str]:
+        """Each clickable label shown -> its tag (tests click through these)."""
+        found: dict[str, str] = {}
+        for tag in self._actions:
+            ranges = self.text.tag_ranges(tag)
+            if ranges:
+                found[self.text.get(ranges[0], ranges[1]).strip()] = tag
+        return found
+
+    def _link(self, tag: str, action: Callable[[], None]) -> None:
+        self._actions[tag] = action
+        self.text.tag_bind(tag, "<Button-1>", lambda _e: self.click(tag))
+
+    def click(self, tag: str) -> None:
+        """What a click on the link ``tag`` does."""
+        action = self._actions.get(tag)
+        if action is not None:
+            action()
 
     def mark_undelivered(self, msg_id: int, nickname: str) -> bool:
         """Add "not delivered to NICK" right after own message ``msg_id``; False if it is gone."""
@@ -155,26 +317,71 @@ class MessageView(ttk.Frame):
             if not self.text.tag_ranges(tag):
                 self.text.tag_delete(tag)
                 del self._own_ids[msg_id]
+        for tag in self.text.tag_names():    # links and folds that scrolled away
+            if tag.startswith(("link", "fold")) and tag != "link" \
+                    and not self.text.tag_ranges(tag):
+                self.text.tag_delete(tag)
+                self._actions.pop(tag, None)
+                self._folded.pop(tag.removesuffix("link"), None)
+
+    def text_between(self, start: str, end: str) -> str:
+        """The text from ``start`` to ``end``, emoji pictures given back as emoji."""
+        names = self.art.names if self.art is not None else {}
+        out: list[str] = []
+        for kind, value, _index in self.text.dump(start, end, text=True, image=True):
+            if kind == "text":
+                out.append(value)
+            elif kind == "image":
+                out.append(names.get(value.split("#", 1)[0], ""))  # "img#2": its 2nd use
+        return "".join(out)
 
     def content(self) -> str:
-        return self.text.get("1.0", "end-1c")
+        return self.text_between("1.0", "end-1c")
+
+    def _copy(self, _event: object) -> str:
+        if self.text.tag_ranges("sel"):
+            self.clipboard_clear()
+            self.clipboard_append(self.text_between("sel.first", "sel.last"))
+        return "break"
+
+    def _context(self, event: tk.Event) -> str:
+        self.text.focus_set()
+        self.menu.tk_popup(event.x_root, event.y_root)
+        return "break"
+
+
+def fold_text(text: str) -> tuple[str, str]:
+    """``(shown, folded)``: the start of a long message and the rest ("" if it is short)."""
+    lines = text.split("\n")
+    if len(lines) <= COLLAPSE_LINES and len(text) <= COLLAPSE_CHARS:
+        return text, ""
+    shown = "\n".join(lines[:COLLAPSE_LINES])[:COLLAPSE_CHARS]
+    return shown, text[len(shown):]     # the rest may start with its line break
 
 
 class InputLine(ttk.Frame):
     """A multi-line entry: Enter sends, Shift+Enter adds a line, Up/Down recall history."""
 
-    def __init__(self, master: tk.Misc, colours: Colours, on_send: Callable[[str], bool]) -> None:
+    def __init__(self, master: tk.Misc, colours: Colours, on_send: Callable[[str], bool], *,
+                 size: int = DEFAULT_SIZE) -> None:
         super().__init__(master)
         self._on_send = on_send
         self.history: list[str] = []
         self._pos = 0          # index into history while recalling; len(history) = the draft
         self._draft = ""
-        family = font(self, "TkTextFont")[0]
-        self.text = tk.Text(self, height=2, width=20, wrap="word", undo=True, font=(family, 11),
-                            padx=8, pady=6, borderwidth=1, relief="solid",
-                            highlightthickness=1)
+        self.family = font(self, "TkTextFont")[0]
+        self.text = tk.Text(self, height=2, width=20, wrap="word", undo=True,
+                            font=(self.family, size), padx=8, pady=6, borderwidth=1,
+                            relief="solid", highlightthickness=1)
         self.text.grid(row=0, column=0, sticky="nsew")
         self.columnconfigure(0, weight=1)
+        self.menu = tk.Menu(self, tearoff=False)
+        for label, event in (("Cut", "<<Cut>>"), ("Copy", "<<Copy>>"), ("Paste", "<<Paste>>")):
+            self.menu.add_command(label=label,
+                                  command=lambda e=event: self.text.event_generate(e))
+        self.menu.add_command(label="Select all",
+                              command=lambda: self.text.tag_add("sel", "1.0", "end-1c"))
+        self.text.bind("<Button-3>", self._context)
         self.recolour(colours)
         t = self.text
         t.bind("<Return>", self._enter)
@@ -190,11 +397,26 @@ class InputLine(ttk.Frame):
         for seq in ("<Control-Tab>", "<Control-Shift-Tab>", "<Control-ISO_Left_Tab>"):
             t.bind(seq, lambda _e: None)
 
+    def _context(self, event: tk.Event) -> str:
+        self.text.focus_set()
+        self.menu.tk_popup(event.x_root, event.y_root)
+        return "break"
+
     def recolour(self, colours: Colours) -> None:
+        colour_menu(self.menu, colours)
         self.text.configure(background=colours.background, foreground=colours.foreground,
                             insertbackground=colours.foreground,
                             selectbackground=colours.select, highlightcolor=colours.own,
                             highlightbackground=colours.muted)
+
+    def set_size(self, size: int) -> None:
+        self.text.configure(font=(self.family, size))
+
+    def insert(self, text: str) -> None:
+        """Type ``text`` at the cursor (the emoji picker)."""
+        self.text.insert("insert", text)
+        self.text.see("insert")
+        self.text.focus_set()
 
     def get(self) -> str:
         return self.text.get("1.0", "end-1c")
@@ -259,23 +481,32 @@ class ChatTab(ttk.Frame):
 
     def __init__(self, master: tk.Misc, colours: Colours, peer: str | None, *,
                  on_send: Callable[[str | None, str], bool],
-                 on_send_file: Callable[[str], None] | None = None) -> None:
+                 on_send_file: Callable[[str], None] | None = None,
+                 art: EmojiArt | None = None, size: int = DEFAULT_SIZE) -> None:
         super().__init__(master, padding=(0, 0, 0, 6))
         self.peer = peer
         self.unread = 0
-        self.view = MessageView(self, colours)
+        self.art, self.colours, self.size = art, colours, size
+        self.picker: EmojiPicker | None = None
+        self.view = MessageView(self, colours, art=art, size=size)
         self.view.grid(row=0, column=0, sticky="nsew")
         bottom = ttk.Frame(self, padding=(0, 6, 0, 0))
         bottom.grid(row=1, column=0, sticky="ew")
-        self.input = InputLine(bottom, colours, lambda text: on_send(self.peer, text))
+        self.input = InputLine(bottom, colours, lambda text: on_send(self.peer, text), size=size)
         self.input.grid(row=0, column=0, sticky="ew")
+        face = art.image("🙂", 20) if art is not None and art.pictures else None
+        self.emoji_button = ttk.Button(bottom, text="☺" if face is None else "", image=face or "",
+                                       width=2, command=self.open_picker, takefocus=0)
+        self.emoji_button.grid(row=0, column=1, sticky="ns", padx=(6, 0))
         self.send_button = ttk.Button(bottom, text="Send", style="Accent.TButton",
                                       command=self.input.submit)
-        self.send_button.grid(row=0, column=1, sticky="ns", padx=(6, 0))
+        self.send_button.grid(row=0, column=2, sticky="ns", padx=(6, 0))
         if peer is not None and on_send_file is not None:
             self.file_button = ttk.Button(bottom, text="Send file…",
                                           command=lambda: on_send_file(peer))
-            self.file_button.grid(row=0, column=2, sticky="ns", padx=(6, 0))
+            self.file_button.grid(row=0, column=3, sticky="ns", padx=(6, 0))
+        for seq in ("<Control-e>", "<Control-E>"):
+            self.input.text.bind(seq, lambda _e: self.open_picker() or "break")
         bottom.columnconfigure(0, weight=1)
         self.rowconfigure(0, weight=1)
         self.columnconfigure(0, weight=1)
@@ -284,10 +515,23 @@ class ChatTab(ttk.Frame):
             self.input.text.bind(key, lambda _e, n=pages: self._scroll(n))
 
     def _scroll(self, pages: int) -> str:
-        self.view.text.yview_scroll(pages, "pages")
+        self.view.scroll_pages(pages)
         return "break"
 
+    def open_picker(self) -> None:
+        """The emoji picker (the ☺ button, Ctrl+E): a pick is typed at the cursor."""
+        if self.picker is not None:
+            self.picker.close()
+        self.picker = EmojiPicker(self.emoji_button, self.art, self.colours, self.input.insert,
+                                  size=self.size)
+
+    def set_size(self, size: int) -> None:
+        self.size = size
+        self.view.set_size(size)
+        self.input.set_size(size)
+
     def recolour(self, colours: Colours) -> None:
+        self.colours = colours
         self.view.recolour(colours)
         self.input.recolour(colours)
 
@@ -295,145 +539,3 @@ class ChatTab(ttk.Frame):
     def title(self) -> str:
         name = "# room" if self.peer is None else self.peer
         return f"{name} ({self.unread})" if self.unread else name
-
-
-class Roster(ttk.Frame):
-    """Who is online: double-click or Enter opens a private tab; right-click (or Shift+F10,
-    the Menu key) opens a menu with "Private chat", "Who is this?" and "Send file…"."""
-
-    def __init__(self, master: tk.Misc, *, on_open: Callable[[str], None],
-                 on_whois: Callable[[str], None],
-                 on_send_file: Callable[[str], None] | None) -> None:
-        super().__init__(master, padding=(6, 0, 0, 0))
-        self._on_open = on_open
-        self.me: str | None = None
-        self.nicks: set[str] = set()
-        self.markers: dict[str, str] = {}
-        self.count_var = tk.StringVar(self, value="0 online")
-        ttk.Label(self, textvariable=self.count_var,
-                  font=font(self, "TkHeadingFont", 11, "bold")).grid(
-            row=0, column=0, sticky="w", pady=(4, 6))
-        self.tree = ttk.Treeview(self, show="tree", selectmode="browse", height=10)
-        self.tree.column("#0", width=170, stretch=True)
-        scroll = ttk.Scrollbar(self, orient="vertical", command=self.tree.yview)
-        self.tree.configure(yscrollcommand=scroll.set)
-        self.tree.grid(row=1, column=0, sticky="nsew")
-        scroll.grid(row=1, column=1, sticky="ns")
-        self.rowconfigure(1, weight=1)
-        self.columnconfigure(0, weight=1)
-        for i, colour in enumerate(NICK_PALETTE):
-            self.tree.tag_configure(f"nick{i}", foreground=colour)
-        self.tree.tag_configure("me", font=font(self, "TkDefaultFont", None, "bold"))
-        self.tree.tag_configure("alarm", foreground="#c42b1c")
-        self.menu = tk.Menu(self, tearoff=False)
-        self.menu.add_command(label="Private chat", command=self._menu(on_open))
-        self.menu.add_command(label="Who is this?", command=self._menu(on_whois))
-        if on_send_file is not None:
-            self.menu.add_command(label="Send file…", command=self._menu(on_send_file))
-        self.tree.bind("<Double-1>", self._double_click)
-        self.tree.bind("<Return>", lambda _e: self._open_selected())
-        self.tree.bind("<Button-3>", self._context)
-        self.tree.bind("<Shift-F10>", self._context_key)
-        # the Menu key is "App" on Windows, "Menu" on X11
-        self.tree.bind("<App>" if sys.platform == "win32" else "<Menu>", self._context_key)
-
-    # --- content -------------------------------------------------------------------------------
-    def set_all(self, me: str, nicks: Iterable[str]) -> None:
-        self.me = me
-        self.nicks = {n for n in nicks if n != me}
-        self._refresh()
-
-    def add(self, nick: str) -> None:
-        if nick != self.me:
-            self.nicks.add(nick)
-            self._refresh()
-
-    def remove(self, nick: str) -> None:
-        self.nicks.discard(nick)
-        self._refresh()
-
-    def set_marker(self, nick: str, marker: str | None) -> None:
-        if marker:
-            self.markers[nick] = marker
-        else:
-            self.markers.pop(nick, None)
-        self._refresh()
-
-    def set_markers(self, changes: dict[str, str | None]) -> None:
-        """Several ``set_marker`` calls with one redraw (a whole roster at connect)."""
-        for nick, marker in changes.items():
-            if marker:
-                self.markers[nick] = marker
-            else:
-                self.markers.pop(nick, None)
-        if changes:
-            self._refresh()
-
-    def _refresh(self) -> None:
-        # drop markers of people long gone so the dict never outgrows the roster much
-        if len(self.markers) > 4 * len(self.nicks) + 64:
-            self.markers = {n: m for n, m in self.markers.items() if n in self.nicks}
-        selected = self.selected()
-        self.tree.delete(*self.tree.get_children())
-        if self.me is not None:
-            self.tree.insert("", "end", iid="me", text=f"{self.me} (you)", tags=("me",))
-        for nick in sorted(self.nicks, key=str.casefold):
-            marker = self.markers.get(nick, "")
-            tags = ("alarm",) if marker.startswith("⚠") else (_nick_tag(nick),)
-            self.tree.insert("", "end", iid=_iid(nick), text=f"{marker} {nick}".strip(),
-                             tags=tags)
-        if selected in self.nicks:
-            self.tree.selection_set(_iid(selected))
-            self.tree.focus(_iid(selected))
-        total = len(self.nicks) + (1 if self.me is not None else 0)
-        self.count_var.set(f"{total} online")
-
-    def selected(self) -> str | None:
-        sel = self.tree.selection()
-        return _nick(sel[0]) if sel else None
-
-    def text_of(self, nick: str) -> str:
-        return str(self.tree.item(_iid(nick), "text"))
-
-    # --- actions -------------------------------------------------------------------------------
-    def _menu(self, action: Callable[[str], None]) -> Callable[[], None]:
-        def run() -> None:
-            nick = self.selected()
-            if nick is not None:
-                action(nick)
-        return run
-
-    def _open_selected(self) -> str:
-        nick = self.selected()
-        if nick is not None:
-            self._on_open(nick)
-        return "break"
-
-    def _double_click(self, event: tk.Event) -> str:
-        row = self.tree.identify_row(event.y)
-        nick = _nick(row)
-        if nick is not None:
-            self.tree.selection_set(row)
-            self._on_open(nick)
-        return "break"
-
-    def _context(self, event: tk.Event) -> str:
-        row = self.tree.identify_row(event.y)
-        if _nick(row) is None:
-            return "break"
-        self.tree.selection_set(row)
-        self.tree.focus(row)
-        self.menu.tk_popup(event.x_root, event.y_root)
-        return "break"
-
-    def _context_key(self, _event: tk.Event) -> str:
-        nick = self.selected()
-        if nick is None:
-            return "break"
-        bbox = self.tree.bbox(_iid(nick))
-        x = self.tree.winfo_rootx() + (bbox[0] + 20 if bbox else 20)
-        y = self.tree.winfo_rooty() + (bbox[1] + bbox[3] if bbox else 20)
-        self.menu.tk_popup(x, y)
-        return "break"
-
-

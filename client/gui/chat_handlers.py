@@ -11,10 +11,13 @@ from client import events as ev
 from client.gui.attention import title_for
 from client.gui.base import EventHandlers, Window
 from client.gui.chat import ChatTab
+from client.gui.theme import close_icon
 from client.peer.messenger import MAX_MESSAGE
 from client.wording import human_size
 
 log = logging.getLogger(__name__)
+
+CLOSE_HIT = 22   # pixels at a private tab's right end that close it (the "×" and its padding)
 
 
 class ChatHandlers(Window):
@@ -28,10 +31,62 @@ class ChatHandlers(Window):
     # --- tabs ----------------------------------------------------------------------------------
     def _new_tab(self, peer: str | None) -> ChatTab:
         tab = ChatTab(self.notebook, self.colours, peer, on_send=self.send,
-                      on_send_file=self.send_file if peer is not None else None)
+                      on_send_file=self.send_file if peer is not None else None,
+                      art=self.art, size=self.text_size)
         self.tabs[peer] = tab
-        self.notebook.add(tab, text=tab.title)
+        if peer is None:
+            self.notebook.add(tab, text=tab.title)
+        else:   # a private tab has a close button: the "×" drawn right of its name
+            self.notebook.add(tab, text=tab.title, image=self._tab_icon(), compound="right")
+        for widget in (tab.view.text, tab.input.text):
+            self._drop_target(widget)
         return tab
+
+    # --- closable tabs -------------------------------------------------------------------------
+    def _tab_icon(self) -> object:
+        if self._close_icon is None:
+            self._close_icon = close_icon(self.root, self.colours.muted)
+        return self._close_icon
+
+    def _recolour_tab_icons(self) -> None:
+        if self._close_icon is None:
+            return
+        self._close_icon = close_icon(self.root, self.colours.muted)
+        for tab in self.tabs.values():
+            if tab.peer is not None:
+                self.notebook.tab(tab, image=self._close_icon)
+
+    def _bind_tab_closing(self) -> None:
+        self.notebook.bind("<ButtonRelease-1>", self._tab_clicked, add="+")
+        self.notebook.bind("<ButtonRelease-2>", self._tab_middle_clicked, add="+")
+
+    def _tab_at(self, x: int, y: int) -> ChatTab | None:
+        try:
+            index = int(self.notebook.index(f"@{x},{y}"))
+        except (tk.TclError, ValueError):
+            return None
+        name = self.notebook.tabs()[index]
+        return next((t for t in self.tabs.values() if str(t) == name), None)
+
+    def on_close_button(self, x: int, y: int) -> bool:
+        """Whether (x, y) in the notebook is on a private tab's "×" (its right end)."""
+        tab = self._tab_at(x, y)
+        if tab is None or tab.peer is None or not self.notebook.identify(x, y):
+            return False
+        edge = x
+        while edge < x + 40 and self._tab_at(edge + 1, y) is tab \
+                and self.notebook.identify(edge + 1, y):
+            edge += 1
+        return edge - x < CLOSE_HIT
+
+    def _tab_clicked(self, event: tk.Event) -> None:
+        if self.on_close_button(event.x, event.y):
+            self.close_tab(self._tab_at(event.x, event.y))
+
+    def _tab_middle_clicked(self, event: tk.Event) -> None:
+        tab = self._tab_at(event.x, event.y)
+        if tab is not None and tab.peer is not None:
+            self.close_tab(tab)
 
     @property
     def room(self) -> ChatTab:
@@ -55,10 +110,13 @@ class ChatHandlers(Window):
             tab.input.text.focus_set()
         return tab
 
-    def close_tab(self) -> None:
-        tab = self.current_tab()
+    def close_tab(self, tab: ChatTab | None = None) -> None:
+        """Close ``tab`` (default: the current one); the room stays."""
+        tab = tab or self.current_tab()
         if tab is None or tab.peer is None:
             return
+        if tab.picker is not None:
+            tab.picker.close()
         self.notebook.forget(tab)
         del self.tabs[tab.peer]
         tab.destroy()
@@ -141,6 +199,41 @@ class ChatHandlers(Window):
         if engine is None:
             return False
         tab = self.tabs.get(peer, self.room)
+        if text.startswith("//"):
+            text = text[1:]
+        elif text.startswith("/"):
+            return self._command(tab, text)
+        return self._send_text(tab, peer, text)
+
+    def _command(self, tab: ChatTab, line: str) -> bool:
+        """``/msg``, ``/whois``, ``/help`` typed in the message line (Help lists them)."""
+        command, _, rest = line.partition(" ")
+        command = command.casefold()
+        if command == "/msg":
+            nick, _, text = rest.strip().partition(" ")
+            if not nick or not text.strip():
+                tab.view.add_system("Usage: /msg NICK text", error=True)
+                return False
+            known = {n.casefold(): n for n in self.roster.nicks}
+            if nick.casefold() not in known:
+                tab.view.add_system(f"No one called {nick} is online.", error=True)
+                return False
+            nick = known[nick.casefold()]
+            return self._send_text(self.open_private(nick), nick, text)
+        if command == "/whois" and rest.strip():
+            self.show_whois(rest.strip())
+            return True
+        if command == "/help":
+            self.show_help()
+            return True
+        tab.view.add_system(f"Unknown command {command}. Commands: /msg NICK text, /whois NICK, "
+                            "/help; type //text to send text starting with /.", error=True)
+        return False
+
+    def _send_text(self, tab: ChatTab, peer: str | None, text: str) -> bool:
+        engine = self.engine
+        if engine is None:
+            return False
         try:
             msg_id = engine.send_room(text) if peer is None else engine.send_private(peer, text)
         except ValueError as exc:   # MessageTooLarge and UnknownPeer are ValueErrors

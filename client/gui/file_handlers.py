@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import tkinter as tk
 from collections.abc import Callable
 from pathlib import Path
-from tkinter import filedialog
+from tkinter import filedialog  # noqa: F401  (tests replace file_handlers.filedialog's dialogs)
+from typing import Any
 
 from client import events as ev
 from client.gui.base import EventHandlers, Window
+from client.gui.filepick import ask_folder, ask_open_files
+from client.gui.opener import open_path
 from client.wording import human_size
 
 log = logging.getLogger(__name__)
@@ -16,6 +20,8 @@ log = logging.getLogger(__name__)
 
 class FileHandlers(Window):
     """File transfer (a mixin of ``App``)."""
+
+    _dnd: bool | None      # tkinterdnd2 loaded (None: not tried yet)
 
     def _file_events(self) -> EventHandlers:
         return {ev.FileOffered: self._on_file_offered, ev.FileProgress: self._on_file_progress,
@@ -27,9 +33,26 @@ class FileHandlers(Window):
         if engine is None or self.transfers is None:
             tab.view.add_system("Sending files is not available in this version.", error=True)
             return
-        names = filedialog.askopenfilenames(parent=self.root, title=f"Send files to {nick}")
-        paths = [Path(n) for n in self.root.tk.splitlist(names)] if names else []
+        paths = ask_open_files(self.root, f"Send files to {nick}", self._start_folder())
         if not paths:
+            return
+        self.settings["last_folder"] = str(paths[0].parent)
+        self.offer_paths(nick, paths)
+
+    def _start_folder(self) -> Path:
+        """Where the file dialog opens: the folder used last, else the home folder (never the
+        folder the app was started from)."""
+        last = self.settings.get("last_folder")
+        if isinstance(last, str) and last and Path(last).is_dir():
+            return Path(last)
+        return Path.home()
+
+    def offer_paths(self, nick: str, paths: list[Path]) -> None:
+        """Offer ``paths`` to ``nick`` (the file dialog, or files dropped on the window)."""
+        engine = self.engine
+        tab = self._peer_view(nick)
+        if engine is None or self.transfers is None:
+            tab.view.add_system("Sending files is not available in this version.", error=True)
             return
         try:
             ids = engine.offer_files(nick, paths)
@@ -67,6 +90,46 @@ class FileHandlers(Window):
         if self.engine is not None:
             self._answer_file(self.engine.cancel_file, transfer_id)
 
+    # --- drag and drop (tkinterdnd2, optional) -------------------------------------------------
+    def _drop_target(self, widget: tk.Misc) -> None:
+        """Let files be dropped on ``widget`` when tkinterdnd2 (and its Tk extension) load."""
+        if not self._dnd_ready():
+            return
+        try:
+            widget.drop_target_register("DND_Files")  # type: ignore[attr-defined]
+            widget.dnd_bind("<<Drop>>", self._dropped)  # type: ignore[attr-defined]
+        except (tk.TclError, AttributeError) as exc:
+            log.debug("no drop target on %s: %r", widget, exc)
+
+    def _dnd_ready(self) -> bool:
+        if self._dnd is None:
+            try:
+                from tkinterdnd2 import TkinterDnD
+                TkinterDnD._require(self.root)
+                self._dnd = True
+            except Exception as exc:   # not installed, or no tkdnd build for this platform
+                log.info("drag and drop unavailable: %r", exc)
+                self._dnd = False
+        return self._dnd
+
+    def _dropped(self, event: Any) -> str:   # a tkinterdnd2.DnDEvent: .data lists the paths
+        data = str(event.data)
+        self.files_dropped([Path(p) for p in self.root.tk.splitlist(data) if p])
+        return "copy"
+
+    def files_dropped(self, paths: list[Path]) -> None:
+        """Files dropped on the window go to the private tab shown (or the selected person)."""
+        files = [p for p in paths if p.is_file()]
+        tab = self.current_tab()
+        nick = tab.peer if tab is not None and tab.peer else self.roster.selected()
+        if not files:
+            self.room.view.add_system("Only files can be sent (not folders).", error=True)
+        elif nick is None:
+            self.room.view.add_system("To send files, drop them on a private conversation "
+                                      "(or select someone in the list first).")
+        else:
+            self.offer_paths(nick, files)
+
     def _files_changed(self, has_rows: bool) -> None:
         if has_rows and not self.files.winfo_manager():
             self.files.pack(side="bottom", fill="x", before=self.panes)
@@ -74,10 +137,9 @@ class FileHandlers(Window):
             self.files.pack_forget()
 
     def choose_downloads(self) -> None:
-        chosen = filedialog.askdirectory(parent=self.root, initialdir=str(self.downloads),
-                                         title="Where received files are saved", mustexist=False)
-        if chosen:
-            self.set_downloads(Path(chosen))
+        chosen = ask_folder(self.root, "Where received files are saved", self.downloads)
+        if chosen is not None:
+            self.set_downloads(chosen)
 
     def set_downloads(self, folder: Path) -> None:
         """Where received files go from now on (remembered in the settings)."""
@@ -107,7 +169,18 @@ class FileHandlers(Window):
         else:
             text = f"Received “{e.name}” from {e.peer}" + (f": saved as {e.path}" if e.path
                                                            else ".")
-        self._peer_view(e.peer).view.add_system(text)
+        view = self._peer_view(e.peer).view
+        if e.outgoing or not e.path:
+            view.add_system(text)
+            return
+        path = Path(e.path)
+        view.add_system(text, links=[("Open", lambda: self._open(path, False)),
+                                     ("Show in folder", lambda: self._open(path, True))])
+
+    def _open(self, path: Path, reveal: bool) -> None:
+        problem = open_path(path, reveal=reveal)
+        if problem:
+            self.room.view.add_system(problem, error=True)
 
     def _on_file_failed(self, e: ev.FileFailed) -> None:
         self.files.finish(e.transfer_id)

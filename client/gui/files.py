@@ -23,7 +23,7 @@ MAX_FINISHED = 4096   # finished ids remembered, to ignore their late progress e
 def progress_text(done: int, total: int, bytes_per_s: float) -> str:
     """``3.1 MiB of 10.0 MiB · 1.2 MiB/s · 6 s left``."""
     parts = [f"{human_size(done)} of {human_size(total)}"]
-    if bytes_per_s > 0:
+    if bytes_per_s > 0 and done < total:    # finished: no "0 s left"
         parts.append(f"{human_size(bytes_per_s)}/s")
         left = max(0, total - done) / bytes_per_s
         if left >= 3600:

@@ -82,4 +82,35 @@ def apply_theme(root: object, name: str) -> Colours:
         sv_ttk.set_theme(name, root)  # type: ignore[arg-type]
     except Exception as exc:  # a missing or broken theme must never stop the chat
         log.warning("sv-ttk theme unavailable, using the default ttk look: %s", exc)
+    configure_styles(root)
     return THEMES[name]
+
+
+def colour_menu(menu: object, colours: Colours) -> None:
+    """Plain Tk menus (X11) do not follow sv-ttk: give them the theme's colours (Windows and
+    macOS draw their own menus and ignore this)."""
+    c = colours
+    menu.configure(background=c.background, foreground=c.foreground,  # type: ignore[attr-defined]
+                   activebackground=c.select, activeforeground=c.foreground,
+                   selectcolor=c.foreground, borderwidth=0, relief="flat")
+
+
+def configure_styles(root: object) -> None:
+    """Our own ttk styles; a theme switch forgets them (styles belong to one theme)."""
+    from tkinter import ttk
+    style = ttk.Style(root)  # type: ignore[arg-type]
+    style.configure("Status.TLabel", padding=(10, 4))
+    style.configure("Link.TLabel", padding=(0, 0))
+
+
+def close_icon(root: object, colour: str, size: int = 14) -> object:
+    """A small "×" drawn pixel by pixel (no image file), for closable tabs."""
+    import tkinter as tk
+    image = tk.PhotoImage(master=root, width=size + 6, height=size)  # type: ignore[arg-type]
+    margin = 3
+    for i in range(margin, size - margin):
+        for offset in (0, 1):    # two pixels thick
+            j = min(size - margin - 1, i + offset)
+            image.put(colour, (i + 6, j))
+            image.put(colour, (size - 1 - i + 6, j))
+    return image
