@@ -73,6 +73,18 @@ def test_irc_client_talks_with_a_terminal_user(server, tmp_path):
             irc.conn.nick("alicia")
             irc.wait(lambda e: e.type == "nick" and e.target == "alicia")
             b_out.wait_line(lambda x: x == "-!- alice is now known as alicia")
+            # a peer's rename is a NICK, not a QUIT and a JOIN
+            b_in.put("/nick bobby")
+            irc.wait(lambda e: e.type == "nick" and e.source.nick == "bob"
+                     and e.target == "bobby")
+            end = time.monotonic() + 5
+            while "bobby" not in alice.roster() and time.monotonic() < end:
+                time.sleep(0.02)  # until the directory has moved bob's registration too
+            irc.conn.privmsg("#room", "hi bobby")
+            b_out.wait_line(lambda x: x == "<alicia> hi bobby")
+            b_in.put("/msg #room bobby here")
+            irc.wait(lambda e: e.type == "pubmsg" and e.source.nick == "bobby")
+            assert not [e for e in irc.events if e.type == "quit"]
             # quit, and nobody on the OpenLChat side notices; reattach: history replayed
             irc.conn.quit("brb")
             irc.wait(lambda e: e.type == "disconnect")
