@@ -53,8 +53,16 @@ def test_irssi_in_tmux(server, tmp_path):
         host, port = gw.address
         home = tmp_path / "irssi"
         home.mkdir()
-        term = Tmux(["env", "TERM=screen", "irssi", "--noconnect", f"--home={home}",
-                     "-n", "alice"], tmp_path)
+        irssi = ["env", "TERM=screen", "irssi", "--noconnect", f"--home={home}", "-n", "alice"]
+        term = Tmux(irssi, tmp_path)
+
+        def connect(term: Tmux) -> None:
+            term.wait("[(status)]")
+            # irssi paces its commands (2.2 s apart after a burst): not what this test measures
+            term.keys("/set cmd_queue_speed 0")
+            term.wait("cmd_queue_speed 0")
+            term.keys(f"/connect 127.0.0.1 {port}")
+            term.wait("Welcome to OpenLChat")
 
         def said(pred) -> None:
             try:
@@ -63,12 +71,7 @@ def test_irssi_in_tmux(server, tmp_path):
                 raise AssertionError(f"irssi shows:\n{term.screen()}") from exc
 
         try:
-            term.wait("[(status)]")
-            # irssi paces its commands (2.2 s apart after a burst): not what this test measures
-            term.keys("/set cmd_queue_speed 0")
-            term.wait("cmd_queue_speed 0")
-            term.keys(f"/connect 127.0.0.1 {port}")
-            term.wait("Welcome to OpenLChat")
+            connect(term)
             term.keys("/join #games")
             term.wait("alice [alice@openlchat] has joined #games")
             b_in.put("/join #games")
@@ -89,7 +92,17 @@ def test_irssi_in_tmux(server, tmp_path):
             term.keys("/nick alicia")
             said(lambda x: x == "-!- alice is now known as alicia")
             term.keys("/quit")
-            time.sleep(0.5)
+            time.sleep(0.3)
+        finally:
+            term.kill()
+        # reattach: the channels come back with their history (irssi asks for server-time)
+        b_in.put("/msg #games while irssi was away")
+        term = Tmux(irssi, tmp_path)
+        try:
+            connect(term)
+            term.keys("/window goto #games")
+            screen = term.wait("while irssi was away")
+            assert "hello from irssi" in screen
         finally:
             term.kill()
         assert "alice left" not in b_out.getvalue()  # detaching is invisible to peers

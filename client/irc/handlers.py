@@ -129,7 +129,6 @@ class Commands:
         if info is not None and info.text:
             self.lines.topics[key] = info.text
             self.out.numeric("332", display, info.text.replace("\n", " "))
-            self.out.numeric("333", display, info.setter, "0")
         self._names(display)
 
     def part(self, m: p.Message) -> None:
@@ -168,8 +167,7 @@ class Commands:
         info = self.api.topic(display)
         if info is None or not info.text:
             return self.out.numeric("331", display, "No topic is set")
-        self.out.numeric("332", display, info.text.replace("\n", " "))
-        self.out.numeric("333", display, info.setter, "0")
+        self.out.numeric("332", display, info.text.replace("\n", " "))  # no 333: no time known
         return None
 
     def names(self, m: p.Message) -> None:
