@@ -136,7 +136,7 @@ def _read_until(sock, pattern: bytes, timeout: float = 5.0) -> bytes:
     return got
 
 
-def test_hostile_irc_input_never_crashes_the_gateway(server, tmp_path):
+def test_hostile_irc_input_never_crashes_the_gateway(server, tmp_path, caplog):
     with terminal_user(server, tmp_path / "b") as (bob, b_in, b_out), \
             gateway_user(server, tmp_path / "a") as (alice, gw):
         s = _raw(gw.address)
@@ -161,6 +161,8 @@ def test_hostile_irc_input_never_crashes_the_gateway(server, tmp_path):
         assert b" 001 " in _read_until(again, b" 366 ")
         b_out.wait_line(lambda x: x == "<alice> after the flood")
         again.close()
+    bugs = [r for r in caplog.records if r.name.startswith("client.irc") and r.levelno >= 40]
+    assert not bugs, bugs  # hostile input is never one of our errors
 
 
 def test_a_public_address_needs_a_password(server, tmp_path):
