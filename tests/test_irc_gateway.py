@@ -16,9 +16,10 @@ import pytest
 from tests.irc_support import IrcUser, gateway_user, terminal_user
 from tests.netns import REPO, client_env
 
-pytestmark = pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
+fast_server = pytest.mark.parametrize("server", [{"ping_interval": 0.5}], indirect=True)
 
 
+@fast_server
 def test_irc_client_talks_with_a_terminal_user(server, tmp_path):
     with terminal_user(server, tmp_path / "b") as (bob, b_in, b_out), \
             gateway_user(server, tmp_path / "a") as (alice, gw):
@@ -136,6 +137,7 @@ def _read_until(sock, pattern: bytes, timeout: float = 5.0) -> bytes:
     return got
 
 
+@fast_server
 def test_hostile_irc_input_never_crashes_the_gateway(server, tmp_path, caplog):
     with terminal_user(server, tmp_path / "b") as (bob, b_in, b_out), \
             gateway_user(server, tmp_path / "a") as (alice, gw):
@@ -165,6 +167,7 @@ def test_hostile_irc_input_never_crashes_the_gateway(server, tmp_path, caplog):
     assert not bugs, bugs  # hostile input is never one of our errors
 
 
+@fast_server
 def test_a_public_address_needs_a_password(server, tmp_path):
     from client.irc.server import GatewayError, IrcGateway
     from tests.irc_fakes import FakeChat
@@ -183,6 +186,7 @@ def test_a_public_address_needs_a_password(server, tmp_path):
             ok.close()
 
 
+@fast_server
 def test_python_m_client_irc(server, tmp_path):
     base = [sys.executable, "-m", "client", "--server", f"127.0.0.1:{server.port}", "--nick",
             "carol", "--config-dir", str(tmp_path), "--no-files"]
@@ -206,3 +210,44 @@ def test_python_m_client_irc(server, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_gateway_keeps_what_comes_while_detached():
+    """The TCP edge alone, over a stand-in ChatApi and a plain event queue."""
+    import queue
+
+    from client.chat import events as ev
+    from client.irc.server import IrcGateway
+    from tests.irc_fakes import FakeChat, signed
+
+    events: queue.Queue = queue.Queue()
+    gw = IrcGateway(FakeChat(), events, ("127.0.0.1", 0))
+    gw.start()
+    try:
+        events.put(ev.PrivateLine("bob", "while away", signed("bob", "alice", "while away")))
+        events.put(ev.ChannelMessage("#room", "bob", "in history", signed("bob", "#room", "x")))
+        first = IrcUser(gw.address, "alice")
+        try:
+            first.wait(lambda e: e.type == "privmsg" and e.arguments[0].endswith("while away"))
+            assert not [e for e in first.events
+                        if e.type == "pubmsg" and e.arguments[0] == "in history"]
+            second = IrcUser(gw.address, "alice")
+            try:
+                assert "another IRC client" in second.wait(lambda e: e.type == "error").target
+            finally:
+                second.close()
+            events.put(ev.Action("bob", "waves", None, signed("bob", "alice", "waves")))
+            first.wait(lambda e: e.type == "action" and e.arguments == ["waves"])
+            first.conn.quit()
+            first.wait(lambda e: e.type == "disconnect")
+        finally:
+            first.close()
+        time.sleep(0.3)
+        events.put(ev.AwayReply("bob", "gone"))
+        again = IrcUser(gw.address, "alice")
+        try:
+            again.wait(lambda e: e.type == "away" and e.arguments == ["bob", "gone"])
+        finally:
+            again.close()
+    finally:
+        gw.close()
