@@ -40,9 +40,9 @@ from client.errors import (
 from client.peer.messenger import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE, Messenger
 from client.peerlink import PeerLink, answer
 from client.routing import Router
-from client.serverlink.channel import ChannelEvent, RosterChanged, ServerChannel
+from client.serverlink.channel import ChannelEvent, RosterChanged, SaveSession, ServerChannel
 from client.serverlink.link import ServerLink
-from client.serverlink.registration import register
+from client.serverlink.registration import enroll
 from client.serverlink.roster import Changes, PeerRoster
 from client.serverlink.session import SavedSession
 from client.udp import UdpEdge, bind_for, literal_family
@@ -149,10 +149,9 @@ class Engine:
         keys = _load_keys(self._encrypted, self._config_dir)
         # TCP to the address the UDP side uses: for a name with IPv4 and IPv6 addresses, the
         # server must see both channels come from the same family
-        reg = register(self._server_addr, self.nickname,
-                       keyword=self._session.load(self.nickname), timeout=timeout)
+        reg, auth = enroll(self._server_addr, self.nickname, self._session, timeout=timeout)
         now = time.monotonic()
-        self._channel = ServerChannel(reg, now)
+        self._channel = ServerChannel(reg, now, auth)
         self._server = ServerLink(self._channel, self._server_addr, send=self._udp.send,
                                   put=self._bridge.put, handle=self._on_channel_event,
                                   stopping=lambda: self._closing or self._bridge.closed)
@@ -338,6 +337,7 @@ class Engine:
         if thread is None or not thread.is_alive():
             self._close_transport()  # the thread never ran (or is gone): pins still saved
         self._udp.close()
+        self._session.release()
 
     # ------------------------------------------------------------------ caller side helpers
     @property
@@ -367,7 +367,7 @@ class Engine:
         """The channel has a (new) registration: take its nickname, save its keyword."""
         asked_as = self.nickname
         self.nickname = self._channel.nickname
-        self._session.save(asked_as, self._channel.keyword)
+        self._session.save(asked_as, self._channel.keyword, self._channel.mac_state())
 
     def _wire_peers(self, messenger: Messenger, transport: Transport) -> None:
         self._messenger, self._transport = messenger, transport
@@ -375,7 +375,6 @@ class Engine:
                                send_datagrams=self._send_datagrams, emit=self._emit,
                                with_files=self._with_files)
         self._router = Router(self._udp, self._roster, transport, self._server, self.stats)
-
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
@@ -441,9 +440,10 @@ class Engine:
         if isinstance(event, RosterChanged):
             self._apply(event.changes, now)
             return
-        if isinstance(event, ev.Reregistered):
+        if isinstance(event, ev.Reregistered | SaveSession):
             self._adopted()
-        self._emit(event)
+        if not isinstance(event, SaveSession):
+            self._emit(event)
 
     def _send_quit(self, now: float) -> None:
         if self._server is not None:

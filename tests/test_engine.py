@@ -248,6 +248,7 @@ def test_crashed_client_comes_back_at_once_with_its_saved_keyword(server, make_e
     wait_roster(b, ["alice"])
     a.engine._closing = True  # crash: no QUIT
     a.engine._sock.close()
+    a.engine._session.release()  # as the OS does for a dead process's locks
     a2 = make_engine(server, "alice")  # same config dir: reclaims at once
     a2.engine.send_room("back")
     b.wait_for(ev.RoomMessage, sender="alice", text="back")

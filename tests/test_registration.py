@@ -11,7 +11,10 @@ import time
 import pytest
 
 from client.errors import RegistrationError, ServerUnreachable
-from client.serverlink.registration import register
+from client.serverlink.registration import enroll, register
+from client.serverlink.session import SavedSession
+from models import directory_wire as wire
+from models.dirauth import Agreement, unb64
 
 
 class Scripted:
@@ -146,3 +149,33 @@ def test_real_server_register_reclaim_and_errors(server):
     with pytest.raises(RegistrationError) as info:
         register(addr, "x" * 30, timeout=3)
     assert info.value.code == "BAD_NICK"
+
+
+def test_the_key_agreed_is_saved_even_if_the_exchange_fails_after_keyword(tmp_path):
+    class Agreeing(Scripted):
+        """KEYWORD with a key agreed on the client's offer, then silence."""
+
+        def __init__(self) -> None:
+            super().__init__([None])
+
+        def _serve(self) -> None:
+            conn, _ = self.listener.accept()
+            with conn:
+                line = conn.makefile("rb").readline()
+                offer = wire.decode_request(line)
+                self.agreement = Agreement.answer(offer.x25519)
+                conn.sendall(wire.encode_line(wire.Keyword("k" * 24, self.agreement.x25519)))
+                time.sleep(2)
+
+    srv = Agreeing()
+    session = SavedSession(tmp_path, ("h", 1))
+    try:
+        with pytest.raises(ServerUnreachable):
+            enroll(srv.address, "alice", session, timeout=0.5)
+    finally:
+        srv.close()
+        session.release()
+    saved = SavedSession(tmp_path, ("h", 1)).load_saved("alice")
+    assert saved is not None and saved.keyword == "k" * 24
+    assert saved.mac is not None and saved.mac[1] == 0
+    assert unb64(saved.mac[0]) == srv.agreement.key("k" * 24)  # what the server now holds

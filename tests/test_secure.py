@@ -16,7 +16,7 @@ from client.peer.identity import fingerprint
 from client.peer.pins import PinStore
 from client.peer.secure import WARNING_KEY_CHANGED, SecureTransport, SessionStarted
 from models import secure_wire as sw
-from models.peer_wire import MAX_FRAME
+from models.peer_wire import HS_FINISH, MAGIC, MAX_FRAME, SEALED, VERSION
 
 Filter = Callable[[str, str, bytes], bool]  # (src, dst, datagram) -> deliver?
 
@@ -949,6 +949,26 @@ def test_ensure_session_opens_a_session_without_a_frame() -> None:
     assert net.frames["alice"] == [] and net.frames["bob"] == []
     net.run(until=2.0)  # confirmed: no handshake timers left running
     assert net.t["alice"].next_deadline() is None and net.t["bob"].next_deadline() is None
+
+
+def test_garbage_from_a_roster_member_is_never_shown_as_unreachable() -> None:
+    """Issue 12 item 5: mallory (on the roster, never answering a handshake) sends SEALED
+    datagrams of no session and a stray HS_FINISH. Alice starts handshakes of her own (she may
+    be the one who lost the session); their failure is logged, not shown, since nobody wrote
+    to mallory. A message alice then sends to mallory does get the notice."""
+    net = Net("alice")
+    sealed = bytes([MAGIC, VERSION, SEALED]) + bytes(range(8)) + bytes(sw.MIN_SEALED_LEN)
+    finish = bytes([MAGIC, VERSION, HS_FINISH]) + bytes(200)
+    for t in range(0, 60, 5):
+        net.run(until=float(t))
+        net.t["alice"].unwrap("mallory", sealed, net.now)
+        net.t["alice"].unwrap("mallory", finish, net.now)
+    net.run(until=80.0)
+    assert any(dg[2] == 0x01 for dg in net.sniffed)  # alice did try: HS_INITs to mallory
+    assert net.events["alice"] == []
+    net.send("alice", "mallory", b"hello?")  # now a message of ours: the failure is shown
+    net.run(until=95.0)
+    assert net.events["alice"] == [PeerUnreachable("mallory", "no answer to the secure handshake")]
 
 
 def test_ensure_session_respects_the_holdoff_after_a_failure() -> None:

@@ -4,6 +4,7 @@ reclaim backoff. No sockets, no sleeps."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import pathlib
 
 from hypothesis import given, settings
@@ -15,12 +16,15 @@ from client.serverlink import channel as channel_module
 from client.serverlink.channel import (
     GHOST_GRACE,
     RECLAIM_BACKOFF_MAX,
+    SAVE_EVERY,
     Enrollment,
     RegisterAgain,
     RosterChanged,
+    SaveSession,
     ServerChannel,
 )
 from models import directory_wire as wire
+from models.dirauth import Agreement, ClientAuth, ServerAuth
 
 KW = "k" * 24
 INTERVAL = 3.0  # PINGs at 0, 1, 2, ...; lost after 3 s without a PONG
@@ -234,3 +238,163 @@ def test_the_channel_imports_no_io() -> None:
              if isinstance(node, ast.Import) for alias in node.names}
     names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not names & {"socket", "select", "threading", "time", "client.serverlink.registration"}
+
+
+# -- MAC extension (issue 12 item 6) ---------------------------------------------------------
+
+def agreed(keyword: str = KW, **changes) -> tuple[ServerChannel, ServerAuth]:
+    """A channel whose first registration agreed a MAC key, and the server's end of it."""
+    auth = ClientAuth()
+    agreement = Agreement.answer(auth.connect("alice").x25519)
+    first = dataclasses.replace(enrollment(keyword), x25519=agreement.x25519, **changes)
+    assert auth.accept(wire.Keyword(keyword, agreement.x25519))
+    return ServerChannel(first, now=0, auth=auth), ServerAuth(agreement.key(keyword))
+
+
+def answer(ask: RegisterAgain, server: ServerAuth | None, keyword: str = KW,
+           **changes) -> tuple[Enrollment, ServerAuth]:
+    """What the server does with ``ask.offer``: checks the proof, agrees a new key."""
+    assert ask.offer is not None and ask.offer.x25519 is not None
+    if server is not None:
+        assert server.check_proof(ask.keyword, ask.offer.x25519, ask.offer.proof)
+    agreement = Agreement.answer(ask.offer.x25519)
+    result = dataclasses.replace(enrollment(keyword), x25519=agreement.x25519, **changes)
+    return result, ServerAuth(agreement.key(keyword))
+
+
+def test_mac_pings_and_quit_pass_the_server_check_a_forged_or_replayed_one_does_not() -> None:
+    ch, server = agreed()
+    ch.on_timer(0)
+    ch.on_timer(1)
+    [ping0, ping1] = sent(ch)
+    assert ping0.auth is not None and ping1.auth is not None
+    assert (ping0.auth.counter, ping1.auth.counter) == (1, 2)
+    assert ping0.digest == ch.roster.digest()  # still the extended PING
+    assert server.check(ping0) and server.check(ping1)
+    assert not server.check(ping1)  # replayed
+    ch.quit()
+    quits = sent(ch)
+    assert [type(m) for m in quits] == [wire.Quit, wire.Quit]
+    assert not server.check(wire.Quit(KW, "alice"))  # what a sniffer can make
+    assert not server.check(wire.Quit(KW, "alice", wire.Auth(9, ping1.auth.mac)))
+    assert all(server.check(q) for q in quits)
+    assert ch.mac_state() is not None and ch.mac_state()[1] == 4
+
+
+def test_a_reclaim_proves_the_old_key_and_moves_to_the_new_one() -> None:
+    ch, server = agreed()
+    ch.on_timer(0)
+    assert server.check(sent(ch)[0])
+    ch.on_timer(3.1)
+    ch.on_timer(6.1)  # lost; a reclaim
+    [ask] = requests(ch.take_events())
+    assert ask.reason == "reclaim" and ask.offer.keyword == KW and ask.offer.proof is not None
+    assert not server.check_proof(KW, ask.offer.x25519, None)  # a sniffer's reclaim
+    result, new_server = answer(ask, server)
+    sent(ch)  # the PINGs made while the server was lost
+    ch.on_registered(ask, result, 7)
+    assert SaveSession() in ch.take_events()
+    [ping] = sent(ch)
+    assert ping.auth.counter == 1 and new_server.check(ping)
+    assert not server.check(dataclasses.replace(ping, auth=wire.Auth(99, ping.auth.mac)))
+
+
+def test_a_reclaim_that_failed_after_keyword_still_moves_to_the_new_key() -> None:
+    ch, server = agreed()
+    ch.on_timer(0)
+    ch.on_timer(3.1)
+    ch.on_timer(6.1)
+    [ask] = requests(ch.take_events())
+    result, new_server = answer(ask, server)
+    sent(ch)
+    # the server agreed (and now holds the new key), then REFERENCE timed out
+    ch.on_registered(ask, ServerUnreachable("server did not answer in time"), 7,
+                     wire.Keyword(KW, result.x25519))
+    assert SaveSession() in ch.take_events()
+    ch.on_timer(8)
+    pings = sent(ch)
+    assert pings and all(new_server.check(m) for m in pings)
+
+
+def test_rekey_reclaims_at_once_but_at_most_once_per_interval() -> None:
+    ch, server = agreed()
+    rekey = wire.encode_datagram(wire.Rekey(KW))
+    assert ch.on_datagram(rekey, 1) is None
+    [ask] = requests(ch.take_events())
+    assert ask.reason == "rekey" and ask.offer.proof is not None  # the key is kept meanwhile
+    ch.on_datagram(rekey, 1.5)
+    assert requests(ch.take_events()) == []  # one at a time
+    result, new_server = answer(ask, None)  # the restarted server has no key: no proof check
+    ch.on_registered(ask, result, 2)
+    ch.take_events()
+    assert new_server.check(sent(ch)[0])
+    ch.on_datagram(rekey, 2.5)  # forged by a sniffer, within the interval: ignored
+    assert requests(ch.take_events()) == []
+    ch.on_datagram(rekey, 1 + INTERVAL)
+    assert [a.reason for a in requests(ch.take_events())] == ["rekey"]
+
+
+def test_rekey_means_nothing_without_the_extension() -> None:
+    ch = ServerChannel(enrollment(), now=0)
+    assert ch.on_datagram(wire.encode_datagram(wire.Rekey(KW)), 1) is None
+    assert ch.take_events() == []
+
+
+def test_a_server_without_the_extension_gets_plain_messages() -> None:
+    auth = ClientAuth()
+    auth.connect("alice")
+    auth.accept(wire.Keyword(KW))  # KEYWORD without x25519=: not in use
+    ch = ServerChannel(enrollment(), now=0, auth=auth)
+    ch.on_timer(0)
+    assert sent(ch) == [wire.Ping(KW, "alice", ch.roster.digest())]
+    assert ch.mac_state() is None
+    ch.on_datagram(wire.encode_datagram(wire.Unknown(KW)), 1)
+    [ask] = requests(ch.take_events())
+    assert ask.offer is not None  # offered again (it may have been restarted with it)
+    ch.on_registered(ask, dataclasses.replace(enrollment("n" * 24), plain_only=True), 2)
+    assert sent(ch) == [wire.Ping("n" * 24, "alice", ch.roster.digest())]
+    ch.on_datagram(wire.encode_datagram(wire.Unknown("n" * 24)), 3)
+    [ask] = requests(ch.take_events())
+    assert ask.offer is None  # it refused x25519=: the design's CONNECT from now on
+    ch.quit()
+    assert sent(ch) == [wire.Quit("n" * 24, "alice")] * 2
+
+
+def test_a_server_that_refused_at_first_is_never_offered_the_key() -> None:
+    auth = ClientAuth()
+    auth.connect("alice")
+    auth.accept(wire.Keyword(KW))
+    ch = ServerChannel(dataclasses.replace(enrollment(), plain_only=True), now=0, auth=auth)
+    ch.on_datagram(wire.encode_datagram(wire.Unknown(KW)), 1)
+    assert requests(ch.take_events())[0].offer is None
+
+
+def test_the_session_is_saved_again_as_the_counter_moves_on() -> None:
+    ch, server = agreed()
+    for t in (0, 1, 2):
+        ch.on_timer(t)
+        ch.on_datagram(pong(ch.roster.digest()), t)
+    assert ch.take_events() == []
+    ch._auth.counter = SAVE_EVERY - 1  # a long life, shortened
+    ch.on_timer(3)
+    assert ch.take_events() == [SaveSession()]
+    assert ch.mac_state()[1] == SAVE_EVERY
+    ch.on_datagram(pong(ch.roster.digest()), 3)
+    ch.on_timer(4)
+    assert ch.take_events() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([b"", KW.encode() + b" "]),
+                          st.sampled_from([b"", b"5 REKEY", b"4 PONG ", b"7 UNKNOWN"]),
+                          st.binary(max_size=100)), max_size=20))
+def test_arbitrary_datagrams_never_raise_with_the_mac(datagrams) -> None:
+    ch, server = agreed()
+    for t, (prefix, middle, body) in enumerate(datagrams):
+        why = ch.on_datagram(prefix + middle + body, t)
+        assert why is None or isinstance(why, str)
+        ch.on_timer(t)
+        for ask in requests(ch.take_events()):
+            ch.on_registered(ask, ServerUnreachable("no"), t)
+    for msg in sent(ch):
+        assert msg.auth is not None  # never a plain PING once the key is agreed

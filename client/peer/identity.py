@@ -19,6 +19,7 @@ import nacl.signing
 
 from client.config import write_atomically
 from client.errors import IdentityError
+from client.locks import locked
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,18 @@ def load_or_create(config_dir: Path) -> nacl.signing.SigningKey:
     """This user's identity key: loaded from ``config_dir``, or made and saved on first run.
 
     A damaged file raises IdentityError instead of being replaced: a new key would make every
-    peer see a key change for us.
+    peer see a key change for us. Clients sharing the config directory may start together:
+    the lock makes the second one load the key the first one made, never make its own.
     """
     path = identity_path(config_dir)
     try:
+        if not path.exists():
+            with locked(path):
+                if not path.exists():
+                    return _create(path)
         text = path.read_text(encoding="ascii")
-    except FileNotFoundError:
-        return _create(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise IdentityError(f"cannot read identity key {path}: {exc}") from exc
+        raise IdentityError(f"cannot read or create identity key {path}: {exc}") from exc
     key = _parse(text, path)
     _tighten_permissions(path)
     return key

@@ -10,6 +10,10 @@ width-folded), so "Alice" registering after "alice" left meets alice's pin, not 
 The first key seen for a nickname is pinned. A different key later is reported as ``"changed"``
 and the pin is NOT replaced: only the user replaces it (``mark_verified`` with the new key,
 after comparing fingerprints aloud). Damaged entries are skipped and logged, never fatal.
+
+Clients sharing a config directory share the file: ``save`` re-reads it under a lock between
+processes (``client.locks``) and writes our changes over what the others saved, so no process
+loses another's pins; what the others pinned meanwhile becomes ours too.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from client.config import load_json, save_json
+from client.locks import locked
 from models.errors import ProtocolError
 from models.nickname import canonical
 
@@ -43,6 +48,7 @@ class PinStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
         self._pins: dict[str, Pin] = {}
+        self._changed: dict[str, Pin | None] = {}  # since the last save; None: forgotten
         self.dirty = False  # changed since the last save
         if path is not None:
             self._load(path)
@@ -69,8 +75,7 @@ class PinStore:
         key = bytes(key)
         if len(key) != KEY_LEN:
             raise ValueError(f"identity key must be {KEY_LEN} bytes")
-        self._pins[_key(nick)] = Pin(key, verified)
-        self.dirty = True
+        self._set(_key(nick), Pin(key, verified))
         if save:
             self.save()
 
@@ -86,7 +91,7 @@ class PinStore:
         if pin is None:
             return False
         if not pin.verified:
-            self._pins[_key(nick)] = Pin(pin.key, True)
+            self._set(_key(nick), Pin(pin.key, True))
             self.save()
         return True
 
@@ -96,6 +101,8 @@ class PinStore:
 
     def forget(self, nick: str) -> None:
         if self._pins.pop(_key(nick), None) is not None:
+            self._changed[_key(nick)] = None
+            self.dirty = True
             self.save()
 
     def nicknames(self) -> list[str]:
@@ -105,18 +112,42 @@ class PinStore:
         return len(self._pins)
 
     def save(self) -> None:
+        """Our changes since the last save, written over the file as it is now."""
         self.dirty = False
         if self.path is None:
+            self._changed.clear()
             return
-        data = {"version": 1, "pins": {nick: {"key": pin.key.hex(), "verified": pin.verified}
-                                       for nick, pin in sorted(self._pins.items())}}
+        changed = self._changed
         try:
-            save_json(self.path, data, private=True)
+            with locked(self.path):
+                merged: dict[str, Pin] = {}
+                self._read(self.path, merged)
+                for nick, pin in changed.items():
+                    if pin is None:
+                        merged.pop(nick, None)
+                    else:
+                        merged[nick] = pin
+                data = {"version": 1, "pins": {
+                    nick: {"key": pin.key.hex(), "verified": pin.verified}
+                    for nick, pin in sorted(merged.items())}}
+                save_json(self.path, data, private=True)
         except OSError as exc:
-            # Losing a pin weakens TOFU but must not stop the chat.
+            # Losing a pin weakens TOFU but must not stop the chat; the next save tries again.
+            self.dirty = True
             log.warning("cannot save pinned keys to %s: %s", self.path, exc)
+            return
+        self._changed = {}
+        self._pins = merged
+
+    def _set(self, nick: str, pin: Pin) -> None:
+        self._pins[nick] = self._changed[nick] = pin
+        self.dirty = True
 
     def _load(self, path: Path) -> None:
+        self._read(path, self._pins)
+
+    @staticmethod
+    def _read(path: Path, into: dict[str, Pin]) -> None:
         pins = load_json(path).get("pins", {})
         if not isinstance(pins, dict):
             log.warning("ignoring damaged pins in %s", path)
@@ -127,7 +158,7 @@ class PinStore:
             if pin is None:
                 skipped += 1
             else:
-                self._pins[_key(nick)] = pin
+                into[_key(nick)] = pin
         if skipped:
             log.warning("skipped %d damaged pin(s) in %s", skipped, path)
 

@@ -58,7 +58,7 @@ class SessionStarted:
 
 class _Peer:
     __slots__ = ("session", "initiator", "half_open", "queue", "last_trigger", "tokens",
-                 "token_time", "holdoff_until")
+                 "token_time", "holdoff_until", "wanted")
 
     def __init__(self, now: float, burst: float) -> None:
         self.session: Session | None = None
@@ -71,6 +71,10 @@ class _Peer:
         self.tokens = burst
         self.token_time = now
         self.holdoff_until = -math.inf
+        # we asked for this session (a frame of ours, a whois): its failure is shown. A
+        # handshake we start only because the peer talked in a session we lack is not: any
+        # roster member could make us show "cannot talk to" by sending garbage.
+        self.wanted = False
 
     def end_session(self, peer: str) -> None:
         self.session = None
@@ -97,6 +101,23 @@ class _Peer:
             # Simultaneous open: the lower ephemeral key stays initiator, on both sides.
             return "simultaneous open (we initiate)"
         return None
+
+    def fail(self, peer: str, reason: str, now: float,
+             holdoff: float) -> tuple[int, PeerUnreachable | None]:
+        """A handshake failed: drop the frames waiting for it and hold off. Returns how many
+        were dropped and the notice for the user (None if we never asked for this session)."""
+        dropped = len(self.queue)
+        self.initiator = None
+        self.queue.clear()
+        self.holdoff_until = now + holdoff
+        if not (self.wanted or dropped):
+            log.info("secure handshake with %s failed: %s (started only because it sent "
+                     "datagrams of no session we know: not shown)", peer, reason)
+            return 0, None
+        self.wanted = False
+        log.warning("secure handshake with %s failed: %s (%d queued frame(s) dropped)",
+                    peer, reason, dropped)
+        return dropped, PeerUnreachable(peer, reason)
 
     def take_token(self, now: float, burst: float, rate: float) -> bool:
         """One HS_INIT's worth of crypto from this peer's token bucket, if there is one."""
@@ -202,6 +223,7 @@ class SecureTransport:
             self._drop("peer unreachable", peer)
             return
         frame = bytes(frame)
+        st.wanted = True
         if frame in st.queue:
             self.stats["queued twice"] += 1
         elif len(st.queue) >= self.max_queue or self._queued_total >= self.max_queued_total:
@@ -323,6 +345,7 @@ class SecureTransport:
         st = self._peer(peer, now)
         if st is None or now < st.holdoff_until:
             return False
+        st.wanted = True
         if st.initiator is None and st.half_open is None:
             self._start_handshake(peer, st, now)
         return False
@@ -424,6 +447,7 @@ class SecureTransport:
         self._trust.check(peer, session, old, now)
         st.session = session
         st.holdoff_until = -math.inf
+        st.wanted = st.wanted and not session.confirmed
         if session.initiator:
             self._timed.add(peer)
         self._events.append(SessionStarted(peer, restarted=old is not None))
@@ -450,6 +474,7 @@ class SecureTransport:
         if frame is not None:
             if not s.confirmed:
                 s.confirm()
+                st.wanted = False
             if frame:
                 self._frames.append((peer, frame))
 
@@ -500,14 +525,10 @@ class SecureTransport:
                 self._out.append((peer, finish))
 
     def _fail(self, peer: str, st: _Peer, now: float, reason: str) -> None:
-        st.initiator = None
-        dropped = len(st.queue)
+        dropped, notice = st.fail(peer, reason, now, self.HOLDOFF)
         self._queued_total -= dropped
-        st.queue.clear()
-        st.holdoff_until = now + self.HOLDOFF
-        self._events.append(PeerUnreachable(peer, reason))
-        log.warning("secure handshake with %s failed: %s (%d queued frame(s) dropped)",
-                    peer, reason, dropped)
+        if notice is not None:
+            self._events.append(notice)
 
     def _peer(self, peer: str, now: float) -> _Peer | None:
         st = self._peers.get(peer)

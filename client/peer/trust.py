@@ -50,8 +50,9 @@ class Trust:
             self.save()
 
     def save(self) -> None:
-        """Write pins not written yet (now, e.g. when the transport closes)."""
-        if self.save_due is not None:
+        """Write pins not written yet (now, e.g. when the transport closes; also those a
+        busy lock kept from being written before)."""
+        if self.save_due is not None or self.pins.dirty:
             self.save_due = None
             self.pins.save()
 

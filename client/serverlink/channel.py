@@ -11,6 +11,12 @@ requests to register over TCP again, which the engine runs in a worker and answe
   backoff; the first PONG or successful reclaim -> ``ServerBack``.
 - ``UNKNOWN`` or a reclaim answering with a new keyword -> registered again (``Reregistered``);
   peers missing from the fresh roster stay listed as ghosts for a while.
+- MAC extension (``models.dirauth``; optional): when the registration agreed a key, every PING
+  and QUIT carries ``#counter.mac``, so a sniffer cannot forge our QUIT; every registration
+  again offers a new key and proves the current one (a reclaim needs that proof). ``REKEY``
+  (the server restarted and lost our key) -> reclaim at once, at most once per ping interval.
+  A server that refuses ``x25519=`` is spoken to in the design's plain messages from then on.
+  ``SaveSession`` asks the engine to save the keyword and the MAC key and counter.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from client import events as ev
 from client.errors import RegistrationError
 from client.serverlink.roster import Changes, PeerRoster
 from models import directory_wire as wire
+from models.dirauth import ClientAuth
 from models.errors import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,9 @@ GHOST_GRACE = 3.0  # ping intervals a peer missing after a re-registration stays
 REFETCH_GRACE = 1.0
 BAD_DIGESTS_BEFORE_REFETCH = 2
 TRANSIENT_CODES = ("THROTTLED", "STORAGE")  # refusals that only mean "try again later"
+# the saved session's MAC counter is refreshed this often: a restarted client jumps its counter
+# ahead by ClientAuth.restore's margin (2**20), which must cover what was sent since the save
+SAVE_EVERY = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,8 @@ class Enrollment:
     roster: tuple[tuple[str, str, int], ...]  # (nickname, ip, port), may include ourselves
     reclaimed: bool  # the server gave our old keyword back
     extended: bool  # the server speaks the extensions (INFO?, PONG)
+    x25519: str | None = None  # MAC extension: the server's key in its KEYWORD reply
+    plain_only: bool = False  # the server refused our x25519= (a design-only server)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ class RegisterAgain:
     nickname: str
     keyword: str
     timeout: float
+    offer: wire.Connect | None = None  # MAC extension: the CONNECT to try first (new key, proof)
 
 
 @dataclass(frozen=True)
@@ -73,14 +86,25 @@ class RosterChanged:
     changes: Changes
 
 
+@dataclass(frozen=True)
+class SaveSession:
+    """The keyword or the MAC key or counter moved on: save the session (``mac_state()``)."""
+
+
 ChannelEvent = (ev.ServerLost | ev.ServerBack | ev.Reregistered | ev.Fatal | RosterChanged
-                | RegisterAgain)
+                | RegisterAgain | SaveSession)
 
 
 class ServerChannel:
     """Our UDP conversation with the directory, from a first registration on."""
 
-    def __init__(self, first: Enrollment, now: float) -> None:
+    def __init__(self, first: Enrollment, now: float, auth: ClientAuth | None = None) -> None:
+        """``auth``: the MAC extension's state after the first registration (its key agreed,
+        or not if the server did not answer with its own); None: never offer it."""
+        self._auth = auth
+        self._offer_mac = auth is not None and not first.plain_only
+        self._saved_counter = 0
+        self._next_rekey = now
         self.roster = PeerRoster(first.nickname)
         self.keyword = ""
         self.nickname = first.nickname
@@ -156,12 +180,16 @@ class ServerChannel:
             self._ask("reclaim")
 
     def on_registered(self, request: RegisterAgain, result: Enrollment | Exception,
-                      now: float) -> None:
-        """The outcome of a ``RegisterAgain``: an ``Enrollment`` or the exception it raised."""
+                      now: float, agreed: wire.Keyword | None = None) -> None:
+        """The outcome of a ``RegisterAgain``: an ``Enrollment`` or the exception it raised.
+        ``agreed``: the KEYWORD reply, if one came before the exchange failed (the server
+        holds the key it agreed from then on: ours must follow)."""
         if request is self._asking:
             self._asking = None
         reason = request.reason
         if isinstance(result, Exception):
+            if agreed is not None and agreed.keyword == self.keyword == request.keyword:
+                self._accept_key(request, agreed)
             if isinstance(result, RegistrationError) and result.code not in TRANSIENT_CODES:
                 log.warning("%s refused: %s", reason, result)
                 if reason == "reregister" or result.code == "NICK_TAKEN":
@@ -172,6 +200,7 @@ class ServerChannel:
             return
         if request.keyword != self.keyword:
             return  # stale result
+        self._accept_key(request, result)
         self._reclaim_backoff = 1.0
         self._next_reclaim = None
         if result.keyword == self.keyword:
@@ -197,6 +226,10 @@ class ServerChannel:
             for _ in range(2):
                 self._send(wire.Quit(self.keyword, self.nickname))
 
+    def mac_state(self) -> tuple[str, int] | None:
+        """What the saved session keeps of the MAC extension: (key, counter), or None."""
+        return None if self._auth is None else self._auth.saved()
+
     # -- internals -------------------------------------------------------------------------
     def _adopt(self, reg: Enrollment) -> None:
         self.keyword = reg.keyword
@@ -216,11 +249,23 @@ class ServerChannel:
         digest = self.roster.digest() if self.extended else None
         self._send(wire.Ping(self.keyword, self.nickname, digest))
 
-    def _send(self, msg: wire.Datagram) -> None:
+    def _send(self, msg: wire.Ping | wire.Quit) -> None:
+        auth = self._auth
         try:
-            self._outgoing.append(wire.encode_datagram(msg))
-        except ValueError as exc:
+            if auth is None or not auth.active:
+                self._outgoing.append(wire.encode_datagram(msg))
+                return
+            self._outgoing.append(auth.seal(msg))
+        except ValueError as exc:  # never in practice: a bad nickname, 2**63 counters
             log.error("cannot encode %s: %s", type(msg).__name__, exc)
+            return
+        if auth.counter - self._saved_counter >= SAVE_EVERY:
+            self._save_session()
+
+    def _save_session(self) -> None:
+        if self._auth is not None:
+            self._saved_counter = self._auth.counter
+        self._events.append(SaveSession())
 
     def _changed(self, changes: Changes) -> None:
         if changes:
@@ -229,9 +274,26 @@ class ServerChannel:
     def _ask(self, reason: str) -> None:
         if self._asking is not None:
             return  # one at a time; its outcome decides what comes next
+        offer = None
+        if self._offer_mac and self._auth is not None:
+            # a new key, and the proof that we hold the current one (the server ignores it
+            # if it lost our key): a forged REKEY then costs a key change, not our nickname
+            offer = self._auth.connect(self.nickname, self.keyword)
         self._asking = RegisterAgain(reason, self.nickname, self.keyword,
-                                     max(2.0, self.ping_interval))
+                                     max(2.0, self.ping_interval), offer)
         self._events.append(self._asking)
+
+    def _accept_key(self, request: RegisterAgain, result: Enrollment | wire.Keyword) -> None:
+        """The outcome of a registration that offered a key: use the agreed one, or none."""
+        if self._auth is None or request.offer is None:
+            return
+        if isinstance(result, Enrollment) and result.plain_only:
+            self._offer_mac = False
+            log.info("the server does not speak the MAC extension: plain PINGs from now on")
+        was = self._auth.key
+        self._auth.accept(wire.Keyword(result.keyword, result.x25519))
+        if self._auth.key != was:
+            self._save_session()
 
     def _server_is_back(self) -> None:
         if not self.online:
@@ -268,9 +330,18 @@ class ServerChannel:
     def _on_ref_del(self, msg: wire.RefDel, now: float) -> None:
         self._changed(self.roster.remove(msg.nicknames))
 
+    def _on_rekey(self, msg: wire.Rekey, now: float) -> None:
+        # anyone who saw our keyword can send this: it only ever makes us reclaim with a proof
+        if self._auth is None or not self._auth.active or now < self._next_rekey:
+            return
+        self._next_rekey = now + self.ping_interval
+        log.info("the server has no MAC key for us (it restarted): agreeing a new one")
+        self._ask("rekey")
+
     _handlers: dict[type, Callable[[ServerChannel, Any, float], None]] = {
         wire.Pong: _on_pong,
         wire.Unknown: _on_unknown,
         wire.RefAdd: _on_ref_add,
         wire.RefDel: _on_ref_del,
+        wire.Rekey: _on_rekey,
     }

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from client.errors import RegistrationError, ServerUnreachable
 from client.serverlink.channel import ChannelEvent, Enrollment, RegisterAgain, ServerChannel
 from client.serverlink.registration import register
+from models import directory_wire as wire
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +64,23 @@ class ServerLink:
         server = self.server
 
         def work() -> None:
+            agreed: list[wire.Keyword] = []  # the KEYWORD, even if the exchange fails later
             try:
                 result: Enrollment | Exception = register(
-                    server, request.nickname, keyword=request.keyword, timeout=request.timeout)
+                    server, request.nickname, keyword=request.keyword, timeout=request.timeout,
+                    offer=request.offer, on_keyword=agreed.append)
             except (RegistrationError, ServerUnreachable) as exc:
                 result = exc
             except Exception as exc:  # never let a worker die silently
                 log.exception("registration worker failed")
                 result = exc
             if not self._stopping():
-                self._put(lambda now: self._registered(request, result, now))
+                self._put(lambda now: self._registered(request, result, now,
+                                                       agreed[0] if agreed else None))
 
         threading.Thread(target=work, name=f"register-{request.reason}", daemon=True).start()
 
     def _registered(self, request: RegisterAgain, result: Enrollment | Exception,
-                    now: float) -> None:
-        self.channel.on_registered(request, result, now)
+                    now: float, agreed: wire.Keyword | None) -> None:
+        self.channel.on_registered(request, result, now, agreed)
         self.flush(now)
