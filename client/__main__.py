@@ -8,10 +8,13 @@ then, so the terminal client never needs tkinter).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import logging
 import logging.handlers
+import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -23,6 +26,7 @@ from client.config import (
     log_path,
     parse_server,
 )
+from client.locks import Held, hold
 from models.nickname import MAX_NICK_LEN
 
 if TYPE_CHECKING:
@@ -88,6 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _handler: logging.Handler | None = None
+_log_lock: Held | None = None  # this process writes the shared client.log while it holds this
+STALE_LOG_AGE = 7 * 86400.0  # seconds: a further client's own log file is removed after this
+
+
+def _log_file_handler(path: Path) -> tuple[logging.Handler, Path]:
+    """The shared, rotating ``client.log`` for the first client of this user; a file of its own
+    for each further one (two windows, two users of one terminal server). Rotation renames the
+    file, which fails on Windows while another process holds it open, and ``logging`` would then
+    print a traceback into the chat's console on every record."""
+    global _log_lock
+    if _log_lock is not None:  # main() run again (tests): let go of the previous file's lock
+        _log_lock.release()
+        _log_lock = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = hold(path)
+    if held is not None:
+        _log_lock = held
+        return logging.handlers.RotatingFileHandler(
+            path, maxBytes=1_000_000, backupCount=2, encoding="utf-8"), path
+    own = path.with_name(f"{path.stem}-{os.getpid()}{path.suffix}")
+    for old in path.parent.glob(f"{path.stem}-*{path.suffix}"):
+        if old != own and time.time() - old.stat().st_mtime > STALE_LOG_AGE:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    return logging.FileHandler(own, mode="w", encoding="utf-8"), own
 
 
 def setup_logging(verbose: int, stderr: TextIO) -> Path | None:
@@ -105,9 +134,7 @@ def setup_logging(verbose: int, stderr: TextIO) -> Path | None:
     else:
         path = log_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handler = logging.handlers.RotatingFileHandler(
-                path, maxBytes=1_000_000, backupCount=2, encoding="utf-8")
+            handler, path = _log_file_handler(path)
         except OSError:
             handler, path = logging.NullHandler(), None
         root.setLevel(logging.INFO)

@@ -18,10 +18,11 @@ from typing import Any
 
 import platformdirs
 
+from models.directory_wire import DEFAULT_PORT
+
 log = logging.getLogger(__name__)
 
 APP_NAME = "OpenLChat"
-DEFAULT_PORT = 7700  # the directory server's default port (server.py --port)
 
 
 class BadServerAddress(ValueError):

@@ -19,6 +19,7 @@ import gevent
 
 from dirserver.app import DirectoryServer
 from dirserver.udp import bind_sockets
+from models import directory_wire as wire
 from models.netaddrs import friends_line
 from models.store import Leaves, StorageError, Store
 
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
-    p.add_argument("--port", type=_port, default=7700,
+    p.add_argument("--port", type=_port, default=wire.DEFAULT_PORT,
                    help="TCP and UDP port; 0 picks a free one (logged at start-up)")
     p.add_argument("--db", type=Path, default=Path("openlchat.db"),
                    help="SQLite database file (created if missing)")
@@ -158,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
                              pending=[("del", nick, kw) for nick, kw in sorted(gone)])
     server.dropped_log_lines = lambda: _DroppingQueueHandler.dropped
     server.start(tcp, udp, rows)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
     log.info("listening on %s:%d (tcp+udp), db=%s, ping_interval=%g; %s",
-             args.host, port, args.db, args.ping_interval, friends_line(port, args.host))
+             shown, port, args.db, args.ping_interval, friends_line(port, args.host))
 
     def on_stop() -> None:
         server.stopping.set()

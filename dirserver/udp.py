@@ -53,6 +53,8 @@ def bind_sockets(host: str, port: int, attempts: int = 20
     for _ in range(attempts if port == 0 else 1):
         tcp = gsocket.socket(family, socket.SOCK_STREAM)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only; TCP
+        if family == socket.AF_INET6:
+            _v6_only(tcp)
         try:
             tcp.bind((host, port))
             tcp.listen(1024)
@@ -61,6 +63,8 @@ def bind_sockets(host: str, port: int, attempts: int = 20
             raise
         actual = tcp.getsockname()[1]
         udp = gsocket.socket(family, socket.SOCK_DGRAM)
+        if family == socket.AF_INET6:
+            _v6_only(udp)
         try:
             udp.bind((host, actual))
         except OSError as exc:
@@ -81,6 +85,14 @@ def bind_sockets(host: str, port: int, attempts: int = 20
         return tcp, udp, actual
     assert last is not None
     raise last
+
+
+def _v6_only(sock: gsocket.socket) -> None:
+    """An IPv6 server serves IPv6 clients only. A dual-stack socket would list IPv4 clients as
+    ``::ffff:a.b.c.d``, an address their IPv4 peers cannot send to: every message between them
+    would fail silently. Refusing IPv4 on ``::`` makes that a clear "cannot reach" instead."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 
 
 class UdpSide:

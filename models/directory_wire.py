@@ -103,6 +103,7 @@ __all__ = [  # re-exported: the messages, and the byte-level helpers callers use
     "Unknown",
 ]
 
+DEFAULT_PORT = 7700  # the directory's TCP and UDP port unless told otherwise (server and client)
 MAX_REQUEST_LINE = 1024  # bytes, client -> server TCP lines, terminator included
 MAX_DATAGRAM = 65507  # anything longer cannot be a UDP payload
 DIGEST_LEN = 16

@@ -29,6 +29,15 @@ SERVER = ROOT / "server.py"
 _LISTENING = re.compile(r"listening on (\S+):(\d+) \(tcp\+udp\)")
 
 
+@pytest.fixture(autouse=True)
+def _logs_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients started by a test (in process or as subprocesses, which inherit the environment)
+    never write into the tester's own per-OS log folder."""
+    if "OPENLCHAT_LOG_DIR" not in os.environ:
+        monkeypatch.setenv("OPENLCHAT_LOG_DIR", str(tmp_path_factory.mktemp("logs")))
+
+
 class ServerProcess:
     """``server.py`` in a subprocess; its stderr (the log) is collected line by line."""
 

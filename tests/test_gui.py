@@ -533,3 +533,20 @@ def test_connect_screen_takes_an_ipv6_server(root: tk.Tk, tmp_path: Path, server
     bob.say("hello from bob over IPv6")
     pump(root, lambda: "hello from bob over IPv6" in app.room.view.content(), WAIT)
     app.close()
+
+
+def test_disconnect_then_reconnect_at_once_keeps_the_nickname(root: tk.Tk, tmp_path: Path,
+                                                               server) -> None:
+    """Connect right after Disconnect: the old engine's QUIT (and its saved session) comes
+    first, so the server never answers NICK_TAKEN for our own nickname."""
+    app = App(root, config_dir=tmp_path / "gui")
+    for _ in range(4):
+        app.connect(f"127.0.0.1:{server.port}", "alice")
+        pump(root, lambda: not app.connecting(), 15.0, what="connected")
+        assert app.main_frame is not None, app.connect_frame.error_var.get()
+        assert app.nickname == "alice"
+        app.disconnect()
+    app.connect(f"127.0.0.1:{server.port}", "alice")
+    pump(root, lambda: not app.connecting(), 15.0, what="connected again")
+    assert app.main_frame is not None, app.connect_frame.error_var.get()
+    app.disconnect()

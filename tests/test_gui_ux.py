@@ -20,7 +20,7 @@ from client.gui.chat import MessageView, fold_text
 from client.gui.dialogs import Preferences
 from client.gui.emoji_art import EmojiArt, split_emoji, twemoji_file, twemoji_folder, twemoji_name
 from client.gui.emoji_picker import CATEGORIES, emoji_of, search
-from client.gui.opener import open_command
+from client.gui.opener import open_command, runs_code
 from client.gui.theme import THEMES
 from tests.test_gui_support import pump, run_for, shown_root
 from tests.test_gui_widgets import StandIn, connected_app
@@ -365,6 +365,32 @@ def test_received_file_has_open_and_show_in_folder(root: tk.Tk, tmp_path: Path,
 
 
 @gui
+def test_opening_a_received_program_asks_first(root: tk.Tk, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer names the file: "Open" on setup.exe would run it with one click (Windows)."""
+    app = connected_app(root, tmp_path)
+    opened: list[tuple[Path, bool]] = []
+    asked: list[str] = []
+    answer = [False]
+    monkeypatch.setattr(file_handlers, "open_path",
+                        lambda path, reveal=False: opened.append((path, reveal)))
+    monkeypatch.setattr(file_handlers.messagebox, "askyesno",
+                        lambda title, text, **kw: asked.append(text) or answer[0])
+    got = tmp_path / "setup.EXE"
+    app.open_private("bob")
+    app.engine.events.put(ev.FileDone(4, "bob", "setup.EXE", got))
+    pump(root, lambda: "Open" in app.tabs["bob"].view.link_names())
+    view = app.tabs["bob"].view
+    view.click(view.link_names()["Open"])
+    assert len(asked) == 1 and "setup.EXE" in asked[0] and opened == []   # declined: not run
+    view.click(view.link_names()["Show in folder"])                       # showing runs nothing
+    answer[0] = True
+    view.click(view.link_names()["Open"])
+    assert len(asked) == 2 and opened == [(got, True), (got, False)]
+    assert not runs_code(Path("photo.jpg")) and runs_code(Path("x.Ps1"))
+
+
+@gui
 def test_file_dialog_starts_at_home_then_the_last_folder(root: tk.Tk, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     app = connected_app(root, tmp_path)
@@ -416,6 +442,11 @@ def test_dropped_files_go_to_the_private_tab(root: tk.Tk, tmp_path: Path) -> Non
     f.write_text("hi")
     app.files_dropped([f])                      # the room: say where to drop instead
     assert offered == [] and "drop them on a private conversation" in app.room.view.content()
+    app.roster.add("carol")
+    app.roster.tree.selection_set(app.roster.tree.get_children()[-1])
+    assert app.roster.selected() == "carol"
+    app.files_dropped([f])                      # an old click in the list picks nobody
+    assert offered == []
     app.open_private("carol")
     app.files_dropped([f, tmp_path])            # a folder is left out
     assert offered == [("carol", [f])]

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import io
 import logging
+import os
 import queue
 import socket
 import threading
@@ -299,6 +300,25 @@ def test_log_records_go_to_the_file_not_the_chat(server, tmp_path, monkeypatch):
     assert "a record" not in out.getvalue() + err.getvalue()
     assert "a record" in (tmp_path / "logs" / "client.log").read_text(encoding="utf-8")
     assert all(line.startswith(("-!-", "<", "*", "  ")) for line in out.getvalue().splitlines())
+
+
+def test_a_second_client_logs_to_a_file_of_its_own(tmp_path, monkeypatch):
+    """Two clients of one user never share (and rotate) one log file: on Windows the rename
+    fails while the other holds it open, and logging prints tracebacks into the console."""
+    from client import __main__ as entry
+    from client.locks import hold
+
+    monkeypatch.setenv("OPENLCHAT_LOG_DIR", str(tmp_path / "logs"))
+    first = hold(tmp_path / "logs" / "client.log")  # another client's lock on the shared file
+    assert first is not None
+    try:
+        path = entry.setup_logging(0, io.StringIO())
+        assert path is not None and path.name == f"client-{os.getpid()}.log"
+        logging.getLogger("client.test").warning("mine alone")
+        assert "mine alone" in path.read_text(encoding="utf-8")
+    finally:
+        entry.setup_logging(1, io.StringIO())  # let go of the file handler before tmp goes
+        first.release()
 
 
 def test_verbose_logs_to_stderr(tmp_path):

@@ -104,6 +104,7 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         self._lock = threading.Lock()
         self._closing = False
         self._attempt = 0
+        self._closers: list[threading.Thread] = []  # engines leaving off the Tk thread
         self.closed = False
         self.engine = None
         self.transfers = None

@@ -6,13 +6,13 @@ import logging
 import tkinter as tk
 from collections.abc import Callable
 from pathlib import Path
-from tkinter import filedialog  # noqa: F401  (tests replace file_handlers.filedialog's dialogs)
+from tkinter import filedialog, messagebox  # noqa: F401  (tests replace file_handlers.filedialog's dialogs)
 from typing import Any
 
 from client import events as ev
 from client.gui.base import EventHandlers, Window
-from client.gui.filepick import ask_folder, ask_open_files
-from client.gui.opener import open_path
+from client.gui.filepick import ask_open_files
+from client.gui.opener import open_path, runs_code
 from client.wording import human_size
 
 log = logging.getLogger(__name__)
@@ -118,15 +118,16 @@ class FileHandlers(Window):
         return "copy"
 
     def files_dropped(self, paths: list[Path]) -> None:
-        """Files dropped on the window go to the private tab shown (or the selected person)."""
+        """Files dropped on the window go to the private conversation shown, never to whoever
+        happens to be selected in the list (an old click must not pick the recipient)."""
         files = [p for p in paths if p.is_file()]
         tab = self.current_tab()
-        nick = tab.peer if tab is not None and tab.peer else self.roster.selected()
+        nick = tab.peer if tab is not None and tab.peer else None
         if not files:
             self.room.view.add_system("Only files can be sent (not folders).", error=True)
         elif nick is None:
             self.room.view.add_system("To send files, drop them on a private conversation "
-                                      "(or select someone in the list first).")
+                                      "(double-click a name to open one).")
         else:
             self.offer_paths(nick, files)
 
@@ -135,11 +136,6 @@ class FileHandlers(Window):
             self.files.pack(side="bottom", fill="x", before=self.panes)
         elif not has_rows and self.files.winfo_manager():
             self.files.pack_forget()
-
-    def choose_downloads(self) -> None:
-        chosen = ask_folder(self.root, "Where received files are saved", self.downloads)
-        if chosen is not None:
-            self.set_downloads(chosen)
 
     def set_downloads(self, folder: Path) -> None:
         """Where received files go from now on (remembered in the settings)."""
@@ -178,6 +174,12 @@ class FileHandlers(Window):
                                      ("Show in folder", lambda: self._open(path, True))])
 
     def _open(self, path: Path, reveal: bool) -> None:
+        if not reveal and runs_code(path) and not messagebox.askyesno(
+                "Run a program?",
+                f"“{path.name}” is a program or script: opening it runs it with your rights. "
+                "Only do this if you trust the sender and expected this file.\n\nRun it?",
+                icon="warning", default="no", parent=self.root):
+            return
         problem = open_path(path, reveal=reveal)
         if problem:
             self.room.view.add_system(problem, error=True)

@@ -15,6 +15,19 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# Names a peer chose that would run code when "opened" (Windows runs them with one click, and a
+# file we wrote carries no mark-of-the-web for SmartScreen to ask about).
+RUNS_CODE = frozenset({
+    ".exe", ".com", ".bat", ".cmd", ".scr", ".pif", ".msi", ".msp", ".msc", ".lnk", ".url",
+    ".js", ".jse", ".vbs", ".vbe", ".wsf", ".wsh", ".hta", ".ps1", ".psm1", ".reg", ".cpl",
+    ".jar", ".appimage", ".sh", ".run", ".desktop", ".command", ".app", ".py", ".pyw",
+})
+
+
+def runs_code(path: Path) -> bool:
+    """Would opening ``path`` run it as a program? (By its name: a peer chose it.)"""
+    return path.suffix.lower() in RUNS_CODE
+
 
 def open_command(path: Path, *, reveal: bool = False,
                  platform: str = sys.platform) -> list[str] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from client.wording import check_nickname, describe_error
 log = logging.getLogger(__name__)
 
 
+CLOSE_WAIT = 5.0  # seconds a new connection waits for the previous one to leave
+
+
 class SessionHandlers(Window):
     """One connection at a time, and the ways out of it."""
 
@@ -30,6 +34,7 @@ class SessionHandlers(Window):
     _lock: threading.Lock
     _closing: bool
     _attempt: int
+    _closers: list[threading.Thread]
 
     # --- connecting ----------------------------------------------------------------------------
     def connect(self, server_text: str, nick_text: str) -> None:
@@ -51,6 +56,7 @@ class SessionHandlers(Window):
     def _connect_worker(self, server: tuple[str, int], nick: str, label: str,
                         attempt: int) -> None:
         # runs off the main thread: no Tk here, only the results queue
+        self._wait_for_closers()   # our own QUIT first, or the server still holds our nickname
         options: dict[str, Any] = {} if self._factory is None else {"make_engine": self._factory}
         try:
             client = wiring.open_client(server, nick, config_dir=self.config_dir,
@@ -120,7 +126,18 @@ class SessionHandlers(Window):
         self.disconnect(f"Disconnected: {e.text}")
         self.connect_frame.set_error_colour(True)
 
-    @staticmethod
-    def _close_in_background(engine: Any) -> None:
-        threading.Thread(target=wiring.close_quietly, args=(engine,), name="gui-quit",
-                         daemon=True).start()
+    def _close_in_background(self, engine: Any) -> None:
+        closer = threading.Thread(target=wiring.close_quietly, args=(engine,), name="gui-quit",
+                                  daemon=True)
+        with self._lock:
+            self._closers = [t for t in self._closers if t.is_alive()] + [closer]
+        closer.start()
+
+    def _wait_for_closers(self, timeout: float = CLOSE_WAIT) -> None:
+        """Reconnecting right after Disconnect: let the old engine QUIT and release its saved
+        session first (a worker thread waits here, never the Tk thread)."""
+        with self._lock:
+            closers = list(self._closers)
+        deadline = time.monotonic() + timeout
+        for closer in closers:
+            closer.join(max(0.0, deadline - time.monotonic()))
