@@ -1,6 +1,7 @@
 """``python -m client``: the OpenLChat client.
 
-``python -m client --headless --server HOST[:PORT] --nick NICK`` runs the terminal client
+``python -m client --headless [--server HOST[:PORT]] --nick NICK`` runs the terminal client
+(with no ``--server``: the first server heard on this network, else LAN mode)
 (client/terminal.py); without ``--headless`` it opens the Tk window (client/gui/, imported only
 then, so the terminal client never needs tkinter).
 """
@@ -23,10 +24,12 @@ from client.config import (
     BadServerAddress,
     default_downloads,
     format_address,
+    lan_default,
     log_path,
     parse_server,
 )
 from client.locks import Held, hold
+from client.reach.discovery import DEFAULT_PORT as DISCOVERY_PORT
 from models.nickname import MAX_NICK_LEN
 
 if TYPE_CHECKING:
@@ -79,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds before an unacknowledged message is reported "
                         "not delivered (default: %(default)s)")
+    p.add_argument("--lan", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers and servers on this network; with no server, chat with "
+                        "the peers here (default: on, unless $OPENLCHAT_NO_LAN is set)")
+    p.add_argument("--keepalive", type=float, default=None, metavar="SECONDS",
+                   help="behind NAT, keep the way to the people we talk with open this often "
+                        "(default: 25, below common router timeouts)")
+    p.add_argument("--lan-port", type=int, default=DISCOVERY_PORT, help=argparse.SUPPRESS)
+    # tests: no handshake at join (to watch one start on demand)
+    p.add_argument("--no-punch", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--irc", type=irc_argument, nargs="?", const=("127.0.0.1", 6667),
                    default=None, metavar="[HOST:]PORT",
                    help="no window: serve IRC for your own IRC client (irssi, WeeChat, "
@@ -88,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log to stderr instead of the log file (-v info, -vv debug)")
     return p
+
+
+def lan_wanted(args: argparse.Namespace) -> bool:
+    """LAN discovery: on unless turned off (tests run many clients on one host: they set
+    OPENLCHAT_NO_LAN, and turn it on with --lan where they mean it)."""
+    if args.lan is not None:
+        return bool(args.lan)
+    return lan_default()
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -153,11 +173,14 @@ def open_windowless(args: argparse.Namespace, stderr: TextIO) -> Client | int:
     try:
         return wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
                                   downloads=downloads, bind=(args.bind, args.port),
-                                  deadline=args.deadline)
+                                  deadline=args.deadline, lan=lan_wanted(args),
+                                  lan_port=args.lan_port, punch=not args.no_punch,
+                                  keepalive=args.keepalive)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...
-        line = wording.error_line(exc, args.nick, format_address(args.server))
+        where = format_address(args.server) if args.server else "(none found)"
+        line = wording.error_line(exc, args.nick, where)
         print(f"error: {line}", file=stderr)
         return 1
 
@@ -179,14 +202,14 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
     args = parser.parse_args(argv)
     setup_logging(args.verbose, stderr)
     if args.irc is not None:
-        if args.server is None or args.nick is None:
-            parser.error("--irc needs --server and --nick")
+        if args.nick is None or (args.server is None and not lan_wanted(args)):
+            parser.error("--irc needs --nick, and --server unless LAN discovery is on")
         from client.irc.face import run_gateway
 
         return run_gateway(args, lambda: open_windowless(args, stderr), stdout, stderr)
     if args.headless:
-        if args.server is None or args.nick is None:
-            parser.error("--headless needs --server and --nick")
+        if args.nick is None or (args.server is None and not lan_wanted(args)):
+            parser.error("--headless needs --nick, and --server unless LAN discovery is on")
         return run_headless(args, stdin, stdout, stderr)
     from client import gui  # tkinter only here
 

@@ -126,3 +126,9 @@ def log_path() -> Path:
 
 def settings_path(override: Path | None = None) -> Path:
     return config_dir(override) / "settings.json"
+
+
+def lan_default() -> bool:
+    """LAN discovery (peers and servers on this network, LAN mode with no server): on unless
+    $OPENLCHAT_NO_LAN is set (tests run many clients on one host and turn it on where meant)."""
+    return not os.environ.get("OPENLCHAT_NO_LAN")

@@ -20,8 +20,12 @@ class Transport(Protocol):
     def wrap(self, peer: str, frame: bytes, now: float) -> None:
         """Queue ``frame`` for ``peer`` (may start a handshake)."""
 
-    def unwrap(self, peer: str, datagram: bytes, now: float) -> None:
-        """A datagram from ``peer``'s address; never raises."""
+    def unwrap(self, peer: str, datagram: bytes, now: float) -> bool:
+        """A datagram from one of ``peer``'s candidate addresses; never raises. True when it
+        authenticated as ``peer``'s (the path manager then trusts its source address)."""
+
+    def seal(self, peer: str, frame: bytes) -> bytes | None:
+        """One datagram carrying ``frame`` on the live session (not queued), or None."""
 
     def on_timer(self, now: float) -> None: ...
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from client import config
 from client import events as ev
-from client.bridge import CALL_TIMEOUT, Bridge, Outbox
+from client.bridge import Bridge, Outbox
 from client.contracts import FileService, Transport
 from client.errors import (
     EngineClosed,
@@ -37,13 +37,16 @@ from client.errors import (
     ServerUnreachable,
     UnknownPeer,
 )
+from client.identity_calls import IdentityCalls
 from client.peer.messenger import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MESSAGE, Messenger
-from client.peerlink import PeerLink, answer
+from client.peerlink import PeerLink
+from client.reach.merged import MergedRoster
+from client.reachlink import ReachConfig, ReachLink, lan_key, no_server_text, server_view
 from client.routing import Router
+from client.seeker import Found, ServerSeeker
 from client.serverlink.channel import ChannelEvent, RosterChanged, SaveSession, ServerChannel
 from client.serverlink.link import ServerLink
-from client.serverlink.registration import enroll
-from client.serverlink.roster import Changes, PeerRoster
+from client.serverlink.roster import Changes
 from client.serverlink.session import SavedSession
 from client.udp import UdpEdge, bind_for, literal_family
 
@@ -84,12 +87,13 @@ def _make_transport(keys: Any, nickname: str, now: float) -> Transport:
     return SecureTransport(signing_key, nickname, pins, now=now)
 
 
-class Engine:
-    def __init__(self, server: tuple[str, int], nickname: str, *,
+class Engine(IdentityCalls):
+    def __init__(self, server: tuple[str, int] | None, nickname: str, *,
                  config_dir: pathlib.Path | None = None,
                  bind: tuple[str, int] = ("0.0.0.0", 0), encrypted: bool = True,
-                 notify: Callable[[], None] | None = None, deadline: float = 10.0) -> None:
-        self.server = (server[0], int(server[1]))
+                 notify: Callable[[], None] | None = None, deadline: float = 10.0,
+                 reach: ReachConfig | None = None) -> None:
+        self.server = None if server is None else (server[0], int(server[1]))
         self.nickname = nickname
         self._outbox = Outbox(notify)
         self.events: queue.Queue[ev.Event] = self._outbox.queue
@@ -103,13 +107,15 @@ class Engine:
         self._deadline = deadline
         # the socket's family follows the server's address: an IPv6 server needs an AF_INET6
         # socket (a host name is resolved in start(), which may re-open the socket then)
-        self._udp = UdpEdge(bind_for(bind, literal_family(self.server[0])), self.stats)
+        family = literal_family(self.server[0]) if self.server is not None else None
+        self._udp = UdpEdge(bind_for(bind, family), self.stats)
         self._bridge = Bridge(self._udp.wake)
-        self._session = SavedSession(config_dir, self.server)
+        self._session: SavedSession | None = None
+        self._seeker: ServerSeeker | None = None  # finds a server (none named, none reachable)
         self._close_lock = threading.Lock()
         self._roster_view: tuple[str, ...] = ()
         # state owned by the engine thread once started
-        self._roster = PeerRoster(nickname)
+        self._roster = MergedRoster(nickname)  # the directory's peers and the LAN's
         self._channel: ServerChannel | None = None
         self._server: ServerLink | None = None
         self._server_addr: tuple[str, int] | None = None
@@ -117,6 +123,8 @@ class Engine:
         self._transport: Transport | None = None
         self._peers: PeerLink | None = None
         self._router: Router | None = None
+        self._reach_cfg = reach or ReachConfig()  # paths, NAT, LAN discovery: client/reachlink
+        self._reach: ReachLink | None = None
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
 
@@ -131,37 +139,34 @@ class Engine:
         return self._channel is not None and self._channel.online
 
     def start(self, timeout: float = 5.0) -> None:
-        """Register over TCP (blocking), then run the engine thread.
+        """Register over TCP (blocking), then run the engine thread. With LAN discovery on
+        (``ReachConfig.lan``) and no server named or reachable, run in LAN mode and keep
+        looking (client/seeker.py).
 
         Raises ``RegistrationError`` or ``ServerUnreachable``; the engine is then unusable
         and should be closed.
         """
         if self._bridge.thread is not None:
             raise RuntimeError("engine already started")
-        host = self.server[0]
-        try:
-            self._server_addr = self._udp.resolve(*self.server)
-        except OSError as exc:
-            raise ServerUnreachable(f"cannot resolve {host}: {exc}") from None
-        except LookupError as exc:
-            raise ServerUnreachable(str(exc)) from None
-        # before registering: a damaged key file fails fast
-        keys = _load_keys(self._encrypted, self._config_dir)
-        # TCP to the address the UDP side uses: for a name with IPv4 and IPv6 addresses, the
-        # server must see both channels come from the same family
-        reg, auth = enroll(self._server_addr, self.nickname, self._session, timeout=timeout)
+        lan = self._reach_cfg.lan
+        try:  # TCP to the address the UDP side uses (same family as the UDP channel)
+            named = self._udp.resolve(*self.server) if self.server is not None else None
+        except (OSError, LookupError) as exc:
+            if not lan:
+                raise ServerUnreachable(f"cannot resolve {self.server[0]}: {exc}") from None
+            named = None
+        keys = _load_keys(self._encrypted, self._config_dir)  # a damaged key file fails fast
         now = time.monotonic()
-        self._channel = ServerChannel(reg, now, auth)
-        self._server = ServerLink(self._channel, self._server_addr, send=self._udp.send,
-                                  put=self._bridge.put, handle=self._on_channel_event,
-                                  stopping=lambda: self._closing or self._bridge.closed)
-        self._adopted()
-        self._roster = self._channel.roster
-        self._roster_view = tuple(self._roster.nicknames())
         self._wire_peers(Messenger(now=now, deadline=self._deadline),
-                         _make_transport(keys, self.nickname, now))
-        for nick in self._roster_view:
-            self._peers.update_verified(nick, now)
+                         _make_transport(keys, self.nickname, now), lan_key(keys), now)
+        self._seeker = ServerSeeker(named, self.nickname, self._config_dir,
+                                    self._reach.lan_servers, timeout=timeout)
+        self._seeker.on_refused = lambda text: self._emit(ev.Notice(text))
+        found = self._seeker.first(lan)
+        if found is not None:
+            self._attach(found, now, initial=True)
+        else:
+            self._emit(ev.Notice(no_server_text(self.server)))
         self._emit(ev.Registered(self.nickname, self._roster_view))
         self._bridge.thread = threading.Thread(target=self._run, name=f"engine-{self.nickname}",
                                                daemon=True)
@@ -228,63 +233,11 @@ class Engine:
         return self._call(lambda now: self._roster.resolve(typed))
 
     def address_of(self, peer: str) -> tuple[str, int] | None:
-        return self._call(lambda now: self._roster.address_of(peer))
-
-    def session_key_for(self, peer: str, label: bytes) -> bytes | None:
-        transport = self._transport
-        if transport is None:
-            return None
-        return self._call(lambda now: transport.session_key_for(peer, label))
-
-    def own_fingerprint(self) -> str | None:
-        return None if self._transport is None else self._transport.own_fingerprint()
-
-    def whois(self, nickname: str) -> ev.Whois | None:
-        return self._call(lambda now: self._peers.whois(nickname))
-
-    def mark_verified(self, nickname: str) -> bool:
-        """Remember that the user checked ``nickname``'s fingerprint. False if there is none."""
-        return self._call(lambda now: self._peers.mark_verified(nickname))
-
-    def fetch_identity(self, nickname: str, on_result: Callable[[ev.Whois | None], None],
-                       timeout: float = 1.5) -> None:
-        """Non-blocking ``whois`` that first makes sure the peer's key is known: with no
-        session yet, a handshake starts (no message needed) and ``on_result`` gets the answer
-        once it completes, fails, or ``timeout`` passes (then with what is known, maybe no
-        fingerprint). ``on_result`` runs on the engine thread (or at once, if the engine is
-        not running, with None): it must only hand the result over, e.g. to a queue."""
-        self._bridge.post(lambda now: self._peers.ask_identity(nickname, on_result, timeout, now),
-                          lambda: answer(on_result, None))
-
-    def mark_verified_later(self, nickname: str, on_result: Callable[[bool], None]) -> None:
-        """Non-blocking ``mark_verified`` (for the Tk face: saving the pins may fsync).
-        ``on_result(ok)`` runs on the engine thread (False at once if it is not running)."""
-        self._bridge.post(lambda now: answer(on_result, self._peers.mark_verified(nickname)),
-                          lambda: answer(on_result, False))
-
-    def whois_fetched(self, nickname: str, timeout: float = 1.5) -> ev.Whois | None:
-        """Blocking ``fetch_identity`` (for the terminal): waits up to ``timeout`` for the key."""
-        box: list[ev.Whois | None] = []
-        done = threading.Event()
-
-        def got(info: ev.Whois | None) -> None:
-            box.append(info)
-            done.set()
-
-        self.fetch_identity(nickname, got, timeout)
-        if not done.wait(timeout + CALL_TIMEOUT):
-            raise EngineNotResponding("engine did not answer")
-        return box[0]
-
-    def is_verified(self, nickname: str) -> bool:
-        """Whether ``nickname`` (as the roster shows it) is online with a key the user verified,
-        in this run or an earlier one (pins file). Thread-safe, never waits on the engine."""
-        return self._peers is not None and nickname in self._peers.verified
+        return self._call(lambda now: self._reach.address_of(peer))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every message sent so far is acknowledged or given up (and no handshake
-        is under way), at most ``timeout`` seconds; True if idle. For leaving after
-        end of input without cutting off what was just typed."""
+        is under way), at most ``timeout`` seconds; True if idle (before leaving)."""
         end = time.monotonic() + timeout
         while True:
             try:
@@ -337,7 +290,10 @@ class Engine:
         if thread is None or not thread.is_alive():
             self._close_transport()  # the thread never ran (or is gone): pins still saved
         self._udp.close()
-        self._session.release()
+        if self._session is not None:
+            self._session.release()
+        if self._seeker is not None:
+            self._seeker.close()
 
     # ------------------------------------------------------------------ caller side helpers
     @property
@@ -359,22 +315,46 @@ class Engine:
             raise FilesUnavailable("file transfer is not available")
         return self.files
 
-    def _call(self, fn: Callable[[float], Any]) -> Any:
-        return self._bridge.call(fn)
-
     # ------------------------------------------------------------------ set-up
+    def _attach(self, found: Found, now: float, initial: bool = False) -> None:
+        """A server took our registration: at start, or later (from LAN mode)."""
+        self._server_addr, self._session = found.server, found.session
+        self._channel = ServerChannel(found.enrollment, now, found.auth)
+        self._server = ServerLink(self._channel, found.server, send=self._udp.send,
+                                  put=self._bridge.put, handle=self._on_channel_event,
+                                  stopping=lambda: self._closing or self._bridge.closed)
+        self._adopted()
+        self._router.set_server(self._server)
+        changes = self._roster.set_directory(self._channel.roster)
+        if not initial:
+            self._apply(changes, now)
+            self._emit(ev.Notice(f"registered with the server at {found.server[0]}:"
+                                 f"{found.server[1]}: peers beyond this network can reach you"))
+            return
+        self._roster_view = tuple(self._roster.nicknames())
+        self._reach.on_roster(changes, now)  # punch at once
+        for nick in self._roster_view:
+            self._peers.update_verified(nick, now)
+
     def _adopted(self) -> None:
         """The channel has a (new) registration: take its nickname, save its keyword."""
         asked_as = self.nickname
         self.nickname = self._channel.nickname
-        self._session.save(asked_as, self._channel.keyword, self._channel.mac_state())
+        if self._session is not None:
+            self._session.save(asked_as, self._channel.keyword, self._channel.mac_state())
 
-    def _wire_peers(self, messenger: Messenger, transport: Transport) -> None:
+    def _wire_peers(self, messenger: Messenger, transport: Transport, key: bytes | None = None,
+                    now: float = 0.0) -> None:
         self._messenger, self._transport = messenger, transport
+        self._reach = ReachLink(self._udp, transport, self._roster, cfg=self._reach_cfg,
+                                server=lambda: server_view(self._server), lan_key=key, now=now,
+                                post=lambda go: self._bridge.post(go, lambda: None),
+                                emit=self._emit, on_changes=self._apply)
         self._peers = PeerLink(messenger, transport, self._roster,
                                send_datagrams=self._send_datagrams, emit=self._emit,
-                               with_files=self._with_files)
-        self._router = Router(self._udp, self._roster, transport, self._server, self.stats)
+                               with_files=self._with_files,
+                               on_path_frame=self._reach.on_path_frame)
+        self._router = Router(self._udp, self._reach, transport, None, self.stats)
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
@@ -393,7 +373,7 @@ class Engine:
                     # no timer work; deadlines made since _timeout() are all later than now
                     if now >= self._due:
                         self._on_timers(now)
-                    self._pump(now)
+                    self._peers.pump(now, self.on_acked)
                 finally:
                     # callers learn their result only now that what their command queued
                     # (a message's datagrams) is sent: woken earlier, a caller takes the GIL
@@ -413,15 +393,15 @@ class Engine:
     def _close_transport(self) -> None:
         if self._peers is not None:
             self._peers.close()
+        if self._reach is not None:
+            self._reach.close()
 
     def _timeout(self, now: float) -> float:
-        deadlines = [self._channel.next_deadline()]
-        peers_due = self._peers.next_deadline()
-        if peers_due is not None:
-            deadlines.append(peers_due)
-        if self.files is not None:
-            deadlines.append(self._next_files_tick)
-        self._due = min(deadlines)
+        files = self._next_files_tick if self.files is not None else None
+        server = self._channel.next_deadline() if self._channel else self._seeker.next_deadline(now)
+        self._due = min((d for d in (server, self._peers.next_deadline(),
+                                     self._reach.next_deadline(), files) if d is not None),
+                        default=now + 1.0)
         return min(max(0.0, self._due - now), 1.0)
 
     def _drain(self, now: float) -> None:
@@ -429,19 +409,25 @@ class Engine:
 
     def _on_timers(self, now: float) -> None:
         self._peers.on_timer(now)
-        self._server.on_timer(now)
+        if self._server is not None:
+            self._server.on_timer(now)
+        else:
+            self._seeker.poll(now, lambda go: self._bridge.post(go, lambda: None), self._attach)
         if self.files is not None and now >= self._next_files_tick:
             self._next_files_tick = now + FILES_TICK
             self._with_files(lambda files: files.tick(now))
         self._peers.on_late_timer(now)
+        self._reach.on_timer(now)
 
     # ------------------------------------------------------------------ server channel
     def _on_channel_event(self, event: ChannelEvent, now: float) -> None:
         if isinstance(event, RosterChanged):
-            self._apply(event.changes, now)
+            self._apply(self._roster.from_directory(event.changes), now)
             return
         if isinstance(event, ev.Reregistered | SaveSession):
             self._adopted()
+        if isinstance(event, ev.ServerLost | ev.ServerBack | ev.Reregistered):
+            self._reach.server_changed(not isinstance(event, ev.ServerLost), now)
         if not isinstance(event, SaveSession):
             self._emit(event)
 
@@ -449,21 +435,20 @@ class Engine:
         if self._server is not None:
             self._server.quit()
 
-    def _stop(self, now: float) -> None:
-        self._closing = True  # the loop ends after this turn's _pump (queued sends go out)
+    def _stop(self, now: float) -> None:  # the loop ends after this turn (sends go out)
+        self._closing = True
 
     # ------------------------------------------------------------------ peers
     def _send(self, peers: list[str], kind: int, payload: bytes, now: float) -> int:
+        self._reach.sent(peers, now)
         return self._peers.send(peers, kind, payload, now)
 
-    def _send_datagrams(self, out: list[tuple[str, bytes]]) -> None:
-        self._udp.send_many(out, self._roster.address_of)
-
-    def _pump(self, now: float) -> None:
-        self._peers.pump(now, self.on_acked)
+    def _send_datagrams(self, out: list[tuple[str, bytes]]) -> None:  # tools wrap it
+        self._reach.send_many(out)
 
     def _apply(self, changes: Changes, now: float) -> None:
         if changes:
+            self._reach.on_roster(changes, now)  # first: the candidates a handshake goes to
             self._peers.apply(changes, now)
             self._roster_view = tuple(self._roster.nicknames())
 

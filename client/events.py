@@ -117,16 +117,25 @@ class Fatal:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """Something about reaching people to tell the user in plain words (no server: LAN mode;
+    a server found; a nickname clash on the LAN)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Whois:
     nickname: str
     fingerprint: str | None
     verified: bool = False
     key_changed: bool = False
     address: tuple[str, int] | None = field(default=None)
+    path: str | None = None  # "LAN 10.0.0.2:5000, rtt 1 ms", "direct through NAT ...", "none yet"
 
 
 Event = (
     Registered | RoomMessage | PrivateMessage | Joined | Left | NotDelivered | ServerLost
     | ServerBack | Reregistered | KeyChanged | PeerUnreachable | FileOffered | FileProgress
-    | FileDone | FileFailed | Fatal
+    | FileDone | FileFailed | Fatal | Notice
 )

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_IDENTITY_WAITERS = 64  # fetch_identity callers waiting on a handshake (a UI, not a flood)
 MAX_PUMP_ROUNDS = 64
+PATH_FRAME_MIN = 0x10  # Messenger frames are 0x01..0x03; 0x10, 0x11 are path probes
 
 WhoisCallback = Callable[[ev.Whois | None], None]
 
@@ -45,8 +46,11 @@ class PeerLink:
     def __init__(self, messenger: Messenger, transport: Transport, roster: PeerRoster, *,
                  send_datagrams: Callable[[list[tuple[str, bytes]]], None],
                  emit: Callable[[ev.Event], None],
-                 with_files: Callable[[Callable[[FileService], object]], None]) -> None:
+                 with_files: Callable[[Callable[[FileService], object]], None],
+                 on_path_frame: Callable[[str, bytes, float], None] | None = None) -> None:
         self.messenger = messenger
+        # frames of the path manager (types >= PATH_FRAME_MIN, client.reachlink): not messages
+        self._on_path_frame = on_path_frame
         self.transport = transport
         self.roster = roster
         self._send_datagrams = send_datagrams
@@ -114,7 +118,10 @@ class PeerLink:
             if frames:
                 moved = True
                 for peer, frame in frames:
-                    receive(peer, frame, now)
+                    if frame[0] < PATH_FRAME_MIN or self._on_path_frame is None:
+                        receive(peer, frame, now)
+                    else:
+                        self._on_path_frame(peer, frame, now)
             outgoing = messenger.take_outgoing()
             if outgoing:
                 moved = True

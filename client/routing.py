@@ -1,8 +1,11 @@
 """Which layer a received datagram belongs to.
 
-Peer traffic (first byte 0xC1) is accepted only from an address the roster lists, and goes to
-the transport (which authenticates it); anything else must come from the server's address and
-goes to the server link; our own wake-up byte is ignored; the rest is counted and dropped.
+Peer traffic (first byte 0xC1) is accepted only from a known candidate address of a peer (the
+directory's address for it, or its LAN address: ``client.reachlink``) and goes to the transport,
+which authenticates it; an authenticated datagram tells the path manager its source works.
+Anything else must come from the server's address and goes to the reachability extension or
+the server link (or is the PROBE from the server's probe port); our own wake-up byte is ignored;
+the rest is counted and dropped.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 import logging
 
 from client.contracts import Transport
+from client.reachlink import ReachLink
 from client.serverlink.link import ServerLink
-from client.serverlink.roster import PeerRoster
 from client.udp import UdpEdge
 from models.peer_wire import MAGIC
 
@@ -24,27 +27,33 @@ DRAIN_BATCH = 512  # datagrams handled before timers get a turn
 
 
 class Router:
-    def __init__(self, udp: UdpEdge, roster: PeerRoster, transport: Transport,
+    def __init__(self, udp: UdpEdge, reach: ReachLink, transport: Transport,
                  server: ServerLink | None, stats: dict[str, int]) -> None:
         self._udp = udp
-        self._roster = roster
+        self._reach = reach
         self._transport = transport
         self._server = server
         self._stats = stats
+
+    def set_server(self, server: ServerLink | None) -> None:
+        """A server took our registration (at start, or later from LAN mode)."""
+        self._server = server
 
     def drain(self, now: float) -> None:
         """The ACK hot path of a room message: up to DRAIN_BATCH datagrams, then the layers
         process them together (the engine's pump). A peer datagram from a listed address goes
         straight to the transport here; everything else through ``_dispatch``."""
-        nickname_at = self._roster.nickname_at
+        nickname_at = self._reach.peer_at
         unwrap = self._transport.unwrap
+        heard = self._reach.heard
         stats = self._stats
         received = 0
         for data, addr in self._udp.receive(DRAIN_BATCH):
             try:
                 if data and data[0] == MAGIC and (peer := nickname_at(addr)) is not None:
                     received += 1
-                    unwrap(peer, data, now)
+                    if unwrap(peer, data, now):
+                        heard(peer, addr, now, len(data))
                 else:
                     self._dispatch(data, addr, now)
             except Exception:  # our bug; one datagram must not take the engine down
@@ -57,16 +66,20 @@ class Router:
         if self._udp.is_wake(data, addr):
             return
         if data[:1] == PEER_MAGIC:
-            peer = self._roster.nickname_at(addr)
+            peer = self._reach.peer_at(addr)
             if peer is None:
                 self._drop("peer", addr, "datagram from an address nobody is listed at")
                 return
             self._stats["received"] += 1
-            self._transport.unwrap(peer, data, now)
+            if self._transport.unwrap(peer, data, now):
+                self._reach.heard(peer, addr, now, len(data))
             return
         server = self._server
         if server is None or addr != server.server:
-            self._drop("server", addr, "non-peer datagram not from the server")
+            if not self._reach.on_foreign(data, addr, now):
+                self._drop("server", addr, "non-peer datagram not from the server")
+            return
+        if self._reach.on_server_datagram(data, now):
             return
         why = server.on_datagram(data, now)
         if why is not None:

@@ -43,15 +43,16 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("text", "say something to the room"),
     ("/msg NICK text", "a private message to NICK"),
     ("/who", "who is online"),
-    ("/whois NICK", "NICK's key fingerprint, to compare aloud; verified or not"),
+    ("/whois NICK", "NICK's key fingerprint, to compare aloud; verified or not; the path"),
     ("/verify NICK", "remember NICK's key as checked"),
+    ("/netcheck", "how reachable we are: public address, NAT, LAN peers and servers"),
     ("/send NICK PATH", "offer a file to NICK"),
     ("/accept ID, /decline ID", "answer file offer #ID"),
     ("/cancel ID", "stop file transfer #ID"),
     ("/help", "this list"),
     ("/quit", "leave (so does the end of input, Ctrl+D; Ctrl+Z Enter on Windows)"),
 )
-HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /send NICK PATH, "
+HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /netcheck, /send NICK PATH, "
         "/accept ID, /decline ID, /cancel ID, /quit; type \\n for a line break")
 
 
@@ -123,6 +124,8 @@ def format_event(event: object) -> str | None:
         return f"-!- file #{event.transfer_id} {event.name} from {event.peer} saved as {event.path}"
     if isinstance(event, ev.FileFailed):
         return f"-!- file #{event.transfer_id} {event.name} ({event.peer}) failed: {event.reason}"
+    if isinstance(event, ev.Notice):
+        return f"-!- {event.text}"
     if isinstance(event, ev.Registered):
         names = ", ".join(event.roster)
         return f"-!- registered as {event.nickname}; online: {names or 'nobody else'}"
@@ -212,6 +215,12 @@ class Terminal:
             self._whois(rest.strip())
         elif command == "/verify":
             self._verify(rest.strip())
+        elif command == "/netcheck":
+            try:
+                for text in self.engine.netcheck():
+                    self.write(f"-!- {text}")
+            except RuntimeError as exc:
+                self.write(f"-!- netcheck failed: {exc}")
         elif command == "/send":
             nick, _, path = rest.strip(" ").partition(" ")
             if not nick or not path:
@@ -283,6 +292,8 @@ class Terminal:
             state += ", KEY CHANGED"
         where = f" at {format_address(info.address)}" if info.address else ""
         self.write(f"-!- {info.nickname}{where}: fingerprint {fp} ({state})")
+        if info.path is not None:
+            self.write(f"-!- {info.nickname} path: {info.path}")
 
     def _verify(self, nick: str) -> None:
         if not nick:

@@ -16,6 +16,9 @@ from client import errors
 from client.config import format_address
 from client.engine import Engine
 from client.files import FileTransfers
+from client.reach.discovery import DEFAULT_PORT as DISCOVERY_PORT
+from client.reach.paths import PathConfig
+from client.reachlink import ReachConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,15 @@ def plug_in_files(engine: Engine, downloads: Path) -> FileTransfers | None:
         return None
 
 
-def open_client(server: tuple[str, int], nick: str, *, config_dir: Path | None = None,
+def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path | None = None,
                 downloads: Path | None = None, bind: tuple[str, int] | None = None,
                 deadline: float | None = None, timeout: float = 5.0,
-                make_engine: EngineFactory = Engine) -> Client:
+                make_engine: EngineFactory = Engine, lan: bool = False,
+                lan_port: int | None = None, punch: bool = True,
+                keepalive: float | None = None) -> Client:
     """Create the engine, register with the server (blocks up to ``timeout``), plug in file
-    transfer saving to ``downloads`` (None: no file transfer).
+    transfer saving to ``downloads`` (None: no file transfer). ``lan``: LAN discovery, and
+    LAN mode when no server is named or reachable (client/seeker.py).
 
     Raises what the engine raises (the client.errors classes; wording.describe_error says them
     in plain words) or ``CannotOpenSocket``; a half-made engine is closed first.
@@ -62,6 +68,10 @@ def open_client(server: tuple[str, int], nick: str, *, config_dir: Path | None =
         options["bind"] = bind
     if deadline is not None:
         options["deadline"] = deadline
+    if lan or not punch or keepalive is not None:
+        paths = PathConfig() if keepalive is None else PathConfig(keepalive_interval=keepalive)
+        options["reach"] = ReachConfig(paths=paths, lan=lan, punch_at_join=punch,
+                                       lan_port=lan_port or DISCOVERY_PORT)
     try:
         engine = make_engine(server, nick, **options)
     except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
 
@@ -14,6 +15,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from dirserver.reach import Beacon, ReachSide
 from dirserver.storage import StorageWriter
 from dirserver.tcp import Registrar
 from dirserver.udp import UdpSide
@@ -47,6 +49,7 @@ class DirectoryServer:
         self.stopping = Event()
         self.tcp_server: StreamServer | None = None
         self._greenlets: list[gevent.Greenlet] = []
+        self._closers: list[Callable[[], None]] = []
         self.dropped_log_lines: Callable[[], int] = lambda: 0
 
     def start(self, tcp: gsocket.socket, udp: gsocket.socket, rows: list) -> None:
@@ -58,8 +61,36 @@ class DirectoryServer:
         self.tcp_server.start()
         self._greenlets = [*self.udp.start(udp), *self.storage.start(),
                            gevent.spawn(self._housekeeping)]
+        self._greenlets += self._start_reach(udp)
         if self.args.stats_interval > 0:
             self._greenlets.append(gevent.spawn(self._stats_loop))
+
+    def _start_reach(self, udp: gsocket.socket) -> list[gevent.Greenlet]:
+        """The reachability extension (WHERE?/PROBE?/NUDGE) and the LAN beacon (issue 10)."""
+        host, port = udp.getsockname()[:2]
+        reach = ReachSide(self.directory, self.now, host)
+        reach.send = self.udp._send
+        try:
+            reach.open_probe_socket()
+        except OSError as exc:
+            log.warning("no probe port (PROBE? goes unanswered): %s", exc)
+        self.udp.reach = reach
+        self._closers.append(reach.close)
+        if not self.args.beacon:
+            return []
+        if ":" in host:  # the beacon is IPv4 (clients would try the server over IPv4)
+            log.info("no LAN beacon: it is IPv4 and this server listens on IPv6 only")
+            return []
+        try:
+            beacon = Beacon(port, self.args.label or socket.gethostname(),
+                            beacon_port=self.args.beacon_port)
+        except OSError as exc:
+            log.warning("LAN beacon unavailable: %s", exc)
+            return []
+        self._closers.append(beacon.close)
+        log.info("announcing on the LAN (port %d); probe port %d", self.args.beacon_port,
+                 reach.probe_port)
+        return beacon.start()
 
     def stop(self) -> None:
         """Stop serving; write what is pending; close the database."""
@@ -67,6 +98,8 @@ class DirectoryServer:
             self.tcp_server.stop(timeout=1)
         self.udp.stop()
         gevent.killall(self._greenlets, timeout=1)
+        for close in self._closers:
+            close()
         self.storage.stop(self.directory.take_store_ops())
 
     def _housekeeping(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gevent
 
+from client.reach.discovery import DEFAULT_PORT as DISCOVERY_PORT
 from dirserver.app import DirectoryServer
 from dirserver.udp import bind_sockets
 from models import directory_wire as wire
@@ -79,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-window", type=_positive, default=10.0,
                    help="seconds: per-event lines anyone can cause (join, leave, freed, ...) "
                         "beyond 20 in this long are summarised in one line")
+    p.add_argument("--beacon", action=argparse.BooleanOptionalAction,
+                   default=not os.environ.get("OPENLCHAT_NO_LAN"),
+                   help="announce this server on the LAN so clients find it with no --server "
+                        "(off when $OPENLCHAT_NO_LAN is set)")
+    p.add_argument("--label", default=None,
+                   help="the name the LAN announcement carries (None: the host name)")
+    p.add_argument("--beacon-port", type=_port, default=DISCOVERY_PORT,
+                   help="UDP port of LAN discovery (default: %(default)s)")
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     return p

@@ -16,6 +16,7 @@ from gevent import socket as gsocket
 from gevent.event import Event
 from gevent.server import DatagramServer
 
+from dirserver.reach import ReachSide
 from models.directory import Directory
 from models.registration import StoreOp
 
@@ -114,6 +115,7 @@ class UdpSide:
         self.server: UdpServer | None = None
         self._raw: socket.socket | None = None
         self._last_error_log = -INTERNAL_ERROR_LOG_EVERY
+        self.reach: ReachSide | None = None  # WHERE?/PROBE?/NUDGE (dirserver/reach.py)
 
     def start(self, udp: gsocket.socket) -> list[gevent.Greenlet]:
         self.server = UdpServer(udp, self.handle, spawn=None)
@@ -130,8 +132,13 @@ class UdpSide:
 
     def handle(self, data: bytes, addr: tuple) -> None:
         d = self.directory
+        reach = self.reach
         try:
+            if reach is not None and reach.consume(data, addr):
+                return
             reply = d.on_datagram(data, addr, self.now())
+            if reach is not None and reach.service.watching:  # after a WHERE?: PINGs may move
+                reach.after_ping(data, addr)
         except Exception:  # our bug, not the peer's: loud, but the loop goes on
             now = time.monotonic()
             if now - self._last_error_log >= INTERNAL_ERROR_LOG_EVERY:

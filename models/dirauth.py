@@ -213,6 +213,16 @@ class ClientAuth:
                                         Auth(counter, tag)))
         return encode_datagram(Quit(msg.keyword, msg.nickname, Auth(counter, tag)))
 
+    def seal_body(self, keyword: str, body: bytes) -> bytes:
+        """An extension request (``models/reach_wire``: WHERE?, PROBE?, NUDGE) as a datagram,
+        with ``#counter.mac`` over ``keyword SP body SP #counter`` exactly as a PING's (the same
+        counter sequence); plain if no key was agreed."""
+        if self.key is not None:
+            counter = self._next()
+            tag = mac(self.key, b"%s %s #%d" % (keyword.encode("ascii"), body, counter))
+            body = b"%s #%d.%s" % (body, counter, tag.encode("ascii"))
+        return b"%s %d %s" % (keyword.encode("ascii"), len(body), body)
+
     def saved(self) -> tuple[str, int] | None:
         """What a saved session keeps so a restarted client can reclaim: (key, counter)."""
         return None if self.key is None else (b64(self.key), self.counter)

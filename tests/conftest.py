@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "server.py"
 _LISTENING = re.compile(r"listening on (\S+):(\d+) \(tcp\+udp\)")
 
+# Clients (and servers) started by tests stay off LAN discovery unless a test turns it on
+# (--lan, ReachConfig(lan=True)): many run on this host at once, several suites in parallel.
+os.environ["OPENLCHAT_NO_LAN"] = "1"
+
 
 @pytest.fixture(autouse=True)
 def _logs_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory,
@@ -259,12 +263,18 @@ class DirClient:
         return wire.roster_digest(wire.Entry(n, h, p) for n, (h, p) in self.roster.items())
 
     def recv(self, timeout: float = 2.0) -> object | None:
-        """The next datagram, decoded and applied to the roster; None on timeout."""
-        self.udp.settimeout(timeout)
-        try:
-            data, _ = self.udp.recvfrom(65536)
-        except TimeoutError:
-            return None
+        """The next directory datagram, decoded and applied to the roster; None on timeout.
+        Peer traffic (first byte 0xC1: clients punch toward everyone who joins, issue 10) is
+        not for a directory client and is skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.udp.settimeout(max(0.001, deadline - time.monotonic()))
+            try:
+                data, _ = self.udp.recvfrom(65536)
+            except TimeoutError:
+                return None
+            if data[:1] != b"\xc1":
+                break
         msg = wire.decode_datagram(data)
         self.received.append(msg)
         if isinstance(msg, wire.RefAdd):

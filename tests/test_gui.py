@@ -24,9 +24,11 @@ from tkinter import ttk
 import pytest
 
 from client.config import format_address
+from client.engine import Engine
 from client.gui import App, WhoisDialog
 from client.peer import identity
 from client.peer.identity import fingerprint
+from client.reachlink import ReachConfig
 from tests.test_gui_support import (
     TkThreadRecorder,
     new_root,
@@ -50,11 +52,12 @@ def root() -> Iterator[tk.Tk]:
 class TerminalClient:
     """``python -m client --headless`` in a subprocess; its stdout lines arrive in a queue."""
 
-    def __init__(self, server: tuple[str, int], nick: str, config_dir: Path) -> None:
+    def __init__(self, server: tuple[str, int], nick: str, config_dir: Path,
+                 extra: tuple[str, ...] = ()) -> None:
         env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "client", "--headless", "--server",
-             format_address(server), "--nick", nick, "--config-dir", str(config_dir)],
+             format_address(server), "--nick", nick, "--config-dir", str(config_dir), *extra],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, encoding="utf-8")
         self.lines: queue.Queue[str] = queue.Queue()
@@ -118,13 +121,18 @@ class TerminalClient:
 def terminal(tmp_path: Path) -> Iterator[Callable[[tuple[str, int], str], TerminalClient]]:
     clients: list[TerminalClient] = []
 
-    def start(server: tuple[str, int], nick: str) -> TerminalClient:
-        client = TerminalClient(server, nick, tmp_path / f"term-{nick}")
+    def start(server: tuple[str, int], nick: str, *extra: str) -> TerminalClient:
+        client = TerminalClient(server, nick, tmp_path / f"term-{nick}", extra)
         clients.append(client)
         return client
     yield start
     for client in clients:
         client.close()
+
+
+def no_punch(*args: object, **kwargs: object) -> Engine:
+    """An engine that does not start sessions at join (to see a handshake start on demand)."""
+    return Engine(*args, reach=ReachConfig(punch_at_join=False), **kwargs)  # type: ignore[arg-type]
 
 
 def open_app(root: tk.Tk, tmp_path: Path, server: tuple[str, int], nick: str,
@@ -476,11 +484,12 @@ def _next_event(engine: object, kind: type) -> object | None:
 
 def test_whois_fetches_the_key_and_verified_shows_in_the_next_run(root: tk.Tk, tmp_path: Path,
                                                                   server, terminal) -> None:
-    bob = terminal(server.address, "bob")
+    bob = terminal(server.address, "bob", "--no-punch")
     bob.wait_registered(root)
     bob_fingerprint = fingerprint(bytes(identity.load_or_create(tmp_path / "term-bob")
                                         .verify_key))
-    app = open_app(root, tmp_path, server.address, "alice")
+    # without the punch at join (issue 10), which would bring bob's key before anyone asks
+    app = open_app(root, tmp_path, server.address, "alice", engine_factory=no_punch)
     pump(root, lambda: "bob" in app.roster.nicks, WAIT, what="bob in the roster")
     assert app.roster.text_of("bob") == "bob"
     # no message exchanged: the dialog opens at once, the key comes with a handshake

@@ -33,6 +33,7 @@ from client import wiring
 from client.config import (
     default_downloads,
     format_address,
+    lan_default,
     load_json,
     save_json,
     settings_path,
@@ -41,7 +42,7 @@ from client.gui.attention import Attention, title_for
 from client.gui.base import POLL_MS, EventHandlers, Outcome
 from client.gui.chat import DEFAULT_SIZE
 from client.gui.chat_handlers import ChatHandlers
-from client.gui.connect import ConnectFrame
+from client.gui.connect import ConnectFrame, scout_servers
 from client.gui.dialogs import MAX_SIZE, MIN_SIZE
 from client.gui.emoji_art import EmojiArt
 from client.gui.file_handlers import FileHandlers
@@ -117,7 +118,8 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         # one table: each event class -> the handler that shows it
         self._handlers: EventHandlers = {
             **self._chat_events(), **self._roster_events(), **self._file_events(),
-            **self._key_events(), ev.Fatal: self._on_fatal}
+            **self._key_events(), ev.Fatal: self._on_fatal,
+            ev.Notice: lambda e: self.room.view.add_system(e.text)}
         self.menus = []
 
         root_ = self.root
@@ -134,6 +136,8 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         self.connect_frame.recolour(self.colours)
         self.connect_frame.pack(fill="both", expand=True)
         self.connect_frame.focus_first()
+        self._scout = scout_servers(lambda found: self.on_tk_thread(
+            lambda: self.connect_frame.set_servers(found))) if lan_default() else None
         self._build_menu()
         self._poll_id: str | None = root_.after(POLL_MS, self._poll)
 
@@ -218,7 +222,7 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         engine = self.engine = client.engine
         self.transfers = client.transfers
         self.nickname = engine.nickname or self.settings.get("nick")
-        self.server_label = format_address(engine.server)
+        self.server_label = format_address(engine.server) if engine.server else "this network"
         self.server_online = True
         self._save_settings()
         self.connect_frame.set_busy(False)
@@ -333,6 +337,8 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         self.closed = True
         with self._lock:
             self._closing = True
+        if self._scout is not None:
+            self._scout.close()
         self._save_settings()
         engines = [self.engine] if self.engine is not None else []
         self.engine = None

@@ -7,14 +7,34 @@ While connecting, Cancel (or Escape) gives the form back.
 
 from __future__ import annotations
 
+import logging
 import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
-from client.config import DEFAULT_PORT
+from client.config import DEFAULT_PORT, format_address
 from client.gui.theme import Colours, font
+from client.reach.lan import Identity, LanDiscovery
+from client.reach.lancache import LanEvent
+
+log = logging.getLogger(__name__)
 
 SERVER_HINT = f"e.g. 192.168.1.10 or chat.example.org:{DEFAULT_PORT}"
+
+
+def scout_servers(on_found: Callable[[list[str]], None]) -> LanDiscovery | None:
+    """Listen (never announce) for directory servers on this network; ``on_found`` gets the
+    "host:port" list, on the discovery thread, whenever it changes. None if unavailable."""
+
+    def heard(_events: list[LanEvent]) -> None:
+        on_found(sorted(format_address(s.addr) for s in scout.snapshot()[1]))
+
+    try:
+        scout = LanDiscovery(Identity(1, ""), heard, listen_only=True)
+    except OSError as exc:
+        log.info("no LAN discovery on the connect screen: %s", exc)
+        return None
+    return scout.start()
 
 
 class ConnectFrame(ttk.Frame):
@@ -40,7 +60,8 @@ class ConnectFrame(ttk.Frame):
         ttk.Label(box, text="Chat directly with everyone on the server’s list.").grid(
             row=1, column=0, columnspan=2, pady=(0, 20))
         ttk.Label(box, text="Server").grid(row=2, column=0, sticky="w", padx=(0, 12), pady=6)
-        self.server_entry = ttk.Entry(box, textvariable=self.server_var, width=32)
+        # a combobox: the servers heard on this network (set_servers) are one click away
+        self.server_entry = ttk.Combobox(box, textvariable=self.server_var, width=32)
         self.server_entry.grid(row=2, column=1, sticky="ew", pady=6)
         self.hint = ttk.Label(box, text=f"host or host:port (port {DEFAULT_PORT} if omitted)")
         self.hint.grid(row=3, column=1, sticky="w")
@@ -115,6 +136,14 @@ class ConnectFrame(ttk.Frame):
             self.server_entry.configure(foreground=colours.muted)
         if not self.busy and self.error_label.cget("foreground") not in ("", colours.muted):
             self.error_label.configure(foreground=colours.error)
+
+    def set_servers(self, found: list[str]) -> None:
+        """Servers heard on this network (LAN discovery), offered in the server field."""
+        self.server_entry.configure(values=found)
+        if found and not self.server_text().strip():
+            self.server_var.set(found[0])
+        count = f"{len(found)} found on this network; " if found else ""
+        self.hint.configure(text=f"{count}host or host:port (port {DEFAULT_PORT} if omitted)")
 
     def focus_first(self) -> None:
         target = self.nick_entry if self.server_text() and not self.nick_var.get() \

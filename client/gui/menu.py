@@ -17,6 +17,7 @@ from client.gui.dialogs import (
     TextDialog,
     help_parts,
 )
+from client.gui.netcheck import NetcheckDialog
 from client.gui.theme import colour_menu
 
 
@@ -45,6 +46,7 @@ class MenuAndKeys(Window):
                  lambda: self._with_selected(self.open_private)),
                 ("Who is this?", "", lambda: self._with_selected(self.show_whois)),
                 ("Send file…", "", self._send_file_current),
+                ("Network check…", "", lambda: NetcheckDialog(self)),
                 ("Insert emoji…", "Ctrl+E", self._picker_current),
                 ("Next tab", "Ctrl+Tab", lambda: self.cycle_tab(1)),
                 ("Close tab", "Ctrl+W", self.close_tab),

@@ -15,7 +15,7 @@ from typing import Any
 
 from client import events as ev
 from client import wiring
-from client.config import format_address, parse_server
+from client.config import format_address, lan_default, parse_server
 from client.gui.base import Outcome, Window
 from client.wording import check_nickname, describe_error
 
@@ -38,13 +38,14 @@ class SessionHandlers(Window):
 
     # --- connecting ----------------------------------------------------------------------------
     def connect(self, server_text: str, nick_text: str) -> None:
-        try:
-            server = parse_server(server_text)
+        try:  # an empty server field with LAN discovery on: find one, else LAN mode
+            server = parse_server(server_text) if server_text.strip() or not lan_default() \
+                else None
             nick = check_nickname(nick_text)
         except ValueError as exc:
             self.connect_frame.show_error(str(exc))
             return
-        label = format_address(server)
+        label = format_address(server) if server is not None else "this network"
         self.connect_frame.set_busy(True, f"Connecting to {label}…")
         self.settings.update(server=server_text.strip(), nick=nick)
         with self._lock:
@@ -53,7 +54,7 @@ class SessionHandlers(Window):
         threading.Thread(target=self._connect_worker, args=(server, nick, label, attempt),
                          name="gui-connect", daemon=True).start()
 
-    def _connect_worker(self, server: tuple[str, int], nick: str, label: str,
+    def _connect_worker(self, server: tuple[str, int] | None, nick: str, label: str,
                         attempt: int) -> None:
         # runs off the main thread: no Tk here, only the results queue
         self._wait_for_closers()   # our own QUIT first, or the server still holds our nickname
@@ -61,7 +62,8 @@ class SessionHandlers(Window):
         try:
             client = wiring.open_client(server, nick, config_dir=self.config_dir,
                                         downloads=self.downloads,
-                                        timeout=self._connect_timeout, **options)
+                                        timeout=self._connect_timeout, lan=lan_default(),
+                                        **options)
         except Exception as exc:
             log.info("connecting to %s as %s failed: %r", label, nick, exc)
             with self._lock:

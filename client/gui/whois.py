@@ -138,6 +138,8 @@ class WhoisDialog:
         else:
             self.state_var.set("Not verified. Ask them to read their fingerprint aloud (in "
                                "person or by phone); if it matches, mark it as verified.")
+        if whois is not None and whois.path is not None:  # LAN / direct through NAT / none yet
+            self.state_var.set(f"{self.state_var.get()}\nPath: {whois.path}")
         verified = whois is not None and whois.verified and not whois.key_changed
         self.verify_button.configure(state="disabled" if verified or not fingerprint
                                      else "normal")

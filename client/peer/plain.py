@@ -37,31 +37,37 @@ class PlainTransport:
             return
         self._outgoing.append((peer, _HEADER + frame))
 
-    def unwrap(self, peer: str, datagram: bytes, now: float) -> None:
-        """Take the frame out of a PLAIN datagram from ``peer``; anything else is dropped."""
+    def unwrap(self, peer: str, datagram: bytes, now: float) -> bool:
+        """Take the frame out of a PLAIN datagram from ``peer``; anything else is dropped.
+        True when a frame was taken (nothing is authenticated here: the best there is)."""
         if HEADER_LEN < len(datagram) <= HEADER_LEN + MAX_FRAME and \
                 datagram[:HEADER_LEN] == _HEADER and len(self._frames) < MAX_PENDING:
             self._frames.append((peer, datagram[HEADER_LEN:]))  # the usual case, checked as below
-            return
+            return True
         try:
             kind, body = parse_envelope(datagram)
         except ProtocolError as exc:
             self.counters["malformed"] += 1
             log.debug("dropped bad datagram from %s: %s", peer, exc)
-            return
+            return False
         if kind != PLAIN:
             # a peer that speaks the encrypted protocol: we have no session to offer
             self.counters["not_plain"] += 1
             log.debug("dropped non-PLAIN datagram (kind %#x) from %s", kind, peer)
-            return
+            return False
         if not body or len(body) > MAX_FRAME:
             self.counters["malformed"] += 1
             log.debug("dropped PLAIN datagram with a %d-byte frame from %s", len(body), peer)
-            return
+            return False
         if len(self._frames) >= MAX_PENDING:
             self.counters["dropped_incoming"] += 1
-            return
+            return False
         self._frames.append((peer, body))
+        return True
+
+    def seal(self, peer: str, frame: bytes) -> bytes | None:
+        """One PLAIN datagram carrying ``frame`` (for a probe to one address)."""
+        return _HEADER + frame
 
     def on_timer(self, now: float) -> None:
         """Nothing is timed without a handshake."""

@@ -234,21 +234,23 @@ class SecureTransport:
         if st.initiator is None and st.half_open is None:
             self._start_handshake(peer, st, now)
 
-    def unwrap(self, peer: str, datagram: bytes, now: float) -> None:
-        """A datagram from ``peer``'s roster address. Never raises; bad input is counted."""
+    def unwrap(self, peer: str, datagram: bytes, now: float) -> bool:
+        """A datagram from one of ``peer``'s candidate addresses. Never raises; bad input is
+        counted. True when it authenticated (a SEALED datagram that opened, or the handshake
+        step that proved the peer's key): the path manager may then trust its source."""
         try:
             if len(datagram) < 3 or datagram[0] != MAGIC or datagram[1] != VERSION:
                 self._drop("bad envelope", peer)
-                return
+                return False
             kind = datagram[2]
             if kind == SEALED:  # first: all traffic after the handshake
-                self._on_sealed(peer, datagram, now)
-            elif kind == HS_INIT:
+                return self._on_sealed(peer, datagram, now)
+            if kind == HS_INIT:
                 self._on_init(peer, datagram, now)
             elif kind == HS_RESP:
-                self._on_resp(peer, datagram, now)
+                return self._on_resp(peer, datagram, now)
             elif kind == HS_FINISH:
-                self._on_finish(peer, datagram, now)
+                return self._on_finish(peer, datagram, now)
             else:
                 self._drop("unexpected kind", peer)
         except ProtocolError as exc:
@@ -258,6 +260,15 @@ class SecureTransport:
             n = self.stats["internal error"]
             if n & (n - 1) == 0:
                 log.exception("internal error handling a datagram from %s (%d so far)", peer, n)
+        return False
+
+    def seal(self, peer: str, frame: bytes) -> bytes | None:
+        """One datagram carrying ``frame`` on the live session with ``peer`` (not queued, for
+        the path manager's probes to one address), or None without a session."""
+        s = self._session(peer)
+        if s is None or s.send_ctr > MAX_COUNTER:
+            return None
+        return self._seal(s, frame)
 
     def on_timer(self, now: float) -> None:
         self._trust.on_timer(now)
@@ -377,6 +388,10 @@ class SecureTransport:
         refusal = st.refuse_init(msg)
         if refusal is not None:
             self._drop(refusal, peer)
+            if st.initiator is not None and refusal.startswith("simultaneous"):
+                # they have not seen ours (a router dropped it before theirs opened the way
+                # back: coordinated punching): ours again now, not at our next timeout
+                self._out.append((peer, st.initiator.datagram))
             return
         ini = st.initiator
         if ho is None and len(self._half_open) >= self.max_half_open:
@@ -396,50 +411,52 @@ class SecureTransport:
         self._timed.add(peer)
         self._out.append((peer, half_open.resp))
 
-    def _on_resp(self, peer: str, datagram: bytes, now: float) -> None:
+    def _on_resp(self, peer: str, datagram: bytes, now: float) -> bool:
         msg = sw.decode_handshake(datagram)
         assert isinstance(msg, sw.HsResp)
         st = self._peers.get(peer)
         ini = st.initiator if st is not None else None
         if st is None or ini is None or ini.hs_id != msg.hs_id:
             self._drop("unexpected HS_RESP", peer)
-            return
+            return False
         session = self._hs.complete(peer, ini, msg)
         if session is None or session.finish is None:
-            return
+            return False
         session.rto = self.RTO_INITIAL
         session.next_send = now + session.rto
         session.deadline = now + self.handshake_timeout
         st.initiator = None
         self._out.append((peer, session.finish))
         self._install(peer, st, session, now)
+        return True
 
-    def _on_finish(self, peer: str, datagram: bytes, now: float) -> None:
+    def _on_finish(self, peer: str, datagram: bytes, now: float) -> bool:
         msg = sw.decode_handshake(datagram)
         assert isinstance(msg, sw.HsFinish)
         st = self._peers.get(peer)
         if st is None:
             self._drop("unexpected HS_FINISH", peer)
             self._peer_lost_us(peer, st, now)
-            return
+            return False
         s = st.session
         if s is not None and not s.initiator and s.hs_id == msg.hs_id:
             self._out.append((peer, self._seal(s, b"")))  # our confirmation was lost: again
-            return
+            return False
         ho = st.half_open
         if ho is None or ho.hs_id != msg.hs_id:
             self._drop("unexpected HS_FINISH", peer)
             self._peer_lost_us(peer, st, now)
-            return
+            return False
         session = self._hs.accept(peer, ho, msg)
         if session is None:
-            return
+            return False
         st.half_open = None
         self._half_open.discard(peer)
         self._install(peer, st, session, now)
         self._out.append((peer, self._seal(session, b"")))
         for early in ho.early:
             self._on_sealed(peer, early, now)
+        return True
 
     def _install(self, peer: str, st: _Peer, session: Session, now: float) -> None:
         """A handshake completed: check the pin, replace any old session, flush the queue."""
@@ -461,15 +478,15 @@ class SecureTransport:
 
     # ---- sealed datagrams -------------------------------------------------------------------
 
-    def _on_sealed(self, peer: str, datagram: bytes, now: float) -> None:
+    def _on_sealed(self, peer: str, datagram: bytes, now: float) -> bool:
         if not MIN_SEALED_LEN <= len(datagram) <= MAX_SEALED_LEN:
             self._drop("bad SEALED length", peer)
-            return
+            return False
         st = self._peers.get(peer)
         s = st.session if st is not None else None
         if s is None or datagram[SESSION_ID_SLICE] != s.sid:
             self._unknown_session(peer, st, datagram, now)
-            return
+            return False
         frame = self._open(peer, s, datagram)
         if frame is not None:
             if not s.confirmed:
@@ -477,6 +494,8 @@ class SecureTransport:
                 st.wanted = False
             if frame:
                 self._frames.append((peer, frame))
+            return True
+        return False
 
     def _unknown_session(self, peer: str, st: _Peer | None, datagram: bytes, now: float) -> None:
         if st is not None and st.half_open is not None:

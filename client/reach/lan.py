@@ -72,8 +72,9 @@ class LanDiscovery:
     def __init__(self, me: Identity, deliver: Callable[[list[LanEvent]], None], *,
                  port: int = DEFAULT_PORT, interval: float = 5.0,
                  limits: CacheLimits | None = None, group: str = MCAST_GROUP,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, listen_only: bool = False) -> None:
         self.me = me
+        self.listen_only = listen_only  # hear servers and peers, never announce (connect screen)
         self.deliver = deliver
         self.port = port
         self.group = group
@@ -166,7 +167,7 @@ class LanDiscovery:
                 self._refresh_interfaces()
                 next_scan = now + REFRESH_INTERFACES
             query = self.announcer.poll(now)
-            if query is not None:
+            if query is not None and not self.listen_only:
                 self._announce(query)
             with self._lock:
                 events = self.cache.expire(now)

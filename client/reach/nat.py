@@ -30,7 +30,10 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from models.errors import ProtocolError
+from models.reach_wire import format_here, parse_here
+
+__all__ = ["NatWatch", "NetCheck", "Reach", "behind_nat", "format_here", "looks_private",
+           "pad_for_reply", "parse_here"]
 
 Addr = tuple[str, int]
 PAD_TO = 64
@@ -52,34 +55,6 @@ class NetCheck:
     lan_peers: tuple[str, ...]       # nicknames heard on the LAN
     servers: tuple[Addr, ...]        # directory servers heard on the LAN
     unsolicited: Reach
-
-
-def _bad(text: str) -> ProtocolError:
-    return ProtocolError("BAD_HERE", text)
-
-
-def parse_here(args: str) -> Addr:
-    """``"ip port"`` (the arguments of ``HERE``) -> ``(ip, port)``; ``ProtocolError`` else."""
-    parts = args.split(" ")
-    if len(parts) != 2 or len(args) > 60:
-        raise _bad("HERE wants: ip port")
-    ip_text, port_text = parts
-    if not port_text.isascii() or not port_text.isdigit() or port_text.startswith("0"):
-        raise _bad("bad port")
-    port = int(port_text)
-    if port > 65535:
-        raise _bad("bad port")
-    try:
-        ip = ipaddress.ip_address(ip_text)
-    except ValueError:
-        raise _bad("bad address") from None
-    if str(ip) != ip_text:
-        raise _bad("address not in canonical form")
-    return ip_text, port
-
-
-def format_here(addr: Addr) -> str:
-    return f"{ipaddress.ip_address(addr[0])} {addr[1]}"
 
 
 def pad_for_reply(request: str) -> str:

@@ -262,6 +262,17 @@ class PathManager:
         c.next_probe = None
         self._consider(peer, p, c, now)
 
+    def heard_on_path(self, peer: str, now: float, *, user: bool = True) -> None:
+        """``heard`` for a datagram from the peer's chosen path (the hot path: no RTT sample,
+        no path choice to make). The caller knows the address is the chosen one."""
+        p = self._peers.get(peer)
+        if p is None:
+            return
+        p.last_heard = now
+        p.awaiting_since = None
+        if user:
+            p.last_user = now
+
     def sent(self, peer: str, now: float) -> None:
         """We sent ``peer`` a datagram it must answer (on its chosen path)."""
         p = self._peers.get(peer)
@@ -286,8 +297,11 @@ class PathManager:
     def poll(self, now: float) -> Step:
         for peer, p in self._peers.items():
             self._check_dead(peer, p, now)
-            self._due_upgrade(p, now)
             self._due_probes(peer, p, now)
+            # after the probes: one that just gave up makes a better candidate "silent" now,
+            # and the probes an upgrade starts go out in this same poll
+            if self._due_upgrade(p, now):
+                self._due_probes(peer, p, now)
             self._due_keepalive(peer, p, now)
         out, self._out = self._out, Step()
         return out
@@ -417,10 +431,11 @@ class PathManager:
             return None  # not talking any more: the path we have will do
         return p.next_upgrade
 
-    def _due_upgrade(self, p: _Peer, now: float) -> None:
+    def _due_upgrade(self, p: _Peer, now: float) -> bool:
         at = self._upgrade_at(p)
         if at is None or at > now:
-            return
+            return False
         for c in self._silent_better(p):
             c.start(now, self.cfg)
         p.next_upgrade = now + self.cfg.upgrade_interval
+        return True

@@ -226,6 +226,18 @@ class ServerChannel:
             for _ in range(2):
                 self._send(wire.Quit(self.keyword, self.nickname))
 
+    def extension_datagram(self, body: bytes) -> bytes:
+        """One of our extension requests (``client/reachlink``: WHERE?, PROBE?, NUDGE; ``body``
+        = ``COMMAND args``) framed with our keyword, MACed like a PING while the MAC extension
+        is in use."""
+        auth = self._auth
+        if auth is None or not auth.active:
+            return b"%s %d %s" % (self.keyword.encode("ascii"), len(body), body)
+        data = auth.seal_body(self.keyword, body)
+        if auth.counter - self._saved_counter >= SAVE_EVERY:
+            self._save_session()
+        return data
+
     def mac_state(self) -> tuple[str, int] | None:
         """What the saved session keeps of the MAC extension: (key, counter), or None."""
         return None if self._auth is None else self._auth.saved()
