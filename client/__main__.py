@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-dir", type=Path, default=None,
                    help="where the identity key, pins and session live "
                         "(default: the per-user config directory, or $OPENLCHAT_CONFIG_DIR)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where chat history lives (default: $OPENLCHAT_DATA_DIR, else the "
+                        "--config-dir if given, else the per-user data directory)")
     p.add_argument("--headless", action="store_true",
                    help="terminal client on stdin/stdout instead of the window")
     p.add_argument("--bind", default="0.0.0.0", metavar="ADDR",
@@ -172,6 +175,7 @@ def open_windowless(args: argparse.Namespace, stderr: TextIO) -> Client | int:
     downloads = None if args.no_files else (args.downloads or default_downloads())
     try:
         return wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
+                                  data_dir=args.data_dir,
                                   downloads=downloads, bind=(args.bind, args.port),
                                   deadline=args.deadline, lan=lan_wanted(args),
                                   lan_port=args.lan_port, punch=not args.no_punch,

@@ -5,6 +5,8 @@ Everything lives in the user's per-OS config directory (``platformdirs``): on Wi
 ``%APPDATA%\\OpenLChat`` (the roaming profile, so keys follow the user), on Linux
 ``$XDG_CONFIG_HOME/OpenLChat`` (``~/.config/OpenLChat``).
 ``OPENLCHAT_CONFIG_DIR`` overrides it, which tests use to keep each client apart.
+Chat history lives in the per-OS *data* directory (``data_dir``; ``OPENLCHAT_DATA_DIR``
+overrides it): on Windows ``%LOCALAPPDATA%\\OpenLChat``, on Linux ``~/.local/share/OpenLChat``.
 """
 
 from __future__ import annotations
@@ -74,6 +76,22 @@ def config_dir(override: Path | None = None) -> Path:
         path = Path(os.environ["OPENLCHAT_CONFIG_DIR"])
     else:
         path = Path(platformdirs.user_config_dir(APP_NAME, appauthor=False, roaming=True))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir(override: Path | None = None, *, beside: Path | None = None) -> Path:
+    """The directory for this user's chat history, created if missing (not roaming: it can
+    grow large). ``beside``: an explicit config directory, used when neither ``override`` nor
+    ``OPENLCHAT_DATA_DIR`` is given (clients run with their own config dir keep apart)."""
+    if override is not None:
+        path = Path(override)
+    elif os.environ.get("OPENLCHAT_DATA_DIR"):
+        path = Path(os.environ["OPENLCHAT_DATA_DIR"])
+    elif beside is not None:
+        path = Path(beside)
+    else:
+        path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
 

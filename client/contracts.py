@@ -60,6 +60,13 @@ class Transport(Protocol):
 
     def mark_verified(self, peer: str) -> bool: ...
 
+    def identity_key(self, peer: str) -> bytes | None:
+        """The Ed25519 identity key ``peer`` proved in the live session, else its pin (chat
+        lines are checked against it); None when unknown or without crypto."""
+
+    def rename(self, nickname: str) -> None:
+        """Our own nickname changed: the next handshakes bind the new one."""
+
     def close(self) -> None:
         """Flush anything still to be saved (pins); the engine calls it when it stops."""
 

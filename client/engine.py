@@ -11,7 +11,9 @@ loops on ``select`` with the earliest deadline as timeout:
   and its IO half (``link``: TCP re-registration in a worker thread), the saved session;
 - ``client.peerlink``: Messenger and transport (``client.contracts.Transport``) pumped together,
   their events for the face and the file layer (``client.contracts.FileService``);
-- ``client.bridge``: callers' commands in (call, post) and events out (``Outbox``).
+- ``client.bridge``: callers' commands in (call, post) and events out (``Outbox``);
+- ``client.chatlink``: ``engine.chat`` (the ``ChatApi`` faces drive: channels, history, the
+  outbox of messages that wait) and its glue to ``client.chat``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from client import config
 from client import events as ev
 from client.bridge import Bridge, Outbox
+from client.chatlink import ChatLink, ChatParts
 from client.contracts import FileService, Transport
 from client.errors import (
     EngineClosed,
@@ -89,15 +92,17 @@ def _make_transport(keys: Any, nickname: str, now: float) -> Transport:
 
 class Engine(IdentityCalls):
     def __init__(self, server: tuple[str, int] | None, nickname: str, *,
-                 config_dir: pathlib.Path | None = None,
+                 config_dir: pathlib.Path | None = None, data_dir: pathlib.Path | None = None,
                  bind: tuple[str, int] = ("0.0.0.0", 0), encrypted: bool = True,
                  notify: Callable[[], None] | None = None, deadline: float = 10.0,
-                 reach: ReachConfig | None = None) -> None:
+                 reach: ReachConfig | None = None, chat: bool = True) -> None:
         self.server = None if server is None else (server[0], int(server[1]))
         self.nickname = nickname
         self._outbox = Outbox(notify)
         self.events: queue.Queue[ev.Event] = self._outbox.queue
         self.files: FileService | None = None  # attached by whoever wires file transfer in
+        # the ChatApi every face drives; chat=False: today's room and private messages only
+        self.chat = ChatLink(self, data_dir, config_dir, enabled=chat)
         # called in the engine thread as (peer, msg_id) when a peer acknowledged a whole
         # message; for tools (the benchmark), never blocking
         self.on_acked: Callable[[str, int], None] | None = None
@@ -168,6 +173,10 @@ class Engine(IdentityCalls):
         else:
             self._emit(ev.Notice(no_server_text(self.server)))
         self._emit(ev.Registered(self.nickname, self._roster_view))
+        self.chat.attach(ChatParts(self._roster, self._transport, lambda: self._server,
+                                   lambda: self._session,
+                                   self._send, self._call, self._emit, self._adopted,
+                                   keys and keys[0]), now)
         self._bridge.thread = threading.Thread(target=self._run, name=f"engine-{self.nickname}",
                                                daemon=True)
         self._bridge.thread.start()
@@ -353,7 +362,7 @@ class Engine(IdentityCalls):
         self._peers = PeerLink(messenger, transport, self._roster,
                                send_datagrams=self._send_datagrams, emit=self._emit,
                                with_files=self._with_files,
-                               on_path_frame=self._reach.on_path_frame)
+                               on_path_frame=self._reach.on_path_frame, chat=self.chat)
         self._router = Router(self._udp, self._reach, transport, None, self.stats)
 
     # ------------------------------------------------------------------ engine thread
@@ -388,6 +397,7 @@ class Engine(IdentityCalls):
         finally:
             self._closing = True
             self._close_transport()
+            self.chat.close()
             bridge.drop_queued()
 
     def _close_transport(self) -> None:
@@ -400,7 +410,8 @@ class Engine(IdentityCalls):
         files = self._next_files_tick if self.files is not None else None
         server = self._channel.next_deadline() if self._channel else self._seeker.next_deadline(now)
         self._due = min((d for d in (server, self._peers.next_deadline(),
-                                     self._reach.next_deadline(), files) if d is not None),
+                                     self._reach.next_deadline(), self.chat.next_deadline(),
+                                     files) if d is not None),
                         default=now + 1.0)
         return min(max(0.0, self._due - now), 1.0)
 
@@ -413,6 +424,7 @@ class Engine(IdentityCalls):
             self._server.on_timer(now)
         else:
             self._seeker.poll(now, lambda go: self._bridge.post(go, lambda: None), self._attach)
+        self.chat.on_timer(now)
         if self.files is not None and now >= self._next_files_tick:
             self._next_files_tick = now + FILES_TICK
             self._with_files(lambda files: files.tick(now))
@@ -430,6 +442,8 @@ class Engine(IdentityCalls):
             self._reach.server_changed(not isinstance(event, ev.ServerLost), now)
         if not isinstance(event, SaveSession):
             self._emit(event)
+        if isinstance(event, ev.ServerBack):
+            self.chat.server_back(now)
 
     def _send_quit(self, now: float) -> None:
         if self._server is not None:
@@ -451,6 +465,7 @@ class Engine(IdentityCalls):
             self._reach.on_roster(changes, now)  # first: the candidates a handshake goes to
             self._peers.apply(changes, now)
             self._roster_view = tuple(self._roster.nicknames())
+            self.chat.on_roster(changes, now)
 
     def _with_files(self, fn: Callable[[FileService], object]) -> None:
         """Hand something to the file layer, if wired in; its failure is logged, not ours."""
@@ -463,4 +478,4 @@ class Engine(IdentityCalls):
             log.exception("file transfer call failed")
 
     def _emit(self, event: ev.Event) -> None:
-        self._outbox.put(event)
+        self._outbox.put(self.chat.label(event))

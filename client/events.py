@@ -1,9 +1,15 @@
-"""What the engine tells a UI. Plain frozen dataclasses, put on ``Engine.events`` in order."""
+"""What the engine tells a UI. Plain frozen dataclasses, put on ``Engine.events`` in order.
+
+Chat events (channels, history, the outbox) are ``client.chat.events.ChatEvent``; they travel on
+the same queue.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from client.chat.events import ChatEvent
 
 
 @dataclass(frozen=True)
@@ -31,11 +37,13 @@ class PrivateMessage:
 @dataclass(frozen=True)
 class Joined:
     nickname: str
+    rename: bool = False  # the second half of a rename the peer announced (chat ``Renamed``)
 
 
 @dataclass(frozen=True)
 class Left:
     nickname: str
+    rename: bool = False  # the first half of a rename: the terminal prints no line
 
 
 @dataclass(frozen=True)
@@ -137,5 +145,5 @@ class Whois:
 Event = (
     Registered | RoomMessage | PrivateMessage | Joined | Left | NotDelivered | ServerLost
     | ServerBack | Reregistered | KeyChanged | PeerUnreachable | FileOffered | FileProgress
-    | FileDone | FileFailed | Fatal | Notice
+    | FileDone | FileFailed | Fatal | Notice | ChatEvent
 )

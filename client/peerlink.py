@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from client import events as ev
 from client.contracts import FileService, Transport
@@ -34,6 +34,14 @@ PATH_FRAME_MIN = 0x10  # Messenger frames are 0x01..0x03; 0x10, 0x11 are path pr
 WhoisCallback = Callable[[ev.Whois | None], None]
 
 
+class ChatSink(Protocol):
+    """Where chat control payloads (``b"C"``) go: ``client.chatlink.ChatLink``."""
+
+    def on_control(self, peer: str, payload: bytes, now: float) -> None: ...
+
+    def on_undelivered(self, peer: str, payload: bytes, now: float) -> None: ...
+
+
 def answer(on_result: Callable[[Any], None], info: Any) -> None:
     """Hand a result to a caller's callback; a UI's bug must not stop the engine."""
     try:
@@ -47,7 +55,8 @@ class PeerLink:
                  send_datagrams: Callable[[list[tuple[str, bytes]]], None],
                  emit: Callable[[ev.Event], None],
                  with_files: Callable[[Callable[[FileService], object]], None],
-                 on_path_frame: Callable[[str, bytes, float], None] | None = None) -> None:
+                 on_path_frame: Callable[[str, bytes, float], None] | None = None,
+                 chat: ChatSink | None = None) -> None:
         self.messenger = messenger
         # frames of the path manager (types >= PATH_FRAME_MIN, client.reachlink): not messages
         self._on_path_frame = on_path_frame
@@ -56,6 +65,7 @@ class PeerLink:
         self._send_datagrams = send_datagrams
         self._emit = emit
         self._with_files = with_files
+        self._chat = chat
         self._closed = False
         # fetch_identity callers waiting for a handshake: (deadline, peer, callback)
         self._waiters: list[tuple[float, str, WhoisCallback]] = []
@@ -138,7 +148,7 @@ class PeerLink:
                         if on_acked is not None:
                             on_acked(event.peer, event.msg_id)
                     else:
-                        self._on_messenger_event(event)
+                        self._on_messenger_event(event, now)
             if not moved:
                 return
 
@@ -154,11 +164,13 @@ class PeerLink:
             self.update_verified(nick, now)  # before the UI hears of the join
             self._emit(ev.Joined(nick))
 
-    def _on_messenger_event(self, event: object) -> None:
+    def _on_messenger_event(self, event: object, now: float) -> None:
         if isinstance(event, Delivered):
             if event.kind == KIND_CONTROL:
                 if event.payload[:1] == b"F":
                     self._with_files(lambda files: files.on_control(event.peer, event.payload))
+                elif event.payload[:1] == b"C" and self._chat is not None:
+                    self._chat.on_control(event.peer, event.payload, now)
                 return
             if event.kind not in (KIND_ROOM, KIND_PRIVATE):
                 return
@@ -168,7 +180,11 @@ class PeerLink:
                            self.transport.warning_for(event.peer)))
         elif isinstance(event, Undelivered):
             if event.kind == KIND_CONTROL:
-                self._with_files(lambda files: files.on_undelivered(event.peer, event.payload))
+                if event.payload[:1] == b"C" and self._chat is not None:
+                    self._chat.on_undelivered(event.peer, event.payload, now)
+                else:
+                    self._with_files(lambda files: files.on_undelivered(event.peer,
+                                                                        event.payload))
                 return
             self._emit(ev.NotDelivered(event.peer, event.payload.decode("utf-8", "replace"),
                                        event.msg_id, private=event.kind == KIND_PRIVATE))

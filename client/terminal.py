@@ -1,14 +1,12 @@
 """The terminal face: ``python -m client --headless --server HOST[:PORT] --nick NICK``.
 
-Input (one line each):
-  ``text``             a room message          ``/msg NICK text``   a private message
-  ``/who``             who is online           ``/whois NICK``      fingerprint, verified?
-  ``/verify NICK``     remember NICK's key as checked                ``/quit`` or end of input
-  ``/send NICK PATH``  offer a file     ``/accept ID``, ``/decline ID``, ``/cancel ID``  (files)
-  A typed line may carry line breaks as ``\\n`` (and a backslash as ``\\\\``); a line starting
-  with ``//`` sends the rest starting with one ``/``.
+Input, one line each: plain text goes to the current channel (``#room`` at start); every slash
+command comes from the one command table (``client.chat.commands``; ``/help`` lists them).
+A typed text may carry line breaks as ``\\n`` (and a backslash as ``\\\\``); a line starting
+with ``//`` sends the rest starting with one ``/``. End of input is ``/quit``.
 
-Output, one line per event, flushed at once (scripts and tests depend on these forms)::
+Output, one line per event, flushed at once (scripts and tests depend on these forms); chat
+lines are ``client.chat.lines`` (the table of issue 11), the others are::
 
   <alice> hello                      -!- bob joined / -!- bob left
   *alice* hello                      -!- not delivered to bob: hello
@@ -22,46 +20,35 @@ always recognisable).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import queue
 import threading
-from collections.abc import Callable
-from pathlib import Path
 from typing import TextIO
 
 from client import events as ev
-from client.config import format_address
-from client.engine import Engine, MessageTooLarge, UnknownPeer
+from client.chat import commands, lines
+from client.chat import events as cev
+from client.chat.lines import render_text
+from client.engine import Engine
 from client.wording import human_size
 
 log = logging.getLogger(__name__)
 
-INDENT = "  "
 LEAVE_GRACE = 2.0  # seconds to let the last messages be acknowledged before QUIT
-WHOIS_WAIT = 1.5  # seconds /whois waits for a handshake to bring a peer's key
-# (command, what it does): /help, ``--help`` and the README list the same
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("text", "say something to the room"),
-    ("/msg NICK text", "a private message to NICK"),
-    ("/who", "who is online"),
-    ("/whois NICK", "NICK's key fingerprint, to compare aloud; verified or not; the path"),
-    ("/verify NICK", "remember NICK's key as checked"),
-    ("/netcheck", "how reachable we are: public address, NAT, LAN peers and servers"),
-    ("/send NICK PATH", "offer a file to NICK"),
-    ("/accept ID, /decline ID", "answer file offer #ID"),
-    ("/cancel ID", "stop file transfer #ID"),
-    ("/help", "this list"),
-    ("/quit", "leave (so does the end of input, Ctrl+D; Ctrl+Z Enter on Windows)"),
-)
-HELP = ("commands: /msg NICK text, /who, /whois NICK, /verify NICK, /netcheck, /send NICK PATH, "
-        "/accept ID, /decline ID, /cancel ID, /quit; type \\n for a line break")
+ESCAPED = ("say", "msg", "me")  # commands whose text takes the \\n escape
+TRANSFER_COMMANDS = ("accept", "decline", "cancel")
+# (command, what it does), from the one command table: /help, ``--help`` and the README
+COMMANDS: tuple[tuple[str, str], ...] = tuple(commands.command_rows())
 
 
 def command_list() -> str:
-    """The commands, one a line (``python -m client --help`` shows it)."""
+    """The commands, one a line (``python -m client --help`` and ``/help`` show it)."""
     width = max(len(c) for c, _ in COMMANDS) + 2
-    lines = [f"  {c:<{width}}{what}" for c, what in COMMANDS]
-    return "\n".join([*lines, "  A line may carry line breaks as \\n; start it with // to "
-                       "send a leading /."])
+    rows = [f"  {c:<{width}}{what}" for c, what in COMMANDS]
+    return "\n".join([*rows, "  A line may carry line breaks as \\n; start it with // to "
+                      "send a leading /. /quit or the end of input (Ctrl+D; Ctrl+Z Enter on "
+                      "Windows) leaves."])
 
 
 def unescape(line: str) -> str:
@@ -79,23 +66,19 @@ def unescape(line: str) -> str:
     return "".join(out)
 
 
-def render_text(prefix: str, text: str) -> str:
-    lines = text.split("\n")
-    return "\n".join([prefix + lines[0], *(INDENT + rest for rest in lines[1:])])
-
-
 def format_event(event: object) -> str | None:
     """The output line(s) for one engine event, or None for events the terminal skips."""
+    if isinstance(event, cev.ChatEvent):
+        return lines.format_chat_event(event)
     if isinstance(event, ev.RoomMessage):
         out = render_text(f"<{event.sender}> ", event.text)
         return _warn(event.sender, event.warning) + out
     if isinstance(event, ev.PrivateMessage):
         out = render_text(f"*{event.sender}* ", event.text)
         return _warn(event.sender, event.warning) + out
-    if isinstance(event, ev.Joined):
-        return f"-!- {event.nickname} joined"
-    if isinstance(event, ev.Left):
-        return f"-!- {event.nickname} left"
+    if isinstance(event, ev.Joined | ev.Left):  # half of a rename: "is now known as" says it
+        what = "joined" if isinstance(event, ev.Joined) else "left"
+        return None if event.rename else f"-!- {event.nickname} {what}"
     if isinstance(event, ev.NotDelivered):
         return render_text(f"-!- not delivered to {event.nickname}: ", event.text)
     if isinstance(event, ev.ServerLost):
@@ -156,10 +139,6 @@ class Terminal:
         self.stdout = stdout
         self._out_lock = threading.Lock()
         self._stop = threading.Event()
-        # the commands that answer a file offer, each the engine method it calls
-        self._answers: dict[str, Callable[[int], None]] = {
-            "/accept": engine.accept_file, "/decline": engine.decline_file,
-            "/cancel": engine.cancel_file}
         # transfer ids this terminal has heard of and that are not over (printer thread adds,
         # removes): "/accept 99" for an id never seen says so instead of nothing
         self._live: set[int] = set()
@@ -191,131 +170,34 @@ class Terminal:
         return 0
 
     def handle(self, line: str) -> bool:
-        """One input line; False means quit."""
-        if not line.strip():
+        """One input line, through the command table; False means quit."""
+        parsed = commands.parse(line)
+        if parsed is None:
             return True
-        if line.startswith("//"):
-            return self._say(line[1:])
-        if not line.startswith("/"):
-            return self._say(line)
-        command, _, rest = line.partition(" ")
-        command = command.lower()
-        if command == "/quit":
-            return False
-        if command == "/msg":
-            nick, _, text = rest.strip(" ").partition(" ")
-            if not nick or not text:
-                self.write("-!- usage: /msg NICK text")
-                return True
-            self._guard(lambda: self.engine.send_private(nick, unescape(text)))
-        elif command == "/who":
-            names = sorted([self.engine.nickname, *self.engine.roster()], key=str.casefold)
-            self.write(f"-!- online ({len(names)}): {', '.join(names)}")
-        elif command == "/whois":
-            self._whois(rest.strip())
-        elif command == "/verify":
-            self._verify(rest.strip())
-        elif command == "/netcheck":
-            try:
-                for text in self.engine.netcheck():
-                    self.write(f"-!- {text}")
-            except RuntimeError as exc:
-                self.write(f"-!- netcheck failed: {exc}")
-        elif command == "/send":
-            nick, _, path = rest.strip(" ").partition(" ")
-            if not nick or not path:
-                self.write("-!- usage: /send NICK PATH")
-            else:
-                self._files(lambda: self._offer(nick, path))
-        elif command in self._answers:
-            tid = rest.strip()
-            if not tid.isdigit():
-                self.write(f"-!- usage: {command} ID")
-            else:
-                answer = self._answers[command]
-                if int(tid) not in self._live:
-                    self.write(f"-!- no transfer {int(tid)}")
-                else:
-                    self._files(lambda: answer(int(tid)))
-        elif command == "/help":
+        if isinstance(parsed, commands.UsageError):
+            self.write(lines.format_notice(parsed.text))
+            return True
+        name = parsed.spec.name
+        if name == "help" and not parsed.args.text.strip():
             self.write("-!- commands:\n" + command_list())
-        else:
-            self.write(f"-!- unknown command {command}; {HELP}")
-        return True
-
-    def _say(self, text: str) -> bool:
-        self._guard(lambda: self.engine.send_room(unescape(text)))
-        return True
-
-    def _guard(self, send) -> None:  # type: ignore[no-untyped-def]
-        try:
-            send()
-        except MessageTooLarge as exc:
-            self.write(f"-!- message too long, not sent: {exc}")
-        except UnknownPeer as exc:
-            self.write(f"-!- no such nick: {exc}")
-        except RuntimeError as exc:
-            self.write(f"-!- not sent: {exc}")
-
-    def _offer(self, nick: str, path: str) -> None:
-        peer = self.engine.resolve(nick)
-        if peer is None:
-            self.write(f"-!- no such nick: {nick}")
-            return
-        ids = self.engine.offer_files(peer, [Path(path).expanduser()])
-        self._live.update(ids)
-        self.write(f"-!- offered {path} to {peer} as #{', #'.join(map(str, ids))}")
-
-    def _files(self, action) -> None:  # type: ignore[no-untyped-def]
-        try:
-            action()
-        except (OSError, ValueError) as exc:
-            self.write(f"-!- file: {exc}")
-        except RuntimeError as exc:
-            self.write(f"-!- {exc}")
-
-    def _whois(self, nick: str) -> None:
-        if not nick:
-            self.write("-!- usage: /whois NICK")
-            return
-        try:  # with no session yet, a handshake fetches the key (no message needed)
-            info = self.engine.whois_fetched(nick, WHOIS_WAIT)
-        except RuntimeError as exc:
-            self.write(f"-!- whois failed: {exc}")
-            return
-        if info is None:
-            self.write(f"-!- no such nick: {nick}")
-            return
-        fp = info.fingerprint or "unknown (no session yet)"
-        state = "verified" if info.verified else "not verified"
-        if info.key_changed:
-            state += ", KEY CHANGED"
-        where = f" at {format_address(info.address)}" if info.address else ""
-        self.write(f"-!- {info.nickname}{where}: fingerprint {fp} ({state})")
-        if info.path is not None:
-            self.write(f"-!- {info.nickname} path: {info.path}")
-
-    def _verify(self, nick: str) -> None:
-        if not nick:
-            self.write("-!- usage: /verify NICK")
-            return
-        try:
-            peer = self.engine.resolve(nick)
-            ok = peer is not None and self.engine.mark_verified(peer)
-        except RuntimeError as exc:
-            self.write(f"-!- verify failed: {exc}")
-            return
-        if peer is None:
-            self.write(f"-!- no such nickname online: {nick}")
-        elif ok:
-            self.write(f"-!- {peer}'s key is now marked as verified")
-        else:
-            self.write(f"-!- no key known for {peer} yet; compare fingerprints with "
-                       f"/whois {peer} first")
+            return True
+        if name in TRANSFER_COMMANDS and parsed.args.number not in self._live:
+            self.write(f"-!- no transfer {parsed.args.number}")  # not one we heard of
+            return True
+        if name in ESCAPED:
+            parsed = dataclasses.replace(
+                parsed, args=dataclasses.replace(parsed.args, text=unescape(parsed.args.text)))
+        reply = commands.execute(parsed, self.engine.chat)
+        self._live.update(reply.transfers)
+        for notice in reply.notices:
+            self.write(lines.format_notice(notice))
+        for stored in reply.history:
+            text = lines.format_history(stored, self.engine.nickname)
+            if text is not None:
+                self.write(text)
+        return not reply.quit
 
     def _print_events(self) -> None:
-        import queue
-
         while True:
             try:
                 event = self.engine.events.get(timeout=0.1)

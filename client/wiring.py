@@ -51,6 +51,7 @@ def plug_in_files(engine: Engine, downloads: Path) -> FileTransfers | None:
 
 
 def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path | None = None,
+                data_dir: Path | None = None,
                 downloads: Path | None = None, bind: tuple[str, int] | None = None,
                 deadline: float | None = None, timeout: float = 5.0,
                 make_engine: EngineFactory = Engine, lan: bool = False,
@@ -64,6 +65,8 @@ def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path |
     in plain words) or ``CannotOpenSocket``; a half-made engine is closed first.
     """
     options: dict[str, Any] = {"config_dir": config_dir}
+    if data_dir is not None:
+        options["data_dir"] = data_dir
     if bind is not None:
         options["bind"] = bind
     if deadline is not None:

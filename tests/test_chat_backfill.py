@@ -119,3 +119,12 @@ def test_late_joiner_gets_200_lines_and_a_forged_one_is_rejected(tmp_path: Path)
                          PINS.get).added == ()
     bob_h.close()
     carol_h.close()
+
+
+def test_a_line_written_after_the_request_comes_live_not_from_backfill() -> None:
+    """On a slow path the member's answer can hold a line that is still on its way to us
+    live; taken from backfill it would show as history and the live one never."""
+    b = bf.Backfill()
+    b.want("#g", ["bob"], None, NOW)
+    before, after = line(1, int(NOW * 1000) - 5), line(2, int(NOW * 1000) + 5)
+    assert b.accept("bob", "#g", True, (before, after), NOW + 1) == [before]

@@ -7,6 +7,7 @@ import pytest
 
 from client.chat import events as ev
 from client.chat import lines, wire
+from client.config import format_address
 
 KEY = nacl.signing.SigningKey(b"\x01" * 32)
 
@@ -80,5 +81,5 @@ def test_history_lines() -> None:
 
 def test_notice_and_address() -> None:
     assert lines.format_notice("online (1): me") == "-!- online (1): me"
-    assert lines.format_address(("::1", 7)) == "[::1]:7"
-    assert lines.format_address(("10.0.0.1", 7)) == "10.0.0.1:7"
+    assert format_address(("::1", 7)) == "[::1]:7"
+    assert format_address(("10.0.0.1", 7)) == "10.0.0.1:7"

@@ -3,6 +3,7 @@ several users on an in-memory mesh, real history files, fake time, restarts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import nacl.signing
@@ -169,3 +170,105 @@ def test_away_auto_reply_and_rename(tmp_path: Path) -> None:
     w.pump(T0 + 3)
     assert w.take("alice") == ["-!- bob is now known as robert"]
     assert alice.channels.names("#room") == ["alice", "robert"]
+
+
+def late_user(w: World, nick: str, keys: Callable[[str], bytes | None],
+              now: float) -> ChatService:
+    """A user in #ops who has met nobody yet (the test introduces it peer by peer)."""
+    svc = ChatService(nick, KEYS[nick], keys, history.History(w.tmp / f"{nick}.sqlite3", nick))
+    w.users[nick], w.shown[nick] = svc, []
+    svc.start(["#ops"], now)
+    return svc
+
+
+def test_backfilled_lines_wait_for_their_authors_key(tmp_path: Path) -> None:
+    """A late joiner may get a member's backfill before it met the lines' author: the lines
+    wait (bounded) until the author's key is known, then are verified and shown."""
+    known = {"bob", "carol"}
+
+    def partial_key_of(nick: str) -> bytes | None:
+        return key_of(nick) if nick.lower() in known else None
+
+    w = World(tmp_path)
+    alice, bob = w.start("alice", T0), w.start("bob", T0)
+    alice.join("#ops", T0 + 1)
+    bob.join("#ops", T0 + 1)
+    w.pump(T0 + 1)
+    alice.say("#ops", "from alice", T0 + 2)
+    w.pump(T0 + 2)
+    carol = late_user(w, "carol", partial_key_of, T0 + 3)
+    carol.peer_online("bob", T0 + 3)  # carol meets bob first; alice not yet
+    bob.peer_online("carol", T0 + 3)
+    w.pump(T0 + 3)
+    assert not [x for x in w.take("carol") if "from alice" in x]
+    known.add("alice")  # the session with alice is up: any payload from her says so
+    alice.peer_online("carol", T0 + 4)
+    carol.peer_online("alice", T0 + 4)
+    w.pump(T0 + 4)
+    assert "(history) [#ops] <alice> from alice" in w.take("carol")
+
+
+def test_a_member_learned_after_the_request_is_asked_too(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    alice, bob = w.start("alice", T0), w.start("bob", T0)
+    for svc in (alice, bob):
+        svc.join("#ops", T0 + 1)
+    w.pump(T0 + 1)
+    bob.say("#ops", "bob was here", T0 + 2)
+    w.pump(T0 + 2)
+    carol = late_user(w, "carol", key_of, T0 + 3)
+    for other in ("alice", "bob"):  # alice's state arrives alone first
+        carol.peer_online(other, T0 + 3)
+        w.users[other].peer_online("carol", T0 + 3)
+        w.pump(T0 + 3)
+    asked = {to for frm, to, m in w.wire_log if frm == "carol"
+             and isinstance(m, wire.BackfillRequest)}
+    assert asked == {"alice", "bob"}
+    assert w.take("carol").count("(history) [#ops] <bob> bob was here") == 1
+
+
+def test_a_new_peer_is_in_room_until_its_state_says_otherwise(tmp_path: Path) -> None:
+    """A #room message right after a peer appeared reaches it, before its STATE arrives."""
+    h = history.History(tmp_path / "alice.sqlite3", "alice")
+    alice = ChatService("alice", KEYS["alice"], key_of, h)
+    alice.start([], T0)
+    alice.peer_online("bob", T0)
+    alice.take_sends()
+    alice.say(None, "hi", T0)
+    assert [s.peers for s in alice.take_sends()] == [("bob",)]
+    state = wire.encode(wire.State(False, "", ("#games",)))
+    alice.on_control("bob", state, T0)
+    alice.say(None, "only me now", T0)
+    assert alice.take_sends() == []
+
+
+def test_a_waiting_line_is_sent_again_while_its_peer_stays_online(tmp_path: Path) -> None:
+    from client.chat.service import RESEND_EVERY
+
+    w = World(tmp_path)
+    alice = w.start("alice", T0)
+    w.start("bob", T0)
+    line = alice.message("bob", "lost on the way", T0 + 1)
+    alice.take_sends()  # the network lost it; the Messenger gave up:
+    alice.on_undelivered("bob", wire.encode(wire.Line(line)), T0 + 11)
+    w.pump(T0 + 11)
+    assert w.take("alice") == ["-!- waiting for bob: lost on the way"]
+    alice.on_timer(T0 + RESEND_EVERY + 1)
+    w.pump(T0 + RESEND_EVERY + 1)
+    assert w.take("bob") == ["*alice* lost on the way"]
+    assert w.take("alice") == ["-!- delivered to bob: lost on the way"]
+    alice.on_timer(T0 + 2 * RESEND_EVERY + 2)
+    w.pump(T0 + 2 * RESEND_EVERY + 2)
+    assert w.take("bob") == []
+
+
+def test_a_rename_to_a_nickname_online_is_refused(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.start("mallory", T0)
+    alice = w.start("alice", T0)
+    w.start("bob", T0)
+    w.take("alice")
+    alice.on_control("mallory", wire.encode(wire.Rename("bob")), T0 + 1)
+    w.pump(T0 + 1)
+    assert w.take("alice") == []
+    assert alice.channels.is_online("mallory") and alice.channels.is_online("bob")

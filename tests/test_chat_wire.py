@@ -223,10 +223,11 @@ def test_oversized_payload() -> None:
 
 
 def test_docs_examples_are_byte_exact() -> None:
-    """Every example in docs/CHANNELS.md decodes and re-encodes to the same bytes."""
+    """Every example in docs/PROTOCOL.md section 10 decodes and re-encodes to the same bytes."""
     from pathlib import Path
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "CHANNELS.md").read_text("utf-8")
-    block = doc.split("### Examples")[1].split("```")[1]
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text("utf-8")
+    section = doc.split("\n## 10. ")[1]
+    block = section.split("### Chat examples")[1].split("```")[1]
     examples: list[bytes] = []
     for row in block.splitlines():
         if row.startswith("       "):

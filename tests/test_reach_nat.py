@@ -27,6 +27,7 @@ def test_behind_nat_compares_ip_and_port() -> None:
     assert behind_nat(("10.0.0.2", 7700), ["10.0.0.2"], 7700) is False
     assert behind_nat(("203.0.113.1", 7700), ["10.0.0.2"], 7700) is True
     assert behind_nat(("10.0.0.2", 40001), ["10.0.0.2"], 7700) is True  # port rewritten
+    assert behind_nat(("127.0.0.1", 7700), ["0.0.0.0"], 7700) is False  # loopback: never NAT
 
 
 @pytest.mark.parametrize(("addr", "private"), [

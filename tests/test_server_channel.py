@@ -398,3 +398,22 @@ def test_arbitrary_datagrams_never_raise_with_the_mac(datagrams) -> None:
             ch.on_registered(ask, ServerUnreachable("no"), t)
     for msg in sent(ch):
         assert msg.auth is not None  # never a plain PING once the key is agreed
+
+
+def test_a_rename_quits_the_old_registration_and_pings_as_the_new() -> None:
+    ch = ServerChannel(enrollment(), 0.0)
+    sent(ch)
+    ch.take_events()
+    # the new registration was made while the old one still stood: it lists alice too
+    new = Enrollment("n" * 24, "alicia", INTERVAL,
+                     (BOB, CAROL, ("alice", "10.0.0.1", 4000), ("alicia", "10.0.0.1", 4000)),
+                     False, True)
+    ch.moved(new, None, 1.0)
+    out = sent(ch)
+    assert [type(m) for m in out] == [wire.Quit, wire.Quit, wire.Ping]
+    assert (out[0].keyword, out[0].nickname) == (KW, "alice")
+    assert (out[2].keyword, out[2].nickname) == ("n" * 24, "alicia")
+    assert (ch.keyword, ch.nickname) == ("n" * 24, "alicia")
+    assert sorted(ch.roster.nicknames()) == ["bob", "carol"]
+    (changed,) = [e for e in ch.take_events() if isinstance(e, RosterChanged)]
+    assert list(changed.changes.joined) == ["carol"]

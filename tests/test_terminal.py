@@ -19,8 +19,10 @@ import pytest
 from client import events as ev
 from client.__main__ import main
 from client.__main__ import server_argument as parse_server
+from client.chat import events as cev
+from client.chat.lines import render_text
 from client.engine import Engine
-from client.terminal import COMMANDS, Terminal, format_event, render_text, unescape
+from client.terminal import COMMANDS, Terminal, format_event, unescape
 
 
 @pytest.fixture(autouse=True)
@@ -266,7 +268,8 @@ def test_headless_client_over_ipv6(server_factory, tmp_path):
         while "hello over IPv6" not in texts and time.monotonic() < end:
             with contextlib.suppress(queue.Empty):
                 e = bob.events.get(timeout=0.1)
-                if isinstance(e, ev.RoomMessage):
+                # typed text goes to #room, a channel (issue 11): a signed chat line
+                if isinstance(e, cev.ChannelMessage) and e.channel == "#room":
                     texts.append(e.text)
         assert "hello over IPv6" in texts
     finally:

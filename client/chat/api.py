@@ -27,6 +27,7 @@ class PersonInfo:
     address: tuple[str, int] | None = None
     away: str | None = None
     channels: tuple[str, ...] = field(default=())
+    path: str | None = None  # "LAN 10.0.0.2:5000, rtt 1 ms", "direct through NAT ...", "none yet"
 
 
 @dataclass(frozen=True)

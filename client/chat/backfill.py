@@ -40,6 +40,8 @@ class _Ask:
     deadline: float
     since_ms: int
     budget: dict[str, int] = field(default_factory=dict)  # peer -> lines it may still send
+    asked: set[str] = field(default_factory=set)  # every peer asked (budget empties)
+    until_ms: int = 0  # when we asked: later lines reach us live (we are a member by then)
 
 
 class Backfill:
@@ -58,8 +60,23 @@ class Backfill:
         # a line stamped in the future (a peer's clock, or a lie) must not stop backfill
         newest = min(newest_ts_ms, now_ms) if newest_ts_ms is not None else -1
         since = max(newest + 1, now_ms - WINDOW_MS, 0)
-        self._asks[key] = _Ask(now + TIMEOUT, since, {_pk(p): LIMIT for p in peers})
+        self._asks[key] = _Ask(now + TIMEOUT, since, {_pk(p): LIMIT for p in peers},
+                               {_pk(p) for p in peers}, now_ms)
         return [Send(tuple(peers), wire.encode(wire.BackfillRequest(display, since, LIMIT)))]
+
+    def also(self, channel: str, member: str, now: float) -> list[Send]:
+        """A member we learn of while our request is open: ask it too, up to ``ASK_PEERS``
+        in all (at start the first member's state often arrives alone)."""
+        display, key = names.normalize(channel)
+        ask = self._asks.get(key)
+        pkey = _pk(member)
+        if ask is None or now > ask.deadline or len(ask.asked) >= ASK_PEERS \
+                or pkey in ask.asked:
+            return []
+        ask.asked.add(pkey)
+        ask.budget[pkey] = LIMIT
+        request = wire.BackfillRequest(display, ask.since_ms, LIMIT)
+        return [Send((member,), wire.encode(request))]
 
     def answer(self, peer: str, request: wire.BackfillRequest, *, is_member: bool, now: float,
                lookup: Lookup) -> list[Send]:
@@ -94,11 +111,16 @@ class Backfill:
         if len(ok) != len(lines):
             log.warning("backfill from %s: %d line(s) outside the request dropped", peer,
                         len(lines) - len(ok))
+        # a line written after we asked reaches us live, maybe later than this answer (a slow
+        # or lossy path): taken from here it would be shown as history and the live one never
+        ok = [x for x in ok if x.ts_ms <= ask.until_ms]
         ok = ok[:ask.budget[pkey]]
         ask.budget[pkey] -= len(ok)
         if last or ask.budget[pkey] <= 0:
             del ask.budget[pkey]
-            if not ask.budget:
+            # with fewer than ASK_PEERS asked, the request stays open for a member learned
+            # later (``also``) until its deadline
+            if not ask.budget and len(ask.asked) >= ASK_PEERS:
                 del self._asks[key]
         return ok
 

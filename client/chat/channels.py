@@ -232,7 +232,12 @@ class Channels:
     # --- peers -----------------------------------------------------------------------------
     def peer_online(self, peer: str, now: float) -> None:
         """``peer`` is reachable (it joined the roster, or we met it): send it our state."""
-        self._online[_nkey(peer)] = peer
+        pkey = _nkey(peer)
+        if pkey not in self._online and not any(pkey in m for m in self._members.values()):
+            # everyone is in #room at start: until its STATE says otherwise, so is this peer,
+            # and a message to #room right after it appeared reaches it
+            self._add_member(names.ROOM, peer, pkey, fresh=False)
+        self._online[pkey] = peer
         topics = tuple(t for k, t in self._topics.items() if k in self._joined)
         self._send([peer], wire.State(self.away_text is not None, self.away_text or "",
                                       tuple(self._joined.values()), topics))
@@ -371,6 +376,9 @@ class Channels:
         nkey = _nkey(new)
         if nkey == pkey:
             return
+        if nkey in self._online or nkey == _nkey(self.me):
+            # a real rename registers the new name first: nobody online holds it
+            raise ProtocolError("NICK_IN_USE", f"{peer} renames itself to {new}, who is online")
         self._online.pop(pkey, None)
         self._online[nkey] = new
         for table in (self._away, self._buckets):

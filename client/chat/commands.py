@@ -17,8 +17,8 @@ from pathlib import Path
 
 from client.chat import names
 from client.chat.api import ChatApi, PersonInfo
-from client.chat.lines import format_address
 from client.chat.wire import SignedLine
+from client.config import format_address
 from client.errors import ClientError
 from models import nickname
 from models.errors import ProtocolError
@@ -63,6 +63,7 @@ class Reply:
     notices: tuple[str, ...] = ()
     history: tuple[SignedLine, ...] = ()
     quit: bool = False
+    transfers: tuple[int, ...] = ()  # file transfers this command started (``/send``)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,10 @@ def _who(api: ChatApi, a: Args) -> Reply:
 def _whois(api: ChatApi, a: Args) -> Reply:
     assert a.nick is not None
     info = api.whois(a.nick)
-    return _done(describe_person(info) if info else f"no such nick: {a.nick}")
+    if info is None:
+        return _done(f"no such nick: {a.nick}")
+    # the path on a line of its own: the person's line stays as scripts read it
+    return _done(describe_person(info), info.path and f"{info.nickname} path: {info.path}")
 
 
 def describe_person(info: PersonInfo) -> str:
@@ -116,8 +120,9 @@ def describe_person(info: PersonInfo) -> str:
         state += ", KEY CHANGED"
     where = f" at {format_address(info.address)}" if info.address else ""
     extra = f"; away: {info.away}" if info.away else ""
-    if info.channels:
-        extra += f"; channels in common: {', '.join(info.channels)}"
+    common = [c for c in info.channels if not names.same_channel(c, names.ROOM)]
+    if common:  # everyone is in #room: naming it says nothing
+        extra += f"; channels in common: {', '.join(common)}"
     return f"{info.nickname}{where}: fingerprint {fp} ({state}){extra}"
 
 
@@ -132,7 +137,10 @@ def _verify(api: ChatApi, a: Args) -> Reply:
 def _send(api: ChatApi, a: Args) -> Reply:
     assert a.nick is not None and a.path is not None
     ids = api.offer_file(a.nick, a.path.expanduser())
-    return _done(f"offered {a.path} to {a.nick} as #{', #'.join(map(str, ids))}")
+    key = names.peer_key(a.nick)  # the nickname as its owner spells it
+    shown = next((p for p in api.who() if names.peer_key(p) == key), a.nick)
+    return Reply((f"offered {a.path} to {shown} as #{', #'.join(map(str, ids))}",),
+                 transfers=tuple(ids))
 
 
 def _join(api: ChatApi, a: Args) -> Reply:
@@ -290,6 +298,13 @@ TABLE: tuple[CommandSpec, ...] = (
 )
 SAY = CommandSpec("say", (_TEXT,), "plain text: to the current conversation", _say, hidden=True)
 BY_NAME: dict[str, CommandSpec] = {spec.name: spec for spec in TABLE}
+
+
+def command_rows() -> list[tuple[str, str]]:
+    """(usage, what it does) for plain text and every command: ``--help``, the terminal's
+    ``/help`` and the README list these."""
+    return [("text", "say something in the current channel (#room at start)"),
+            *((spec.usage, spec.help) for spec in TABLE)]
 
 
 def help_lines(name: str | None = None) -> list[str]:

@@ -66,6 +66,7 @@ class ChannelMessage:
     text: str
     line: SignedLine
     history: bool = False
+    warning: str | None = None  # the sender's key changed (not verified since)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class PrivateLine:
     text: str
     line: SignedLine
     history: bool = False
+    warning: str | None = None  # the sender's key changed (not verified since)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Action:
     channel: str | None  # None: a private action
     line: SignedLine
     history: bool = False
+    warning: str | None = None  # the sender's key changed (not verified since)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import peewee
-import platformdirs
 from playhouse.sqlite_ext import FTS5Model, RowIDField, SearchField
 
 from client.chat import names, wire
@@ -52,15 +51,6 @@ class MergeResult:
     added: tuple[wire.SignedLine, ...]
     duplicates: int
     rejected: int
-
-
-def data_dir() -> Path:
-    """The per-user data directory (``OPENLCHAT_DATA_DIR`` overrides it), created if missing."""
-    override = os.environ.get("OPENLCHAT_DATA_DIR")
-    path = Path(override) if override else Path(platformdirs.user_data_dir("OpenLChat",
-                                                                          appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def conversation_of(line: wire.SignedLine, me: str) -> str:

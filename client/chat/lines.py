@@ -36,12 +36,6 @@ def render_text(prefix: str, text: str) -> str:
     return "\n".join([prefix + lines[0], *(INDENT + rest for rest in lines[1:])])
 
 
-def format_address(address: tuple[str, int]) -> str:
-    """``host:port``, IPv6 as ``[host]:port``."""
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _in(channel: str) -> str:
     """The ``[#games] `` prefix; nothing for ``#room``."""
     return "" if names.same_channel(channel, names.ROOM) else f"[{channel}] "
@@ -51,18 +45,23 @@ def _hist(history: bool) -> str:
     return HISTORY if history else ""
 
 
+def _warn(e: ev.ChannelMessage | ev.PrivateLine | ev.Action) -> str:
+    """A line of its own before a message whose sender's key changed (as today)."""
+    return f"-!- WARNING: {e.warning} ({e.sender})\n" if e.warning else ""
+
+
 def channel_message(e: ev.ChannelMessage) -> str:
-    return render_text(f"{_hist(e.history)}{_in(e.channel)}<{e.sender}> ", e.text)
+    return _warn(e) + render_text(f"{_hist(e.history)}{_in(e.channel)}<{e.sender}> ", e.text)
 
 
 def private_line(e: ev.PrivateLine) -> str:
-    return render_text(f"{_hist(e.history)}*{e.sender}* ", e.text)
+    return _warn(e) + render_text(f"{_hist(e.history)}*{e.sender}* ", e.text)
 
 
 def action(e: ev.Action) -> str:
     if e.channel is None:
-        return render_text(f"{_hist(e.history)}* {e.sender} ", e.text) + " (private)"
-    return render_text(f"{_hist(e.history)}{_in(e.channel)}* {e.sender} ", e.text)
+        return _warn(e) + render_text(f"{_hist(e.history)}* {e.sender} ", e.text) + " (private)"
+    return _warn(e) + render_text(f"{_hist(e.history)}{_in(e.channel)}* {e.sender} ", e.text)
 
 
 def joined(e: ev.ChannelJoined) -> str | None:

@@ -1,6 +1,7 @@
 """The chat part of the engine in one object: channels + backfill + outbox + history.
 
-The engine holds one ``ChatService`` and, on its own thread, feeds it (see ``docs/CHANNELS.md``):
+The engine holds one ``ChatService`` (through ``client/chatlink.py``) and, on its own thread,
+feeds it (see ``docs/PROTOCOL.md`` section 10):
 
 * ``start(channels, now)`` once registered (our saved channels, ``#room`` at first start);
 * ``peer_online(peer, now)`` for each peer in the roster and each one added later, *before*
@@ -38,6 +39,8 @@ from models.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 EXPIRE_EVERY = 3600.0
+RESEND_EVERY = 30.0  # waiting private lines to peers online are sent again this often
+MAX_UNVERIFIED = 1000  # backfilled lines kept until their author's key is known
 
 
 class ChatService:
@@ -51,7 +54,10 @@ class ChatService:
         self._sends: list[ev.Send] = []
         self._events: list[ev.ChatEvent] = []
         self._next_expire = 0.0
+        self._next_resend = 0.0
         self._need_backfill: set[str] = set()  # our channels to backfill from the next member
+        # backfilled lines whose author we have not met yet (its key comes with its session)
+        self._unverified: list[wire.SignedLine] = []
 
     @property
     def me(self) -> str:
@@ -77,6 +83,7 @@ class ChatService:
         if self.channels.joined():
             self.channels.set_current(self.channels.joined()[0])
         self._events += self.outbox.restored(self.history.waiting())
+        self._next_resend = now + RESEND_EVERY  # peer_online sends them first
         self._expire(now)
 
     def peer_online(self, peer: str, now: float) -> None:
@@ -90,6 +97,8 @@ class ChatService:
         self._collect(now)
 
     def on_control(self, peer: str, payload: bytes, now: float) -> None:
+        if self._unverified:
+            self._merge_known(now)  # a payload from peer: its session, so its key, is up
         self.channels.on_control(peer, payload, now)
         self._collect(now)
 
@@ -105,10 +114,19 @@ class ChatService:
         self.backfill.on_timer(now)
         if now >= self._next_expire:
             self._expire(now)
+        if now >= self._next_resend:
+            # a line the Messenger gave up on (peer slow or unreachable for a while, but still
+            # in the roster) waits; try again rather than only when the peer comes back
+            self._next_resend = now + RESEND_EVERY
+            for line in self.history.waiting():
+                if self.channels.is_online(line.target):
+                    self.channels.resend(line)
+            self._collect(now)
 
     def next_deadline(self) -> float | None:
-        due = self.backfill.next_deadline()
-        return self._next_expire if due is None else min(due, self._next_expire)
+        due = min(self._next_expire, self._next_resend)
+        backfill = self.backfill.next_deadline()
+        return due if backfill is None else min(due, backfill)
 
     # --- our user's actions ----------------------------------------------------------------
     def join(self, channel: str, now: float, *, restored: bool = False) -> str:
@@ -193,14 +211,30 @@ class ChatService:
                 now=now, lookup=self.history.since)
         elif isinstance(event, ev.BackfillArrived):
             lines = self.backfill.accept(event.peer, event.channel, event.last, event.lines, now)
-            result = self.history.merge(lines, self._key_of)
-            for line in sorted(result.added, key=lambda x: (x.ts_ms, x.msg_id)):
-                self._events.append(line_event(line, self.me, history=True))
+            self._unverified += lines
+            self._merge_known(now)
         else:
-            if (isinstance(event, ev.ChannelJoined) and event.mine
-                    and names.channel_key(event.channel) in self._need_backfill):
-                self._want_backfill(event.channel, now)  # the first member we learn of
+            if isinstance(event, ev.ChannelJoined) and event.mine:
+                if names.channel_key(event.channel) in self._need_backfill:
+                    self._want_backfill(event.channel, now)  # the first member we learn of
+                elif names.peer_key(event.nick) != names.peer_key(self.me):
+                    self._sends += self.backfill.also(event.channel, event.nick, now)
             self._events.append(event)
+
+    def _merge_known(self, now: float) -> None:
+        """Merge the backfilled lines whose author's key we know; keep the others (bounded)
+        until we meet their author."""
+        ready = [x for x in self._unverified if self._key_of(x.author) is not None]
+        self._unverified = [x for x in self._unverified if self._key_of(x.author) is None]
+        if len(self._unverified) > MAX_UNVERIFIED:
+            log.warning("dropping %d backfilled line(s) by authors we never met",
+                        len(self._unverified) - MAX_UNVERIFIED)
+            self._unverified = self._unverified[-MAX_UNVERIFIED:]
+        if not ready:
+            return
+        result = self.history.merge(ready, self._key_of)
+        for line in sorted(result.added, key=lambda x: (x.ts_ms, x.msg_id)):
+            self._events.append(line_event(line, self.me, history=True))
 
     def _want_backfill(self, channel: str, now: float) -> None:
         """Ask online members now, or the first member we learn of (at start, nobody yet)."""

@@ -1,4 +1,4 @@
-"""Chat control messages between peers, sans-IO (issue 11). Full reference: ``docs/CHANNELS.md``.
+"""Chat control messages between peers, sans-IO (issue 11). Reference: ``docs/PROTOCOL.md`` s. 9.
 
 They travel as Messenger ``KIND_CONTROL`` payloads inside the encrypted session, so the session
 already tells us *which peer* sent them; every payload starts with ``b"C"`` (0x43; files use

@@ -100,6 +100,12 @@ class PlainTransport:
     def session_key_for(self, peer: str, label: bytes) -> bytes | None:
         return None
 
+    def identity_key(self, peer: str) -> bytes | None:
+        return None
+
+    def rename(self, nickname: str) -> None:
+        pass
+
     def own_fingerprint(self) -> str | None:
         return None
 

@@ -347,6 +347,12 @@ class SecureTransport:
         """
         return self._trust.mark_verified(peer, self._session(peer))
 
+    def identity_key(self, peer: str) -> bytes | None:
+        return self._trust.key_of(peer, self._session(peer))
+
+    def rename(self, nickname: str) -> None:
+        self.my_nick = self._hs.my_nick = nickname
+
     def ensure_session(self, peer: str, now: float) -> bool:
         """True if a session with ``peer`` is up; else start a handshake without a frame
         (unless one is under way or the peer just failed one) so its key becomes known, e.g.

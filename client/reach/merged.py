@@ -58,6 +58,11 @@ class MergedRoster:
     def directory_address(self, nickname: str) -> Address | None:
         return None if self.directory is None else self.directory.address_of(nickname)
 
+    def rename_me(self, new: str) -> None:
+        """``/nick``: we are ``new`` now (the directory's roster is renamed by its channel)."""
+        self.me = new
+        self.lan.rename_me(new)
+
     # -- sources ---------------------------------------------------------------------------
     def set_directory(self, roster: PeerRoster | None) -> Changes:
         """A directory roster appears (registered) or goes (None): the merged difference."""

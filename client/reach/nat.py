@@ -66,7 +66,17 @@ def pad_for_reply(request: str) -> str:
 def behind_nat(public: Addr | None, local_addrs: Iterable[str], local_port: int) -> bool | None:
     if public is None:
         return None
-    return not (public[0] in set(local_addrs) and public[1] == local_port)
+    if public[1] != local_port:
+        return True
+    # loopback is never translated (and interface lists leave it out)
+    return not (public[0] in set(local_addrs) or _is_loopback(public[0]))
+
+
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
 
 
 def looks_private(addr: str) -> bool:

@@ -238,6 +238,22 @@ class ServerChannel:
             self._save_session()
         return data
 
+    def moved(self, reg: Enrollment, auth: ClientAuth | None, now: float) -> None:
+        """``/nick``: the registration under the new nickname (made over TCP by the engine,
+        with its own MAC state ``auth``) replaces ours, which we leave with QUIT. Peers heard
+        of the rename from our own session first, so they show a rename rather than a leave
+        and a join."""
+        old = self.nickname
+        for _ in range(2):
+            self._send(wire.Quit(self.keyword, old))  # sealed with the old registration's key
+        self._auth = auth
+        self._offer_mac = auth is not None and not reg.plain_only
+        self._saved_counter = 0
+        self._adopt(reg)
+        self.roster.rename_me(reg.nickname)
+        self._changed(self.roster.replace(e for e in reg.roster if e[0] != old))
+        self._send_ping(now)  # the server learns the new registration's address
+
     def mac_state(self) -> tuple[str, int] | None:
         """What the saved session keeps of the MAC extension: (key, counter), or None."""
         return None if self._auth is None else self._auth.saved()

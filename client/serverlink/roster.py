@@ -68,6 +68,10 @@ class PeerRoster:
         self._ghosts: dict[str, float] = {}  # nickname -> time it is reported left
         self._acc = 0  # XOR of the confirmed rows' hashes
 
+    def rename_me(self, me: str) -> None:
+        """Our own nickname changed (``/nick``): never list it as a peer."""
+        self.me, self._me_key = me, _key(me)
+
     # -- queries ---------------------------------------------------------------------------
     def nicknames(self) -> list[str]:
         return sorted(self._addr)
