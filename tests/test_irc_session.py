@@ -91,7 +91,11 @@ def test_talking_both_ways():
     s.on_event(ev.ChannelMessage("#room", "bob", "hi\nthere", line))
     s.on_event(ev.Action("bob", "dances", None, line))
     s.on_event(ev.PrivateLine("bob", "secret", line))
+    s.on_event(ev.PrivateLine("bob", "trust me", line, warning="UNVERIFIED KEY CHANGE"))
     out = lines(s)
+    warned = out.pop()
+    assert out.pop().params == ("alice", "WARNING: UNVERIFIED KEY CHANGE (bob)")
+    assert warned.params == ("alice", "trust me")
     assert [(m.prefix.split("!")[0], m.params) for m in out] == [
         ("bob", ("#room", "hi")), ("bob", ("#room", "there")),
         ("bob", ("alice", "\x01ACTION dances\x01")), ("bob", ("alice", "secret"))]
@@ -145,6 +149,7 @@ def test_members_coming_and_going():
     s.on_event(ev.ChannelParted("#room", "dave", True, "later"))
     s.on_event(ev.ChannelParted("#room", "carol", True, quit=True))
     s.on_event(cev.Left("carol"))
+    s.on_event(cev.Left("bob", rename=True))  # half of bob's rename: the NICK says it
     s.on_event(ev.Renamed("bob", "bobby"))
     s.on_event(ev.ChannelJoined("#room", "alice", True))  # ours, known
     s.on_event(cev.Joined("erin"))  # the directory's roster: no line

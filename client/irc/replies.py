@@ -163,6 +163,8 @@ class EventLines:
                    ts: float | None = None) -> None:
         """A chat line; from history (or ``ts`` set: replayed after a reattach) with its time."""
         ts = e.line.ts_ms / 1000 if e.history else ts
+        if e.warning:
+            self.out.notice(f"WARNING: {e.warning} ({e.sender})", ts)
         if isinstance(e, ev.ChannelMessage):
             self.out.chat_line(e.sender, e.channel, e.text, ts=ts)
         elif isinstance(e, ev.PrivateLine):
@@ -192,6 +194,8 @@ class EventLines:
         elif isinstance(event, ev.Waiting | ev.DeliveredLater | ev.Failed):
             self.out.notice(notice_text(chat_lines.format_chat_event(event) or ""), ts)
         elif isinstance(event, cev.Left):
+            if event.rename:
+                return  # half of a peer's rename: its NICK line said it
             self.out.send(p.message("QUIT", "left OpenLChat",
                                     prefix=user_prefix(event.nickname)))
         elif isinstance(event, cev.RoomMessage | cev.PrivateMessage):
