@@ -93,7 +93,12 @@ def test_irc_client_talks_with_a_terminal_user(server, tmp_path):
             irc.close()
         b_in.put("/msg #room while you were out")
         b_in.put("/msg alicia psst")
-        time.sleep(0.5)
+        end = time.monotonic() + 5  # both stored (and their events taken) while detached
+        while time.monotonic() < end and not (
+                [x for x in alice.chat.history("#room", 3) if x.text == "while you were out"]
+                and [x for x in alice.chat.history("bobby", 3) if x.text == "psst"]):
+            time.sleep(0.02)
+        time.sleep(0.3)
         again = IrcUser(gw.address, "alicia")
         try:
             assert again.wait_type("welcome").target == "alicia"
@@ -226,6 +231,9 @@ def test_gateway_keeps_what_comes_while_detached():
     try:
         events.put(ev.PrivateLine("bob", "while away", signed("bob", "alice", "while away")))
         events.put(ev.ChannelMessage("#room", "bob", "in history", signed("bob", "#room", "x")))
+        end = time.monotonic() + 5
+        while gw.stats["events"] < 2 and time.monotonic() < end:
+            time.sleep(0.01)  # both taken while nobody is attached
         first = IrcUser(gw.address, "alice")
         try:
             first.wait(lambda e: e.type == "privmsg" and e.arguments[0].endswith("while away"))
@@ -244,6 +252,9 @@ def test_gateway_keeps_what_comes_while_detached():
             first.close()
         time.sleep(0.3)
         events.put(ev.AwayReply("bob", "gone"))
+        end = time.monotonic() + 5
+        while gw.stats["events"] < 4 and time.monotonic() < end:
+            time.sleep(0.01)
         again = IrcUser(gw.address, "alice")
         try:
             again.wait(lambda e: e.type == "away" and e.arguments == ["bob", "gone"])
