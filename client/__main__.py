@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lan-port", type=int, default=DISCOVERY_PORT, help=argparse.SUPPRESS)
     # tests: no handshake at join (to watch one start on demand)
     p.add_argument("--no-punch", action="store_true", help=argparse.SUPPRESS)
+    # tests: no chat layer (its channel state goes to every peer met, which starts a session)
+    p.add_argument("--no-chat", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--irc", type=irc_argument, nargs="?", const=("127.0.0.1", 6667),
                    default=None, metavar="[HOST:]PORT",
                    help="no window: serve IRC for your own IRC client (irssi, WeeChat, "
@@ -179,7 +181,7 @@ def open_windowless(args: argparse.Namespace, stderr: TextIO) -> Client | int:
                                   downloads=downloads, bind=(args.bind, args.port),
                                   deadline=args.deadline, lan=lan_wanted(args),
                                   lan_port=args.lan_port, punch=not args.no_punch,
-                                  keepalive=args.keepalive)
+                                  keepalive=args.keepalive, chat=not args.no_chat)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...

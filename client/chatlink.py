@@ -113,6 +113,10 @@ class ChatLink:
     def nickname(self) -> str:
         return self._engine.nickname
 
+    @property
+    def available(self) -> bool:
+        return self.service is not None
+
     # ------------------------------------------------------------------ engine thread
     def attach(self, parts: ChatParts, now: float) -> None:
         self._p = parts
@@ -145,6 +149,11 @@ class ChatLink:
 
     def on_undelivered(self, peer: str, payload: bytes, now: float) -> None:
         self._feed(lambda svc, wall: svc.on_undelivered(peer, payload, wall), now)
+        line = _channel_line(payload)
+        if line is not None and self._p is not None:
+            # a channel line never acknowledged by a member: said as for today's room messages
+            # (private lines wait in the outbox instead)
+            self._p.emit(ev.NotDelivered(peer, line.text, 0))
 
     def on_roster(self, changes: Changes, now: float) -> None:
         def go(svc: ChatService, wall: float) -> None:
@@ -463,3 +472,14 @@ class ChatLink:
     # network
     def netcheck(self) -> list[str]:
         return self._engine.netcheck()
+
+
+def _channel_line(payload: bytes) -> wire.SignedLine | None:
+    """The channel line a chat payload carries, if any (undelivered payloads are our own)."""
+    try:
+        msg = wire.decode(payload)
+    except ProtocolError:
+        return None
+    if isinstance(msg, wire.Line) and msg.line.is_channel:
+        return msg.line
+    return None

@@ -56,7 +56,7 @@ def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path |
                 deadline: float | None = None, timeout: float = 5.0,
                 make_engine: EngineFactory = Engine, lan: bool = False,
                 lan_port: int | None = None, punch: bool = True,
-                keepalive: float | None = None) -> Client:
+                keepalive: float | None = None, chat: bool = True) -> Client:
     """Create the engine, register with the server (blocks up to ``timeout``), plug in file
     transfer saving to ``downloads`` (None: no file transfer). ``lan``: LAN discovery, and
     LAN mode when no server is named or reachable (client/seeker.py).
@@ -71,6 +71,8 @@ def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path |
         options["bind"] = bind
     if deadline is not None:
         options["deadline"] = deadline
+    if not chat:
+        options["chat"] = False
     if lan or not punch or keepalive is not None:
         paths = PathConfig() if keepalive is None else PathConfig(keepalive_interval=keepalive)
         options["reach"] = ReachConfig(paths=paths, lan=lan, punch_at_join=punch,

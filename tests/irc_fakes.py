@@ -19,6 +19,7 @@ def signed(author: str, target: str, text: str, ts_ms: int = 1_700_000_000_000,
 class FakeChat:
     def __init__(self, nickname: str = "alice") -> None:
         self.nickname = nickname
+        self.available = True
         self.calls: list[tuple] = []
         self.online = ["bob", "carol"]
         self.channels: dict[str, list[str]] = {"#room": ["bob", "carol"]}

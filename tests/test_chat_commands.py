@@ -22,6 +22,7 @@ class FakeApi:
     """Records every call as (name, args); answers with canned values."""
 
     nickname = "me"
+    available = True
 
     def __init__(self) -> None:
         self.calls: list[tuple[object, ...]] = []

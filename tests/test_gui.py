@@ -131,8 +131,10 @@ def terminal(tmp_path: Path) -> Iterator[Callable[[tuple[str, int], str], Termin
 
 
 def no_punch(*args: object, **kwargs: object) -> Engine:
-    """An engine that does not start sessions at join (to see a handshake start on demand)."""
-    return Engine(*args, reach=ReachConfig(punch_at_join=False), **kwargs)  # type: ignore[arg-type]
+    """An engine that starts no session at join (to see a handshake start on demand): no punch
+    (issue 10) and no chat layer, whose channel state goes to every peer it meets (issue 11)."""
+    return Engine(*args, reach=ReachConfig(punch_at_join=False), chat=False,  # type: ignore[arg-type]
+                  **kwargs)
 
 
 def open_app(root: tk.Tk, tmp_path: Path, server: tuple[str, int], nick: str,
@@ -484,7 +486,7 @@ def _next_event(engine: object, kind: type) -> object | None:
 
 def test_whois_fetches_the_key_and_verified_shows_in_the_next_run(root: tk.Tk, tmp_path: Path,
                                                                   server, terminal) -> None:
-    bob = terminal(server.address, "bob", "--no-punch")
+    bob = terminal(server.address, "bob", "--no-punch", "--no-chat")
     bob.wait_registered(root)
     bob_fingerprint = fingerprint(bytes(identity.load_or_create(tmp_path / "term-bob")
                                         .verify_key))

@@ -46,6 +46,7 @@ class StandIn:
         self.ids = itertools.count(1)
         self.verified: set[str] = set()
         self.closed_in: str | None = None
+        self.chat: Any = None   # an engine without a chat part: tabs as before issue 11
 
     def start(self, timeout: float = 5.0) -> None:
         self.calls.append(("start", threading.current_thread().name))
@@ -102,8 +103,8 @@ class StandIn:
         self.closed_in = threading.current_thread().name
 
 
-def connected_app(root: tk.Tk, tmp_path: Path) -> App:
-    app = App(root, config_dir=tmp_path, engine_factory=StandIn)
+def connected_app(root: tk.Tk, tmp_path: Path, factory: Any = None) -> App:
+    app = App(root, config_dir=tmp_path, engine_factory=factory or StandIn)
     app.connect("127.0.0.1:7799", "alice")
     pump(root, lambda: app.main_frame is not None, what="the main window")
     pump(root, lambda: app.engine.events.empty())
@@ -394,7 +395,8 @@ def test_screenshots_tool_writes_pngs(tmp_path: Path) -> None:
                    cwd=root_dir, env=dict(os.environ), check=True, timeout=60,
                    capture_output=True)
     for name in ("connect", "room", "private", "whois", "room-dark", "connecting", "settings",
-                 "help", "about", "disconnected", "send-file"):
+                 "help", "about", "disconnected", "send-file", "channel", "join",
+                 "channel-dark"):
         data = (tmp_path / "shots" / f"{name}.png").read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 10_000
 

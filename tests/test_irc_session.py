@@ -68,6 +68,14 @@ def test_cap_server_time_tags_history():
     assert nak.params[1] == "NAK" and listed.params[-1] == "server-time"
 
 
+def test_without_the_chat_layer_no_channels():
+    api = FakeChat()
+    api.available = False
+    out = lines(registered(api))
+    assert "JOIN" not in codes(out)
+    assert out[-1].command == "NOTICE" and "without channels" in out[-1].params[1]
+
+
 def test_password_checked_from_pass():
     s = Session(FakeChat(), 0.0, password="sesame")
     s.receive(b"PASS wrong\r\nNICK a\r\nUSER u 0 * :R\r\n", 0.0)

@@ -10,7 +10,11 @@ received file with Open / Show in folder, a file offer and a transfer in progres
 ``private.png`` (a private tab with its close button and the emoji picker), ``whois.png``
 (the "Who is this?" dialog after a key change), ``room-dark.png`` (the dark theme), and
 ``connecting.png``, ``send-file.png`` (the file dialog), ``settings.png``, ``help.png``,
-``about.png``, ``disconnected.png``.
+``about.png``, ``disconnected.png``; for channels (issue 11): the room shows the list of
+conversations (unread counts, a mention), the topic bar and a line naming us; ``channel.png``
+(#games: yesterday's history above the "new messages" marker, its members, one away with the
+text on hover), ``states.png`` (private messages waiting, delivered later, not delivered),
+``join.png`` (the "Join channel…" dialog refusing a name) and ``channel-dark.png``.
 
 The real widgets (client/gui/) are fed engine events through ``App.handle``, exactly what
 the engine thread would deliver, from an offline stand-in engine (no server, no network), on
@@ -40,8 +44,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client import events as ev  # noqa: E402
+from client.chat import events as cev  # noqa: E402
+from client.chat.api import TopicInfo  # noqa: E402
 from client.errors import ServerUnreachable  # noqa: E402
 from client.peer.identity import fingerprint  # noqa: E402
+from tests.chat_fake import FakeChat, line  # noqa: E402
 
 log = logging.getLogger("screenshots")
 
@@ -83,9 +90,23 @@ class OfflineEngine:
         self.server_online = True
         self.events: queue.Queue[object] = queue.Queue()
         self._ids = itertools.count(1)
+        self.chat = FakeChat(nickname, self.events, list(ROSTER))
+        yesterday = int((START - 22 * 3600) * 1000)
+        self.chat.store(
+            line("bob", "#room", "see you all tomorrow then 👋", ts_ms=yesterday),
+            line("alice", "#room", "bye! I'll bring the cables", ts_ms=yesterday + 60_000),
+            line("carol", "#games", "who has the map pack?", ts_ms=yesterday + 90_000),
+            line("Вася", "#games", "у меня есть, скину завтра", ts_ms=yesterday + 120_000))
+        self.chat.topics["#games"] = TopicInfo("#games", "Tonight: Quake 3 CTF at 21:00 🎯",
+                                               "Вася")
 
     def start(self, timeout: float = 5.0) -> None:
         self.events.put(ev.Registered(self.nickname, ROSTER))
+        self.chat.start(["#room", "#games", "#dev"],
+                        {"#room": list(ROSTER), "#games": ["carol", "Вася", "dave"],
+                         "#dev": ["bob", "émilie"]})
+        self.events.put(cev.TopicChanged("#room", "LAN party, Saturday 20:00 — bring a cable",
+                                         "bob", history=True))
 
     def roster(self) -> list[str]:
         return sorted(ROSTER, key=str.casefold)
@@ -228,6 +249,42 @@ def busy_room(app: Any, downloads: Path) -> None:
     app.notebook.select(app.room)
 
 
+def channels(app: Any) -> None:
+    """Unread lines in #games, a mention in #dev and in #room, someone away."""
+    def say(channel: str, who: str, text: str) -> None:
+        app.handle(cev.ChannelMessage(channel, who, text, line(who, channel, text,
+                                                               ts_ms=int(START * 1000))))
+
+    for who, text in (("carol", "map pack is on the share 📦"), ("dave", "CTF or deathmatch?"),
+                      ("Вася", "CTF конечно 🚩")):
+        say("#games", who, text)
+    say("#dev", "émilie", "alice, can you review the reconnect patch? 🙏")
+    app.handle(cev.AwayChanged("dave", "grabbing pizza 🍕"))
+    say("#room", "Алёна", "alice, can you bring the network switch? 🔌")
+
+
+def message_states(app: Any) -> None:
+    """Messages to dave, who went offline: one delivered later, one waiting, one failed."""
+    chat = app.engine.chat
+    chat.online.discard("dave")
+    tab = app.open_private("dave")
+    for text in ("the pizza place closes at 22:00 🍕", "bring the big speakers too",
+                 "are you still coming?"):
+        app.run_input(tab, text)
+    settle(app.root, 0.1)
+    sent = chat.stored["dave"][-3:]
+    app.handle(cev.DeliveredLater("dave", sent[0].text, sent[0].msg_id))
+    app.handle(cev.Failed("dave", sent[2].text, sent[2].msg_id))
+
+
+def show_tooltip(app: Any, nick: str) -> None:
+    """The away text of ``nick`` as hovering its row shows it."""
+    tree = app.roster.tree
+    x, y, _w, h = tree.bbox(f"n:{nick}")
+    tree.event_generate("<Motion>", x=x + 30, y=y + h // 2)
+    settle(app.root, 0.7)
+
+
 def scenes(root: Any, app: Any, out: Path, downloads: Path, size: tuple[int, int]) -> None:
     """Every scene once, in the app's theme, into ``out``."""
     from client.gui import WhoisDialog
@@ -257,7 +314,9 @@ def scenes(root: Any, app: Any, out: Path, downloads: Path, size: tuple[int, int
     settle(root)
     busy_room(app, downloads)
     app.handle(ev.PrivateMessage("carol", "psst — can you bring a spare HDMI cable? 🙏"))
+    channels(app)
     app.roster.tree.selection_set("n:carol")
+    app.room.view.text.see("end")
     shot("room")
 
     tab = app.open_private("carol")
@@ -289,6 +348,23 @@ def scenes(root: Any, app: Any, out: Path, downloads: Path, size: tuple[int, int
         root.after(100, file_dialog)
         app.send_file("carol")
 
+    app.open_channel("#games")
+    settle(root)
+    show_tooltip(app, "dave")
+    shot("channel")
+    app.roster.tooltip.hide()
+
+    message_states(app)
+    shot("states")
+
+    join = app.open_join_dialog()
+    join.top.geometry("+200+140")
+    join.name_var.set("games")
+    shot("join", join.top)
+    join.top.destroy()
+
+    app.notebook.select(app.room)
+    settle(root, 0.1)
     app.roster.tree.selection_set("n:bob")
     dialog = WhoisDialog(app, "dave")
     dialog.top.geometry("+120+120")
@@ -329,9 +405,15 @@ def run(out: Path, size: tuple[int, int], theme: str, *, classic: bool) -> None:
             while app.main_frame is None:
                 settle(root, 0.05)
             busy_room(app, downloads)
+            channels(app)
             app.set_theme("dark")
             settle(root)
             capture(root, out / "room-dark.png")
+            app.open_channel("#games")
+            settle(root)
+            show_tooltip(app, "dave")
+            capture(root, out / "channel-dark.png")
+            app.roster.tooltip.hide()
         app.close()
     gui_chat.time = time  # type: ignore[assignment]
 

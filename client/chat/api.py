@@ -40,6 +40,11 @@ class TopicInfo:
 class ChatApi(Protocol):
     nickname: str
 
+    @property
+    def available(self) -> bool:
+        """False when this engine runs without the chat layer (no encryption, or switched off):
+        then only today's room and private messages work, and a face shows no channels."""
+
     # talking
     def say(self, text: str) -> None:
         """Plain text: to the current channel."""

@@ -42,14 +42,15 @@ from client.gui.attention import Attention, title_for
 from client.gui.base import POLL_MS, EventHandlers, Outcome
 from client.gui.chat import DEFAULT_SIZE
 from client.gui.chat_handlers import ChatHandlers
+from client.gui.command_line import CommandLine
 from client.gui.connect import ConnectFrame, scout_servers
 from client.gui.dialogs import MAX_SIZE, MIN_SIZE
 from client.gui.emoji_art import EmojiArt
 from client.gui.file_handlers import FileHandlers
 from client.gui.files import FilesPanel
 from client.gui.key_handlers import KeyHandlers
+from client.gui.members import MemberRoster
 from client.gui.menu import MenuAndKeys
-from client.gui.roster import Roster
 from client.gui.roster_handlers import RosterHandlers
 from client.gui.session_handlers import SessionHandlers
 from client.gui.theme import apply_theme, normalise_theme
@@ -74,7 +75,7 @@ def _collect_tk_garbage() -> None:
     gc.collect()
 
 
-class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers,
+class App(SessionHandlers, CommandLine, ChatHandlers, RosterHandlers, FileHandlers, KeyHandlers,
           MenuAndKeys):
     """The whole window: connect screen, then tabs + roster + files + status bar."""
 
@@ -115,10 +116,11 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         self.title_unread = 0
         self.tabs = {}
         self.main_frame = None
+        self._init_channels()
         # one table: each event class -> the handler that shows it
         self._handlers: EventHandlers = {
             **self._chat_events(), **self._roster_events(), **self._file_events(),
-            **self._key_events(), ev.Fatal: self._on_fatal,
+            **self._key_events(), **self._channel_events(), ev.Fatal: self._on_fatal,
             ev.Notice: lambda e: self.room.view.add_system(e.text)}
         self.menus = []
 
@@ -249,8 +251,8 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         self.notebook = ttk.Notebook(panes)
         self.notebook.bind("<<NotebookTabChanged>>", self._tab_changed)
         self._bind_tab_closing()
-        self.roster = Roster(panes, on_open=self.open_private, on_whois=self.show_whois,
-                             on_send_file=self.send_file)
+        self.roster = MemberRoster(panes, on_open=self.open_private,
+                                   on_whois=self.show_whois, on_send_file=self.send_file)
         panes.add(self.notebook, weight=4)
         panes.add(self.roster, weight=1)
         panes.pack(fill="both", expand=True)
@@ -271,23 +273,25 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         self.notebook.select(room)
         self._chat_menu_state("normal")
         self._colour_menus()
+        self._build_channels()
         room.input.text.focus_set()
 
     def _keep_roster(self, _event: object = None) -> None:
         """The list of people stays visible in a narrow window (the tabs' wide bottom row
         would otherwise push it out of sight)."""
         width = self.panes.winfo_width()
+        last = len(self.panes.panes()) - 2   # the sash left of the roster (the last pane)
         try:
-            sash = int(self.panes.sashpos(0))
+            sash = int(self.panes.sashpos(last))
         except (tk.TclError, ValueError):
             return
         if width <= 2 * ROSTER_WIDTH:
             return
         if not self._roster_placed:   # first layout: a list about as wide as its names
             self._roster_placed = True
-            self.panes.sashpos(0, width - min(ROSTER_MAX, max(ROSTER_WIDTH, width // 5)))
+            self.panes.sashpos(last, width - min(ROSTER_MAX, max(ROSTER_WIDTH, width // 5)))
         elif width - sash < ROSTER_WIDTH:
-            self.panes.sashpos(0, width - ROSTER_WIDTH)
+            self.panes.sashpos(last, width - ROSTER_WIDTH)
 
     def _teardown_main(self) -> None:
         if self.main_frame is not None:
@@ -308,6 +312,7 @@ class App(SessionHandlers, ChatHandlers, RosterHandlers, FileHandlers, KeyHandle
         for tab in self.tabs.values():
             tab.recolour(self.colours)
         self._recolour_tab_icons()
+        self._recolour_channels()
         self._colour_menus()
         self.dark_var.set(self.theme == "dark")
         if self.main_frame is not None:

@@ -43,7 +43,8 @@ class ChatHandlers(Window):
     # --- tabs ----------------------------------------------------------------------------------
     def _new_tab(self, peer: str | None) -> ChatTab:
         tab = ChatTab(self.notebook, self.colours, peer, on_send=self.send,
-                      on_send_file=self.send_file if peer is not None else None,
+                      on_send_file=self.send_file if peer is not None
+                      and not peer.startswith("#") else None,
                       art=self.art, size=self.text_size)
         self.tabs[peer] = tab
         if peer is None:

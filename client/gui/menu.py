@@ -46,6 +46,7 @@ class MenuAndKeys(Window):
                  lambda: self._with_selected(self.open_private)),
                 ("Who is this?", "", lambda: self._with_selected(self.show_whois)),
                 ("Send file…", "", self._send_file_current),
+                ("Join channel…", "Ctrl+J", self.open_join_dialog),
                 ("Network check…", "", lambda: NetcheckDialog(self)),
                 ("Insert emoji…", "Ctrl+E", self._picker_current),
                 ("Next tab", "Ctrl+Tab", lambda: self.cycle_tab(1)),

@@ -26,11 +26,17 @@ class RosterHandlers(Window):
     def _on_joined(self, e: ev.Joined) -> None:
         self.roster.add(e.nickname)
         self._show_verified([e.nickname])
-        self._tell_both(e.nickname, f"{e.nickname} joined")
+        if not e.rename:   # half of a rename: "bob is now known as robert" says it
+            self._tell_both(e.nickname, f"{e.nickname} joined")
+        else:
+            self._update_status()
 
     def _on_left(self, e: ev.Left) -> None:
         self.roster.remove(e.nickname)
-        self._tell_both(e.nickname, f"{e.nickname} left")
+        if not e.rename:
+            self._tell_both(e.nickname, f"{e.nickname} left")
+        else:
+            self._update_status()
 
     def _tell_both(self, nick: str, text: str) -> None:
         """A line in the room and in the private tab with ``nick`` (if open)."""

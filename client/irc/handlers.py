@@ -110,11 +110,11 @@ class Commands:
 
     def show_channels(self) -> None:
         """At registration: each channel we are in, with its last lines."""
-        try:
-            joined = [info.name for info in self.api.list_channels() if info.joined]
-        except USER_ERRORS as exc:  # no channels here (a client without encryption)
-            self.out.notice(_words(exc))
+        if not self.api.available:
+            self.out.notice("this OpenLChat client runs without channels (no chat layer): "
+                            "only private messages work here")
             return
+        joined = [info.name for info in self.api.list_channels() if info.joined]
         for display in joined:
             self.show_join(display)
             for line in self.api.history(display, self.history):
