@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder, OpenLChat subfolder)")
     p.add_argument("--no-files", action="store_true",
                    help="terminal client: do not offer or accept file transfers")
+    p.add_argument("--files-path", choices=("auto", "udp", "tcp"), default="auto",
+                   help="how files travel: auto = direct TCP, over the peers' UDP path when "
+                        "TCP fails both ways; udp = the UDP path at once; tcp = never UDP "
+                        "(default: %(default)s)")
     p.add_argument("--deadline", type=float, default=10.0,
                    help="seconds before an unacknowledged message is reported "
                         "not delivered (default: %(default)s)")
@@ -181,7 +185,8 @@ def open_windowless(args: argparse.Namespace, stderr: TextIO) -> Client | int:
                                   downloads=downloads, bind=(args.bind, args.port),
                                   deadline=args.deadline, lan=lan_wanted(args),
                                   lan_port=args.lan_port, punch=not args.no_punch,
-                                  keepalive=args.keepalive, chat=not args.no_chat)
+                                  keepalive=args.keepalive, chat=not args.no_chat,
+                                  files_path=args.files_path)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...

@@ -71,10 +71,29 @@ class Transport(Protocol):
         """Flush anything still to be saved (pins); the engine calls it when it stops."""
 
 
+class BulkSource(Protocol):
+    """File data on the UDP path (``client.files.udplane.UdpLane``), driven by the engine thread.
+
+    Its frames (first byte ``models.frames.FILE_STREAM``) travel sealed by the transport like
+    the Messenger's, but the engine asks for them only after the chat's datagrams of the same
+    turn went out, and at most ``budget`` per turn: chat is always ahead of file data.
+    """
+
+    def on_frame(self, peer: str, frame: bytes, now: float) -> None:
+        """An authenticated frame from ``peer`` whose first byte is FILE_STREAM; never raises."""
+
+    def take_bulk(self, now: float, budget: int) -> list[tuple[str, bytes]]:
+        """Up to ``budget`` (peer, frame) pairs to seal and send now."""
+
+    def next_deadline(self, now: float) -> float | None:
+        """When ``take_bulk`` has something to do (``now``: at once), or None."""
+
+
 class FileService(Protocol):
     """Peer-to-peer file transfer as the engine drives it; none of these blocks on the network."""
 
     port: int
+    lane: BulkSource    # the UDP path of the transfers
 
     def start(self) -> None: ...
 

@@ -29,6 +29,7 @@ from typing import Any
 from client import config
 from client import events as ev
 from client.bridge import Bridge, Outbox
+from client.bulk import BulkPath
 from client.chatlink import ChatLink, ChatParts
 from client.contracts import FileService, Transport
 from client.errors import (
@@ -45,6 +46,7 @@ from client.peer.messenger import KIND_CONTROL, KIND_PRIVATE, KIND_ROOM, MAX_MES
 from client.peerlink import PeerLink
 from client.reach.merged import MergedRoster
 from client.reachlink import ReachConfig, ReachLink, lan_key, no_server_text, server_view
+from client.relaylink import tcp_hopeless
 from client.routing import Router
 from client.seeker import Found, ServerSeeker
 from client.serverlink.channel import ChannelEvent, RosterChanged, SaveSession, ServerChannel
@@ -130,6 +132,7 @@ class Engine(IdentityCalls):
         self._router: Router | None = None
         self._reach_cfg = reach or ReachConfig()  # paths, NAT, LAN discovery: client/reachlink
         self._reach: ReachLink | None = None
+        self._bulk = BulkPath()  # file data on the UDP path, behind the chat (attach_files)
         self._next_files_tick = 0.0
         self._due = 0.0  # the earliest deadline, as of the last _timeout()
 
@@ -220,11 +223,14 @@ class Engine(IdentityCalls):
         listener takes our UDP port number when free. Returns the manager."""
         from client.files import FileTransfers
 
+        reach = self._reach
         files = FileTransfers(downloads=pathlib.Path(downloads), send_control=self.send_control,
                               emit=self.post_event, key_for=self.session_key_for,
                               address_of=self.address_of, listen_host=self._listen_host(),
-                              listen_port=self.address[1])
+                              listen_port=self.address[1], wake=self._udp.wake,
+                              udp_first=lambda p: self._call(lambda _: tcp_hopeless(reach, p)))
         files.start()
+        self._bulk.attach(files.lane, self._peers, self._transport, self._send_datagrams)
         self.files = files
         return files
 
@@ -383,6 +389,7 @@ class Engine(IdentityCalls):
                     if now >= self._due:
                         self._on_timers(now)
                     self._peers.pump(now, self.on_acked)
+                    self._bulk.run(now)
                 finally:
                     # callers learn their result only now that what their command queued
                     # (a message's datagrams) is sent: woken earlier, a caller takes the GIL
@@ -413,7 +420,7 @@ class Engine(IdentityCalls):
                                      self._reach.next_deadline(), self.chat.next_deadline(),
                                      files) if d is not None),
                         default=now + 1.0)
-        return min(max(0.0, self._due - now), 1.0)
+        return self._bulk.wait(now, min(max(0.0, self._due - now), 1.0))
 
     def _drain(self, now: float) -> None:
         self._router.drain(now)

@@ -24,6 +24,7 @@ from client.peer.messenger import (
 )
 from client.peer.secure import SessionStarted
 from client.serverlink.roster import Changes, PeerRoster
+from models.frames import FILE_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class PeerLink:
         self._emit = emit
         self._with_files = with_files
         self._chat = chat
+        # file data on the UDP path (client.bulk.BulkPath.on_frame), once files are attached
+        self.bulk: Callable[[str, bytes, float], None] | None = None
         self._closed = False
         # fetch_identity callers waiting for a handshake: (deadline, peer, callback)
         self._waiters: list[tuple[float, str, WhoisCallback]] = []
@@ -127,8 +130,11 @@ class PeerLink:
             frames = transport.take_frames()
             if frames:
                 moved = True
+                bulk = self.bulk
                 for peer, frame in frames:
-                    if frame[0] < PATH_FRAME_MIN or self._on_path_frame is None:
+                    if frame[0] == FILE_STREAM and bulk is not None:
+                        bulk(peer, frame, now)
+                    elif frame[0] < PATH_FRAME_MIN or self._on_path_frame is None:
                         receive(peer, frame, now)
                     else:
                         self._on_path_frame(peer, frame, now)

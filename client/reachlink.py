@@ -40,6 +40,7 @@ from client.reach.lancache import Clash, LanEvent, PeerGone, PeerSeen, ServerGon
 from client.reach.merged import MergedRoster
 from client.reach.nat import NatWatch
 from client.reach.report import netcheck_lines
+from client.relaylink import RelayLink
 from client.serverlink.link import ServerLink
 from client.serverlink.roster import Changes
 from client.udp import UdpEdge
@@ -122,6 +123,8 @@ class ReachLink:
         self._paths_due: float | None = None
         self._due_stale = True
         self.lan: LanDiscovery | None = None
+        self.relay = RelayLink(udp, transport, server=self._server, paths=self.paths,  # relay
+                               nat=self.nat, heard=self.heard, emit=emit)
         self.clashes: dict[str, frozenset[bytes]] = {}
         try:
             self.nat.set_local([udp.address[0], *(i.ip for i in lan_interfaces())])
@@ -161,7 +164,9 @@ class ReachLink:
         self._flush(now)  # a path may have been chosen (or bettered): use it at once
 
     def on_server_datagram(self, data: bytes, now: float) -> bool:
-        """A datagram from the server's address: True if it was one of ours (HERE, NUDGE)."""
+        """A datagram from the server's address: True if ours (HERE, NUDGE, the relay's)."""
+        if self.relay.on_server_datagram(data, now):
+            return True
         if not rw.is_reach(data):
             return False
         msg = self._decode_for_us(data)
@@ -208,9 +213,9 @@ class ReachLink:
                 direct.append((peer, datagram))
             else:
                 for addr, _kind in self.paths.candidates(peer):
-                    self.udp.send(datagram, addr)
+                    self.relay.send_to(datagram, addr)
         if direct:
-            self.udp.send_many(direct, path.get)
+            self.udp.send_many(self.relay.take_relayed(direct, path), path.get)
 
     def address_of(self, peer: str) -> Addr | None:
         """Where ``peer`` is reached: its path, else its directory address (file transfers)."""
@@ -274,7 +279,7 @@ class ReachLink:
         datagram = self.transport.seal(peer, PATH_PONG)
         if datagram is not None:
             for addr in recent[-MAX_PONG_TARGETS:]:
-                self.udp.send(datagram, addr)
+                self.relay.send_to(datagram, addr)
 
     def next_deadline(self) -> float | None:
         if self._due_stale:
@@ -318,7 +323,8 @@ class ReachLink:
         if info.kind == pm.PathKind.DIRECT and self.nat.behind_nat:
             kind = "direct through NAT"
         rtt = "" if info.rtt is None else f", rtt {info.rtt * 1000:.0f} ms"
-        return f"{kind} {info.addr[0]}:{info.addr[1]}{rtt}"
+        host, port = self.relay.display(info.addr)
+        return f"{kind} {host}:{port}{rtt}"
 
     def whois(self, info: ev.Whois | None) -> ev.Whois | None:
         """``info`` with the path in use (LAN / direct through NAT / none yet) and its RTT."""
@@ -337,11 +343,13 @@ class ReachLink:
         return netcheck_lines(report, None if view is None else (view.addr, view.online),
                               port=self.udp.address[1], lan_on=self.lan is not None,
                               clashes={n: len(k) for n, k in self.clashes.items()},
-                              checking=self.nat.next_deadline() is not None, paths=kinds)
+                              checking=self.nat.next_deadline() is not None,
+                              paths=kinds) + self.relay.report()
 
     # ------------------------------------------------------------------ internals
     def _forget(self, nick: str) -> None:
         self.paths.forget(nick)
+        self.relay.forget(nick)
         self._path.pop(nick, None)
         self._sources.pop(nick, None)
         self._last_heard.pop(nick, None)
@@ -360,27 +368,30 @@ class ReachLink:
                 datagram = self.transport.seal(send.peer, b"")
                 if datagram is not None:
                     self.stats["keepalives"] += 1
-                    self.udp.send(datagram, send.addr)
+                    self.relay.send_to(datagram, send.addr)
         for event in step.events:
             if isinstance(event, pm.PathChosen):
                 info = self.paths.path_of(event.peer)
                 if info is None or info.addr != event.addr:
                     continue  # stale: the peer left (or moved on) since
                 self._path[event.peer] = event.addr
+                self.relay.path_found(event.peer)
                 log.info("path to %s: %s", event.peer, self.path_text(event.peer))
             elif isinstance(event, pm.PathLost):
                 self._path.pop(event.peer, None)
                 log.info("path to %s at %s:%d lost", event.peer, *event.addr)
                 self._nudge(event.peer, now)
+                self.relay.no_path(event.peer, now)
             elif isinstance(event, pm.NoPath):
                 log.info("no path to %s answers", event.peer)
                 self._nudge(event.peer, now)
+                self.relay.no_path(event.peer, now)
 
     def _probe(self, probe: pm.Probe, now: float) -> None:
         self.stats["probes"] += 1
         datagram = self.transport.seal(probe.peer, PATH_PING)
         if datagram is not None:
-            self.udp.send(datagram, probe.addr)
+            self.relay.send_to(datagram, probe.addr)
         elif self.cfg.punch_at_join:
             # the handshake's datagrams go to every candidate: they are the probes
             self.transport.ensure_session(probe.peer, now)
@@ -405,7 +416,7 @@ class ReachLink:
         if datagram is None:
             self.transport.ensure_session(asker, now)
         elif chosen is not None:
-            self.udp.send(datagram, chosen)
+            self.relay.send_to(datagram, chosen)
         self._flush(now)
 
     def _to_server(self, msg: rw.Where | rw.ProbeRequest | rw.NudgeRequest) -> None:

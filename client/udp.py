@@ -28,6 +28,7 @@ WAKE = b"\x00"
 # instead fails the recvfrom with WSAEMSGSIZE, and the datagram is gone: counted, not logged).
 MAX_UDP = 4096
 WSAEMSGSIZE = 10040
+RCVBUF = 4 << 20
 WILDCARDS = ("", "0.0.0.0", "::")
 
 
@@ -78,6 +79,9 @@ class UdpEdge:
             sock.close()
             raise
         _quiet_windows_resets(sock)
+        # room for a burst of file data on the UDP path (the kernel caps it at its maximum)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         host = bind[0]
         if host in WILDCARDS:
             host = "::1" if family == socket.AF_INET6 else "127.0.0.1"

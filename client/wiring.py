@@ -56,10 +56,12 @@ def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path |
                 deadline: float | None = None, timeout: float = 5.0,
                 make_engine: EngineFactory = Engine, lan: bool = False,
                 lan_port: int | None = None, punch: bool = True,
-                keepalive: float | None = None, chat: bool = True) -> Client:
+                keepalive: float | None = None, chat: bool = True,
+                files_path: str = "auto") -> Client:
     """Create the engine, register with the server (blocks up to ``timeout``), plug in file
     transfer saving to ``downloads`` (None: no file transfer). ``lan``: LAN discovery, and
-    LAN mode when no server is named or reachable (client/seeker.py).
+    LAN mode when no server is named or reachable (client/seeker.py). ``files_path``: "auto",
+    "udp" or "tcp" (``client.files.state.Settings.udp``).
 
     Raises what the engine raises (the client.errors classes; wording.describe_error says them
     in plain words) or ``CannotOpenSocket``; a half-made engine is closed first.
@@ -87,6 +89,8 @@ def open_client(server: tuple[str, int] | None, nick: str, *, config_dir: Path |
         close_quietly(engine)
         raise
     transfers = plug_in_files(engine, downloads) if downloads is not None else None
+    if transfers is not None and files_path != "auto":   # "auto" is the manager's default
+        transfers.settings.udp = files_path
     return Client(engine, transfers)
 
 

@@ -15,7 +15,9 @@ from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from dirserver import relay
 from dirserver.reach import Beacon, ReachSide
+from dirserver.relay import RelayEdge
 from dirserver.storage import StorageWriter
 from dirserver.tcp import Registrar
 from dirserver.udp import UdpSide
@@ -46,6 +48,7 @@ class DirectoryServer:
         self.storage = StorageWriter(store, leaves, pending)
         self.registrar = Registrar(args, self.directory, self.storage, clock)
         self.udp = UdpSide(self.directory, clock, args.ping_interval, self.storage.add_ops)
+        self.udp.relay = self.relay = RelayEdge(self.directory, relay.limits_from(args), clock)
         self.stopping = Event()
         self.tcp_server: StreamServer | None = None
         self._greenlets: list[gevent.Greenlet] = []
@@ -60,7 +63,10 @@ class DirectoryServer:
                                        spawn=Pool(self.args.max_connections))
         self.tcp_server.start()
         self._greenlets = [*self.udp.start(udp), *self.storage.start(),
-                           gevent.spawn(self._housekeeping)]
+                           gevent.spawn(self._housekeeping), self.relay.start()]
+        if self.relay.service.limits.enabled:
+            log.info("relay on: %d bytes/s per client, %d pairs at most",
+                     self.relay.service.limits.rate, self.relay.service.limits.max_pairs)
         self._greenlets += self._start_reach(udp)
         if self.args.stats_interval > 0:
             self._greenlets.append(gevent.spawn(self._stats_loop))
@@ -123,7 +129,7 @@ class DirectoryServer:
             f"tcp_errors={tcp['errors']} storage_failures={self.storage.failures} "
             f"storage_pending={self.storage.pending}"
             f" log_lines_dropped={self.dropped_log_lines()}"
-            f"{self.udp.fanout_summary()}"
+            f"{self.udp.fanout_summary()}{self.relay.stats()}"
         )
 
     def _stats_loop(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import gevent
 
 from client.reach.discovery import DEFAULT_PORT as DISCOVERY_PORT
+from dirserver import relay
 from dirserver.app import DirectoryServer
 from dirserver.udp import bind_sockets
 from models import directory_wire as wire
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the name the LAN announcement carries (None: the host name)")
     p.add_argument("--beacon-port", type=_port, default=DISCOVERY_PORT,
                    help="UDP port of LAN discovery (default: %(default)s)")
+    relay.add_arguments(p)
     p.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
     return p

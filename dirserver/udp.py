@@ -17,6 +17,7 @@ from gevent.event import Event
 from gevent.server import DatagramServer
 
 from dirserver.reach import ReachSide
+from dirserver.relay import RelayEdge
 from models.directory import Directory
 from models.registration import StoreOp
 
@@ -113,6 +114,7 @@ class UdpSide:
         self.fanout: deque[float] = deque(maxlen=100_000)
         self.fanout_del: deque[float] = deque(maxlen=100_000)
         self.server: UdpServer | None = None
+        self.relay: RelayEdge | None = None   # the relay extension (dirserver/relay.py)
         self._raw: socket.socket | None = None
         self._last_error_log = -INTERNAL_ERROR_LOG_EVERY
         self.reach: ReachSide | None = None  # WHERE?/PROBE?/NUDGE (dirserver/reach.py)
@@ -132,6 +134,10 @@ class UdpSide:
 
     def handle(self, data: bytes, addr: tuple) -> None:
         d = self.directory
+        relay = self.relay
+        if relay is not None and relay.wants(data):
+            relay.handle(data, addr, self._raw.sendto)  # type: ignore[union-attr]
+            return
         reach = self.reach
         try:
             if reach is not None and reach.consume(data, addr):

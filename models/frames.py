@@ -47,6 +47,9 @@ from models.peer_wire import MAX_FRAME
 DATA = 0x01
 ACK = 0x02
 SKIP = 0x03
+# Not a Messenger frame: file data on the UDP path (client/files/udpwire.py), which the engine
+# hands to the file layer instead; docs/PROTOCOL.md section 8.6.
+FILE_STREAM = 0x20
 
 KIND_ROOM = 0
 KIND_PRIVATE = 1

@@ -77,15 +77,17 @@ Message = Where | Here | ProbeRequest | Probe | NudgeRequest | Nudge
 REQUESTS = (Where, ProbeRequest, NudgeRequest)
 
 
-def _frame(keyword: str, body: str) -> bytes:
+def frame(keyword: str, body: str) -> bytes:
+    """``keyword len body``: the framing of every directory datagram (also the relay's)."""
     raw = body.encode("utf-8")
     return b"%s %d %s" % (keyword.encode("ascii"), len(raw), raw)
 
 
-def _padded(keyword: str, body: str, extra: int = 0) -> bytes:
-    plain = _frame(keyword, body + " -")
+def padded(keyword: str, body: str, extra: int = 0) -> bytes:
+    """``frame`` of ``body`` plus a ``-`` pad token: at least ``PAD_TO + extra`` bytes."""
+    plain = frame(keyword, body + " -")
     short = PAD_TO + extra - len(plain)
-    return _frame(keyword, body + " " + "-" * (1 + max(0, short)))
+    return frame(keyword, body + " " + "-" * (1 + max(0, short)))
 
 
 def request_body(msg: Where | ProbeRequest | NudgeRequest) -> bytes:
@@ -94,7 +96,8 @@ def request_body(msg: Where | ProbeRequest | NudgeRequest) -> bytes:
     return encode(msg).split(b" ", 2)[2]
 
 
-def _check(keyword: str, *nicks: str) -> None:
+def check(keyword: str, *nicks: str) -> None:
+    """ValueError for a keyword or nickname we must never send."""
     if not _KEYWORD.match(keyword):
         raise ValueError(f"bad keyword {keyword!r}")
     for nick in nicks:
@@ -104,29 +107,36 @@ def _check(keyword: str, *nicks: str) -> None:
 
 def encode(msg: Message) -> bytes:
     if isinstance(msg, Where):
-        _check(msg.keyword, msg.nickname)
-        return _padded(msg.keyword, f"WHERE? {msg.nickname}")
+        check(msg.keyword, msg.nickname)
+        return padded(msg.keyword, f"WHERE? {msg.nickname}")
     if isinstance(msg, ProbeRequest):
-        _check(msg.keyword, msg.nickname)
-        return _padded(msg.keyword, f"PROBE? {msg.nickname}")
+        check(msg.keyword, msg.nickname)
+        return padded(msg.keyword, f"PROBE? {msg.nickname}")
     if isinstance(msg, NudgeRequest):
-        _check(msg.keyword, msg.nickname, msg.target)
-        return _padded(msg.keyword, f"NUDGE {msg.nickname} {msg.target}",
+        check(msg.keyword, msg.nickname, msg.target)
+        return padded(msg.keyword, f"NUDGE {msg.nickname} {msg.target}",
                        len(msg.nickname.encode("utf-8")))
     if isinstance(msg, Here):
-        _check(msg.keyword)
-        return _frame(msg.keyword, f"HERE {format_here(msg.addr)}")
+        check(msg.keyword)
+        return frame(msg.keyword, f"HERE {format_here(msg.addr)}")
     if isinstance(msg, Probe):
-        _check(msg.keyword)
-        return _frame(msg.keyword, "PROBE")
+        check(msg.keyword)
+        return frame(msg.keyword, "PROBE")
     if isinstance(msg, Nudge):
-        _check(msg.keyword, msg.nickname)
-        return _frame(msg.keyword, f"NUDGE {msg.nickname} {format_here(msg.addr)}")
+        check(msg.keyword, msg.nickname)
+        return frame(msg.keyword, f"NUDGE {msg.nickname} {format_here(msg.addr)}")
     raise ValueError(f"not a reach message: {msg!r}")
 
 
 def is_reach(data: bytes) -> bool:
-    """Cheap pre-check: does this datagram carry one of our commands? (then ``decode`` it)"""
+    """Cheap pre-check: does this datagram carry one of our commands? (then ``decode`` it)
+
+    Runs for every datagram the server gets (PINGs above all): two ``find``s and a
+    ``startswith`` before any list is made."""
+    first = data.find(b" ", 0, 40)
+    second = data.find(b" ", first + 1, 48) if first > 0 else -1
+    if second < 0 or not data.startswith(COMMANDS, second + 1):
+        return False
     parts = data.split(b" ", 3)
     return len(parts) >= 3 and parts[2] in COMMANDS
 
@@ -148,24 +158,34 @@ def decode(data: bytes) -> Message:
     return msg
 
 
-def _decode(data: bytes) -> Message:
-    if len(data) > MAX_REACH_DATAGRAM:
-        raise _bad("datagram too long")
+def split(data: bytes, code: str = "BAD_REACH", limit: int = MAX_REACH_DATAGRAM
+          ) -> tuple[str, list[str]]:
+    """``keyword len body`` -> (keyword, the body's tokens); ``ProtocolError(code)`` else."""
+    def bad(text: str) -> ProtocolError:
+        return ProtocolError(code, text)
+
+    if len(data) > limit:
+        raise bad("datagram too long")
     parts = bytes(data).split(b" ", 2)
     if len(parts) != 3:
-        raise _bad("expected 'keyword len COMMAND ...'")
+        raise bad("expected 'keyword len COMMAND ...'")
     kw_b, len_b, body = parts
     if not len_b.isdigit() or len(len_b) > 3 or (len(len_b) > 1 and len_b[:1] == b"0"):
-        raise _bad("malformed len")
+        raise bad("malformed len")
     if int(len_b) != len(body):
-        raise _bad("len does not match")
+        raise bad("len does not match")
     try:
         keyword = kw_b.decode("ascii")
         tokens = body.decode("utf-8").split(" ")
     except UnicodeDecodeError:
-        raise _bad("not UTF-8") from None
+        raise bad("not UTF-8") from None
     if not _KEYWORD.match(keyword):
-        raise _bad("malformed keyword")
+        raise bad("malformed keyword")
+    return keyword, tokens
+
+
+def _decode(data: bytes) -> Message:
+    keyword, tokens = split(data)
     command, args = tokens[0], tokens[1:]
     if command.encode() not in COMMANDS:
         raise ProtocolError("NOT_REACH", "not a reachability message")

@@ -270,3 +270,27 @@ def _same_members(protocol: type, cls: type) -> None:
         ours = getattr(cls, name)
         want = list(inspect.signature(member).parameters)
         assert list(inspect.signature(ours).parameters) == want, name
+
+
+def test_via_udp_wakes_only_an_accepted_incoming_transfer() -> None:
+    from client.files.control import NoWayIn
+
+    c = _control()
+    t = _offered(c, "bob")
+    assert c.receive("bob", _payload(wire.ViaUdp(TOKEN))) == []          # not accepted yet
+    assert c.accept(t.tid) is t
+    assert c.receive("carol", _payload(wire.ViaUdp(TOKEN))) == []        # another peer's
+    assert c.receive("bob", _payload(wire.ViaUdp(TOKEN))) == [NoWayIn(t)]
+    assert wire.decode_control(_payload(wire.ViaUdp(TOKEN))) == wire.ViaUdp(TOKEN)
+
+
+def test_a_stream_on_the_udp_path_is_claimed_once_by_its_own_offer() -> None:
+    from client.files.udpwire import stream_id
+
+    c = _control()
+    t, _send = c.offer("bob", TOKEN, Path("a.bin"), 10, 0, 0)
+    sid = stream_id(TOKEN)
+    assert c.claim_stream("carol", sid) is None           # only the peer it was offered to
+    assert c.claim_stream("bob", sid + 1) is None
+    assert c.claim_stream("bob", sid) is t and t.state == State.RUNNING
+    assert c.claim_stream("bob", sid) is None             # once

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from client.events import KeyChanged, PeerUnreachable
 from client.peer.identity import fingerprint
 from client.peer.pins import PinStore
-from client.peer.secure import WARNING_KEY_CHANGED, SecureTransport, SessionStarted
+from client.peer.secure import SecureTransport, SessionStarted
+from client.peer.trust import WARNING_KEY_CHANGED
 from models import secure_wire as sw
 from models.peer_wire import HS_FINISH, MAGIC, MAX_FRAME, SEALED, VERSION
 

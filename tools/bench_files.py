@@ -8,7 +8,9 @@ Run from the repository root::
 It writes a random file to a temporary directory, then, with the sender and the receiver in two
 separate processes, measures
 
-* ``FileTransfers`` (secretstream-encrypted, authenticated, fsynced and moved into place), and
+* ``FileTransfers`` (secretstream-encrypted, authenticated, fsynced and moved into place),
+* the same over the UDP path: two real engines (SecureTransport) registered with a real
+  ``server.py``, the stream carried in SEALED datagrams with LEDBAT congestion control, and
 * an unencrypted loop sending the same file in 64 KiB ``sendall`` calls into a receiver that
   writes it to disk in 64 KiB ``recv_into`` calls (the floor set by the kernel and the disk),
 
@@ -31,10 +33,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from client.engine import Engine  # noqa: E402
 from client.events import FileDone, FileFailed, FileOffered  # noqa: E402
 from client.files import FileTransfers  # noqa: E402
 
@@ -121,7 +125,67 @@ def _usage() -> float:
     return time.process_time()
 
 
+def _engine(args: argparse.Namespace, nick: str, downloads: Path) -> Engine:
+    host, port = args.server.rsplit(":", 1)
+    eng = Engine((host, int(port)), nick, config_dir=Path(tempfile.mkdtemp()),  # fresh keys
+                 bind=("127.0.0.1", 0))
+    eng.start(timeout=10)
+    files = eng.attach_files(downloads)
+    files.settings.udp = "udp"
+    return eng
+
+
+def _engine_wait(eng: Engine, kinds: tuple, timeout: float = 600.0) -> object:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ev = eng.events.get(timeout=end - time.monotonic())
+        if isinstance(ev, kinds):
+            return ev
+    raise SystemExit("timed out")
+
+
+def _received(accept: Callable[[], None], wait_done: Callable[[], object],
+              close: Callable[[], None]) -> dict:
+    """The receiving side's measurement: accept, wait for the end, the figures."""
+    sampler = _RssSampler()
+    cpu0, t0 = _usage(), time.perf_counter()
+    accept()
+    done = wait_done()
+    wall, cpu = time.perf_counter() - t0, _usage() - cpu0
+    mem = sampler.stop()
+    close()
+    if not isinstance(done, FileDone):
+        raise SystemExit(f"transfer failed: {done}")
+    os.unlink(done.path)
+    return {"wall": wall, "cpu": cpu, **mem}
+
+
+def _udp_receive(args: argparse.Namespace) -> dict:
+    eng = _engine(args, "receiver", Path(args.out))
+    print("ready", flush=True)
+    offer = _engine_wait(eng, (FileOffered,))
+    return _received(lambda: eng.accept_file(offer.transfer_id),
+                     lambda: _engine_wait(eng, (FileDone, FileFailed)), eng.close)
+
+
+def _udp_send(args: argparse.Namespace) -> dict:
+    eng = _engine(args, "sender", Path(tempfile.mkdtemp()))
+    end = time.monotonic() + 10
+    while "receiver" not in eng.roster() and time.monotonic() < end:
+        time.sleep(0.02)
+    cpu0, t0 = _usage(), time.perf_counter()
+    eng.offer_files("receiver", [Path(args.file)])
+    done = _engine_wait(eng, (FileDone, FileFailed))
+    wall, cpu = time.perf_counter() - t0, _usage() - cpu0
+    eng.close()
+    if not isinstance(done, FileDone):
+        raise SystemExit(f"transfer failed: {done}")
+    return {"wall": wall, "cpu": cpu}
+
+
 def role_receiver(args: argparse.Namespace) -> dict:
+    if args.mode == "udp":
+        return _udp_receive(args)
     lsock = socket.create_server(("127.0.0.1", 0))
     print(lsock.getsockname()[1], flush=True)
     conn, _ = lsock.accept()
@@ -131,17 +195,8 @@ def role_receiver(args: argparse.Namespace) -> dict:
     cond = threading.Condition()
     ft = _manager(_ControlPipe(conn, "sender"), Path(args.out), events, cond)
     offer = _wait(events, cond, (FileOffered,))
-    sampler = _RssSampler()
-    cpu0, t0 = _usage(), time.perf_counter()
-    ft.accept(offer.transfer_id)
-    done = _wait(events, cond, (FileDone, FileFailed))
-    wall, cpu = time.perf_counter() - t0, _usage() - cpu0
-    mem = sampler.stop()
-    ft.close()
-    if not isinstance(done, FileDone):
-        raise SystemExit(f"transfer failed: {done}")
-    os.unlink(done.path)
-    return {"wall": wall, "cpu": cpu, **mem}
+    return _received(lambda: ft.accept(offer.transfer_id),
+                     lambda: _wait(events, cond, (FileDone, FileFailed)), ft.close)
 
 
 def _plain_receive(conn: socket.socket, out_dir: Path, size: int) -> dict:
@@ -170,6 +225,8 @@ def _plain_receive(conn: socket.socket, out_dir: Path, size: int) -> dict:
 
 
 def role_sender(args: argparse.Namespace) -> dict:
+    if args.mode == "udp":
+        return _udp_send(args)
     conn = socket.create_connection(("127.0.0.1", args.port))
     src = Path(args.file)
     if args.mode == "plain":
@@ -192,14 +249,20 @@ def role_sender(args: argparse.Namespace) -> dict:
     return {"wall": wall, "cpu": cpu}
 
 
-def _run_pair(mode: str, src: Path, out: Path, size: int) -> tuple[dict, dict]:
+def _run_pair(mode: str, src: Path, out: Path, size: int, server: str = ""
+              ) -> tuple[dict, dict]:
     me = [sys.executable, str(Path(__file__).resolve())]
+    extra = ["--server", server] if server else []
     recv = subprocess.Popen(me + ["--role", "receiver", "--mode", mode, "--out", str(out),
-                                  "--size", str(size)], stdout=subprocess.PIPE, text=True)
+                                  "--size", str(size), *extra], stdout=subprocess.PIPE,
+                            text=True)
     assert recv.stdout is not None
     port = recv.stdout.readline().strip()
+    if mode == "udp":
+        port = "0"
     send = subprocess.run(me + ["--role", "sender", "--mode", mode, "--file", str(src),
-                                "--port", port], capture_output=True, text=True, check=True)
+                                "--port", port, *extra], capture_output=True, text=True,
+                          check=True)
     r_out, _ = recv.communicate(timeout=600)
     if recv.returncode:
         raise SystemExit(f"receiver failed ({recv.returncode})")
@@ -226,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="where to put the test files (default: a temporary directory)")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each mode (default %(default)s)")
     ap.add_argument("--role", choices=["sender", "receiver"], help=argparse.SUPPRESS)
-    ap.add_argument("--mode", choices=["plain", "files"], help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=["plain", "files", "udp"], help=argparse.SUPPRESS)
+    ap.add_argument("--server", help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -244,15 +308,22 @@ def main(argv: list[str] | None = None) -> int:
         _make_file(src, size)
         runs: dict[str, list[tuple]] = {}
         modes = [("plain", "plain 64 KiB sendall loop (no crypto)"),
-                 ("files", "FileTransfers (secretstream, verified)")]
-        for i in range(args.rounds):
-            for mode, label in modes[::1 if i % 2 == 0 else -1]:   # alternate: no order bias
-                s, r = _run_pair(mode, src, out, size)
-                wall = max(s["wall"], r["wall"])
-                gb = size / 1e9
-                runs.setdefault(label, []).append(
-                    (size / wall / 1e6, s["cpu"] / gb, r["cpu"] / gb,
-                     r["rss_start"] / 2**20, r["rss_peak"] / 2**20))
+                 ("files", "FileTransfers (secretstream, verified)"),
+                 ("udp", "FileTransfers over the UDP path (engines, SEALED, LEDBAT)")]
+        from bench_peer import start_server
+        server_proc, server = start_server(Path(tmp))
+        try:
+            for i in range(args.rounds):
+                for mode, label in modes[::1 if i % 2 == 0 else -1]:   # alternate: no bias
+                    s, r = _run_pair(mode, src, out, size, f"{server[0]}:{server[1]}")
+                    wall = max(s["wall"], r["wall"])
+                    gb = size / 1e9
+                    runs.setdefault(label, []).append(
+                        (size / wall / 1e6, s["cpu"] / gb, r["cpu"] / gb,
+                         r["rss_start"] / 2**20, r["rss_peak"] / 2**20))
+        finally:
+            server_proc.kill()
+            server_proc.wait()
     print(f"\n{args.size_mib} MiB over loopback, sender and receiver in separate processes, "
           f"{os.cpu_count()} CPUs, median of {args.rounds} run(s), load average "
           f"{os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f}\n")

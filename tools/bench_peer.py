@@ -269,11 +269,12 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def start_server(tmp: Path) -> tuple[subprocess.Popen, tuple[str, int]]:
+def start_server(tmp: Path, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen,
+                                                                   tuple[str, int]]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(REPO / "server.py"), "--host", "127.0.0.1",
                              "--port", str(port), "--db", str(tmp / "bench.db"),
-                             "--register-rate", "0", "--log-level", "WARNING"],
+                             "--register-rate", "0", "--log-level", "WARNING", *extra],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     end = time.monotonic() + 10
     while time.monotonic() < end:

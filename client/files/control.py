@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.events import FileOffered
-from client.files import wire
+from client.files import udpwire, wire
 from client.files.names import sanitize_name
 from client.files.state import Settings, State, Transfer
 from models.errors import ProtocolError
@@ -49,7 +49,14 @@ class ConnectBack:
     port: int
 
 
-Action = Send | Emit | Stop | ConnectBack
+@dataclass(frozen=True)
+class NoWayIn:
+    """The sender could not connect to our listener either (VIA_UDP): the
+    receiving worker stops waiting for it and goes over the UDP path."""
+    transfer: Transfer
+
+
+Action = Send | Emit | Stop | ConnectBack | NoWayIn
 
 
 def farewell(t: Transfer, reason: str) -> wire.Control:
@@ -168,6 +175,9 @@ class Control:
             return self._on_accept(peer, msg)
         if isinstance(msg, wire.Reverse):
             return self._on_reverse(peer, msg)
+        if isinstance(msg, wire.ViaUdp):    # from the sender, about our incoming transfer
+            t = self.find(peer, msg.token, outgoing=False)
+            return [NoWayIn(t)] if t is not None and t.state == State.ACCEPTED else []
         # DECLINE ends our offer; CANCEL ends theirs
         t = self.find(peer, msg.token, outgoing=isinstance(msg, wire.Decline))
         if t is None:
@@ -211,6 +221,17 @@ class Control:
         return [ConnectBack(t, msg.port)]
 
     # --- connections ----------------------------------------------------------------------
+
+    def claim_stream(self, peer: str, sid: int) -> Transfer | None:
+        """The first frame of a stream on the UDP path: our outgoing transfer to ``peer`` it
+        is for (RUNNING from now on), or None. As with a TCP connection, the stream may
+        overtake the ACCEPT message."""
+        for t in self.by_id.values():
+            if t.outgoing and t.peer == peer and udpwire.stream_id(t.token) == sid \
+                    and t.state in (State.OFFERED, State.ACCEPTED):
+                t.state = State.RUNNING
+                return t
+        return None
 
     def awaits_connection(self) -> bool:
         """Is any transfer waiting for an incoming connection? If not, nobody can use one."""

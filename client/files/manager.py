@@ -8,7 +8,8 @@ Contract (the engine calls these; none of them blocks on the network)::
                      key_for: Callable[[str, bytes], bytes | None],
                      address_of: Callable[[str], tuple[str, int] | None],
                      listen_host: str = "0.0.0.0", listen_port: int = 0,
-                     offer_ttl: float = 120.0): ...
+                     offer_ttl: float = 120.0, wake: Callable[[], None] = ...,
+                     udp_first: Callable[[str], bool] = ...): ...
         def start(self) -> None          # open the TCP listener on listen_port (the engine passes
                                          # its UDP port number); if taken, an ephemeral port.
                                          # The port in use is announced in each offer (``port``).
@@ -29,6 +30,9 @@ and encrypted to the peer's ``on_control``. ``emit(event)`` is called from the c
 and from transfer threads, so it must be thread-safe too (the engine puts on its queue).
 ``key_for(peer, b"file" + token)`` returns 32 bytes bound to the live encrypted session, or None.
 ``address_of(peer)`` gives the peer's roster (UDP) address; its TCP listener is on that host.
+``lane`` (a ``client.contracts.BulkSource``) is the UDP path: the engine feeds it the peers'
+stream frames and sends what it gives, behind the chat; ``wake()`` wakes the engine for it.
+``udp_first(peer)``: TCP is known not to work with ``peer`` (e.g. both behind NAT), so skip it.
 
 Events: ``FileOffered`` (to the receiver), ``FileProgress`` (at most 4/s per transfer, both
 sides), and exactly one ``FileDone`` or ``FileFailed`` per transfer on each side (including
@@ -38,13 +42,15 @@ decline and expiry). Ids are local to this manager. The engine holds it as a
 Who connects: the receiver, after accepting, connects to the sender's listener (host from the
 roster, port from the offer). If that fails (or the connection is dropped before the stream
 starts, twice: a flooded listener evicts its oldest unidentified connections), it sends REVERSE
-with its own listener port and the sender connects to it. Listener limits: PROTOCOL.md section 8,
-"Limits (hostile peers)". The stream and the control messages: ``client/files/wire.py`` and
-``docs/PROTOCOL.md section 8``. Files arrive as ``NAME.part`` plus a ``NAME.part.json`` sidecar
-(peer, name, size, mtime); an interrupted transfer keeps them, and a later offer of the same
-file from the same peer resumes from the ``.part`` length (after the sender has checked the
-prefix hash). A cancel from either side deletes them. Verified files get a fresh name
-(``name (1).ext``), never overwriting anything.
+with its own listener port and the sender connects to it. If that fails too, the sender sends
+VIA_UDP and the receiver opens the stream over the peers' UDP path (``udplane``): the same
+encrypted stream, hello, resume and DONE, carried in SEALED datagrams. Listener limits:
+PROTOCOL.md section 8, "Limits (hostile peers)". The stream and the control messages:
+``client/files/wire.py`` and ``docs/PROTOCOL.md section 8``. Files arrive as ``NAME.part`` plus
+a ``NAME.part.json`` sidecar (peer, name, size, mtime); an interrupted transfer keeps them, and
+a later offer of the same file from the same peer resumes from the ``.part`` length (after the
+sender has checked the prefix hash). A cancel from either side deletes them. Verified files get
+a fresh name (``name (1).ext``), never overwriting anything.
 """
 
 from __future__ import annotations
@@ -58,13 +64,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from client.events import FileDone, FileFailed, FileProgress
-from client.files import wire
-from client.files.control import Action, ConnectBack, Control, Emit, Send, Stop, farewell
+from client.files import udpwire, wire
+from client.files.control import (
+    Action,
+    ConnectBack,
+    Control,
+    Emit,
+    NoWayIn,
+    Send,
+    Stop,
+    farewell,
+)
 from client.files.listener import Listener, open_listener
 from client.files.receiver import Receiver
 from client.files.resume import ResumeStore
 from client.files.sender import Sender
 from client.files.state import Settings, State, Transfer, hang_up
+from client.files.udplane import UdpConn, UdpLane
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +94,8 @@ class FileTransfers:
                  emit: Callable[[object], None], key_for: Callable[[str, bytes], bytes | None],
                  address_of: Callable[[str], tuple[str, int] | None],
                  listen_host: str = "0.0.0.0", listen_port: int = 0,
-                 offer_ttl: float = 120.0) -> None:
+                 offer_ttl: float = 120.0, wake: Callable[[], None] = lambda: None,
+                 udp_first: Callable[[str], bool] = lambda peer: False) -> None:
         self.downloads = Path(downloads)
         self.settings = Settings(offer_ttl=offer_ttl)
         self.port = 0
@@ -94,6 +111,8 @@ class FileTransfers:
         self._sender = Sender(self)
         self._receiver = Receiver(self, self._store)
         self._listener: Listener | None = None
+        self._udp_first = udp_first
+        self.lane = UdpLane(wake=wake, accept=self._stream_handoff)
         self._closed = threading.Event()
         self._threads: set[threading.Thread] = set()
 
@@ -130,6 +149,7 @@ class FileTransfers:
                 hang_up(extra)
         if self._listener is not None:
             self._listener.close()
+        self.lane.close()
         deadline = time.monotonic() + self.settings.close_timeout
         for th in list(self._threads):
             left = deadline - time.monotonic()
@@ -221,6 +241,8 @@ class FileTransfers:
                 self._emit(a.event)
             elif isinstance(a, Stop):
                 self.stop(a.transfer, a.reason, tell_peer=a.tell_peer, discard=a.discard)
+            elif isinstance(a, NoWayIn):
+                a.transfer.reverse_ready.set()  # its worker stops waiting: the UDP path
             elif isinstance(a, ConnectBack):
                 self._spawn(self._sender.connect_back, a.transfer, a.port,
                             name=f"files-send-{a.transfer.tid}")
@@ -247,6 +269,19 @@ class FileTransfers:
                 conn.close()
             return
         self._spawn(self._sender.run, t, conn, rewait=True, name=f"files-send-{t.tid}")
+
+    def _stream_handoff(self, peer: str, sid: int, conn: UdpConn) -> bool:
+        """The first frame of a stream on the UDP path (engine thread): our transfer takes it,
+        or nobody does."""
+        if self.settings.udp == "tcp":
+            return False
+        with self.lock:
+            t = self.control.claim_stream(peer, sid)
+        if t is None:
+            return False
+        log.info("%s opened #%d over the UDP path", peer, t.tid)
+        self._spawn(self._sender.run, t, conn, rewait=True, name=f"files-send-{t.tid}")
+        return True
 
     def _awaits_connection(self) -> bool:
         with self.lock:
@@ -284,6 +319,20 @@ class FileTransfers:
 
     def send(self, peer: str, msg: wire.Control) -> None:
         self._send(peer, wire.encode_control(msg))
+
+    def udp_first(self, peer: str) -> bool:
+        if self.settings.udp != "auto":
+            return self.settings.udp == "udp"
+        try:
+            return bool(self._udp_first(peer))
+        except Exception:   # the engine is closing: nobody knows; TCP first, as without it
+            return False
+
+    def udp_allowed(self) -> bool:
+        return self.settings.udp != "tcp"
+
+    def open_stream(self, t: Transfer) -> UdpConn:
+        return self.lane.open(t.peer, udpwire.stream_id(t.token))
 
     def is_live(self, t: Transfer) -> bool:
         with self.lock:

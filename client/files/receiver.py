@@ -110,15 +110,18 @@ class Receiver:
             self._store.drop(t)
 
     def _connect_or_wait(self, t: Transfer, *, direct: bool
-                         ) -> tuple[socket.socket | None, bool]:
+                         ) -> tuple[fs.Conn | None, bool]:
         """The receiver connects to the sender (if ``direct``); failing that, it asks the
-        sender to connect. Returns (connection or None if stopped, whether it was REVERSE)."""
+        sender to connect; failing that too (or at once, when TCP is known not to work), it
+        opens a stream on the UDP path. Returns (connection or None if stopped, whether it
+        was the last resort: REVERSE or UDP)."""
         core = self._core
         addr = core.address(t.peer)
         if addr is None:
             raise fs.StreamError(f"{t.peer} is not online")
-        conn = None
-        if direct:
+        conn: fs.Conn | None = None
+        udp_first = core.udp_first(t.peer)
+        if direct and not udp_first:
             try:
                 conn = socket.create_connection((addr[0], t.port),
                                                 timeout=core.settings.connect_timeout)
@@ -126,16 +129,20 @@ class Receiver:
             except OSError as exc:
                 log.info("cannot reach %s's file listener (%s); asking it to connect", t.peer, exc)
                 conn = None
-        if conn is None:
-            if not core.port:
-                raise fs.StreamError(f"cannot connect to {t.peer} and we have no listener")
+        if conn is None and not udp_first and core.port:
             core.send(t.peer, wire.Reverse(t.token, core.port))
             t.reverse_ready.wait(core.settings.reverse_timeout)
             conn = t.reverse_sock
-            if conn is None:
-                if t.stop.is_set():
-                    return None, True
-                raise fs.StreamError(f"{t.peer} could not connect either")
+            if conn is None and t.stop.is_set():
+                return None, True
+        if conn is None:
+            if not core.udp_allowed():
+                raise fs.StreamError(f"cannot connect to {t.peer}, and {t.peer} could not "
+                                     "connect either" if core.port else
+                                     f"cannot connect to {t.peer} and we have no listener")
+            log.info("receiving #%d from %s over the UDP path", t.tid, t.peer)
+            conn = core.open_stream(t)
+            direct = False
         with core.lock:
             t.sock = conn
             t.move(State.RUNNING)

@@ -38,13 +38,28 @@ class Sender:
                                                 timeout=core.settings.connect_timeout)
                 conn.sendall(wire.encode_preamble(wire.ROLE_SENDER, t.token))
             except OSError as exc:
-                core.fail(t, f"cannot connect to {t.peer} either way: {exc}")
+                if core.udp_allowed():
+                    self._via_udp(t, exc)
+                else:
+                    core.fail(t, f"cannot connect to {t.peer} either way: {exc}")
                 return
             if self.run(t, conn, again=again) or t.stop.wait(core.settings.retry_pause):
                 return
             log.info("%s's file listener dropped our connection; trying once more", t.peer)
 
-    def run(self, t: Transfer, conn: socket.socket, *, again: bool = False,
+    def _via_udp(self, t: Transfer, exc: OSError) -> None:
+        """Neither side could connect: ask the receiver to open a stream on the UDP path, and
+        wait for it as for the receiver's connection (the offer's expiry bounds the wait)."""
+        core = self._core
+        with core.lock:
+            if t.stop.is_set() or not core.is_live(t):
+                return
+            t.state, t.since, t.sock = State.ACCEPTED, None, None
+        log.info("cannot connect to %s's file listener either (%s): over the UDP path", t.peer,
+                 exc)
+        core.send(t.peer, wire.ViaUdp(t.token))
+
+    def run(self, t: Transfer, conn: fs.Conn, *, again: bool = False,
             rewait: bool = False) -> bool:
         """Stream ``t`` over ``conn``. If the connection breaks before the receiver's stream
         header (nothing happened on it) and ``again``, return False so the caller tries another

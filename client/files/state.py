@@ -45,6 +45,9 @@ class Settings:
     accept_batch: int = 64
     free_space_margin: int = 16 << 20
     chunk: int = fs.CHUNK
+    # when a transfer goes over the peer's UDP path: "auto" when TCP fails both ways, "udp"
+    # straight away, "tcp" never (then the transfer fails as before)
+    udp: str = "auto"
 
 
 @dataclass
@@ -74,7 +77,7 @@ class Transfer:
     part: Path | None = None
     # the workers' side: control.py never touches these
     out: BinaryIO | None = None     # the open .part (incoming)
-    sock: socket.socket | None = None
+    sock: fs.Conn | None = None       # TCP, or a stream on the UDP path
     reverse_sock: socket.socket | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     reverse_ready: threading.Event = field(default_factory=threading.Event)
@@ -113,6 +116,14 @@ class Core(Protocol):
 
     def is_live(self, t: Transfer) -> bool: ...
 
+    def udp_first(self, peer: str) -> bool:
+        """Skip TCP: the transfer goes over the UDP path straight away."""
+
+    def udp_allowed(self) -> bool: ...
+
+    def open_stream(self, t: Transfer) -> fs.Conn:
+        """A new stream on the UDP path for incoming ``t``; OSError if there is no room."""
+
 
 def reason_of(exc: BaseException) -> str:
     """An exception from a transfer in words for the user."""
@@ -132,7 +143,7 @@ def is_lost(exc: BaseException) -> bool:
     return isinstance(exc, fs.ConnectionLost | ConnectionError)
 
 
-def hang_up(sock: socket.socket) -> None:
+def hang_up(sock: fs.Conn) -> None:
     """Wake any thread blocked on ``sock`` (close alone does not on Linux) and close it."""
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)

@@ -18,10 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from nacl.bindings import crypto_secretstream as ss
 from nacl.exceptions import CryptoError
@@ -41,6 +40,21 @@ ZERO_HASH = bytes(wire.HASH_LEN)
 HASH_BLOCK = 1 << 20
 
 
+class Conn(Protocol):
+    """What a transfer's stream runs over: a TCP socket, or a stream on the UDP path
+    (``client.files.udplane.UdpConn``)."""
+
+    def sendall(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    def recv_into(self, buffer: bytearray | memoryview, /) -> int: ...
+
+    def settimeout(self, timeout: float | None, /) -> None: ...
+
+    def shutdown(self, how: int, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class StreamError(Exception):
     """The transfer over this connection failed; ``str(exc)`` is a short reason for people."""
 
@@ -54,7 +68,7 @@ class NotConnected(ConnectionLost):
     transfer happened on it (e.g. a flooded listener dropped it), so another try is safe."""
 
 
-def _recv_header(sock: socket.socket) -> bytes:
+def _recv_header(sock: Conn) -> bytes:
     try:
         return recv_exact(sock, SS_HEADER)
     except (ConnectionLost, ConnectionError) as exc:
@@ -166,13 +180,13 @@ class _Puller:
         return tag
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
+def recv_exact(sock: Conn, n: int) -> bytes:
     buf = bytearray(n)
     recv_into_exact(sock, memoryview(buf))
     return bytes(buf)
 
 
-def recv_into_exact(sock: socket.socket, view: memoryview) -> None:
+def recv_into_exact(sock: Conn, view: memoryview) -> None:
     got, n = 0, len(view)
     while got < n:
         k = sock.recv_into(view[got:])
@@ -181,7 +195,7 @@ def recv_into_exact(sock: socket.socket, view: memoryview) -> None:
         got += k
 
 
-def _recv_frame_into(sock: socket.socket, buf: bytearray) -> int:
+def _recv_frame_into(sock: Conn, buf: bytearray) -> int:
     (n,) = wire.FRAME_HEADER.unpack(recv_exact(sock, wire.FRAME_HEADER.size))
     if not ABYTES <= n <= min(MAX_FRAME, len(buf)):
         raise StreamError("bad frame length on the wire")
@@ -193,7 +207,7 @@ def _frame(ciphertext: bytes) -> bytes:
     return wire.FRAME_HEADER.pack(len(ciphertext)) + ciphertext
 
 
-def send_stream(sock: socket.socket, *, key: bytes, path: Path, size: int,
+def send_stream(sock: Conn, *, key: bytes, path: Path, size: int,
                 progress: Callable[[int], None], stop: Callable[[], bool],
                 chunk: int = CHUNK) -> None:
     """Sender side: read the receiver's hello, stream ``path`` from the agreed offset, wait for
@@ -229,7 +243,7 @@ def _agree_offset(path: Path, size: int, hello: wire.Hello, stop: Callable[[], b
     return 0
 
 
-def _send_body(sock: socket.socket, pusher: _Pusher, path: Path, start: int, size: int,
+def _send_body(sock: Conn, pusher: _Pusher, path: Path, start: int, size: int,
                progress: Callable[[int], None], stop: Callable[[], bool], chunk: int) -> None:
     plain = bytearray(chunk)
     frame = bytearray(4 + chunk + ABYTES)
@@ -248,7 +262,7 @@ def _send_body(sock: socket.socket, pusher: _Pusher, path: Path, start: int, siz
             progress(done)
 
 
-def receive_stream(sock: socket.socket, *, key: bytes, out: BinaryIO, offset: int,
+def receive_stream(sock: Conn, *, key: bytes, out: BinaryIO, offset: int,
                    prefix: bytes, size: int, progress: Callable[[int], None],
                    stop: Callable[[], bool], finish: Callable[[], object]) -> None:
     """Receiver side: ask for ``offset`` (``out`` holds that many verified bytes whose hash is

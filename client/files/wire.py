@@ -14,6 +14,8 @@ byte 1 name direction    rest of the payload, after ``"F" type token(16)``
 0x03   DECL rcv->sender  reason_len u8, reason UTF-8 -- declined, or stopped after accepting
 0x04   CANC sender->rcv  reason_len u8, reason UTF-8 -- withdrawn / expired / stopped
 0x05   REVR rcv->sender  port u16 -- the receiver could not connect; it listens, sender connects
+0x06   UDPP sender->rcv  (nothing) -- the sender could not connect to that port either: the
+                         receiver opens the stream on the peers' UDP path (``udpwire``)
 ====== ==== ============ ==================================================================
 
 The TCP stream (either side may have connected; the roles are fixed by the transfer)::
@@ -42,6 +44,7 @@ ACCEPT = 0x02
 DECLINE = 0x03
 CANCEL = 0x04
 REVERSE = 0x05
+VIA_UDP = 0x06
 
 TOKEN_LEN = 16
 MAX_NAME_BYTES = 1024
@@ -84,7 +87,12 @@ class Reverse:
     port: int
 
 
-Control = Offer | Accept | Decline | Cancel | Reverse
+@dataclass(frozen=True)
+class ViaUdp:
+    token: bytes
+
+
+Control = Offer | Accept | Decline | Cancel | Reverse | ViaUdp
 
 _OFFER_FIXED = struct.Struct(">QQHH")
 
@@ -112,7 +120,7 @@ def encode_control(msg: Control) -> bytes:
         if not 0 <= msg.port <= 0xFFFF:
             raise ValueError("port out of range")
         return head + _OFFER_FIXED.pack(msg.size, msg.mtime_ns, msg.port, len(name)) + name
-    if isinstance(msg, Accept):
+    if isinstance(msg, Accept | ViaUdp):
         return head
     if isinstance(msg, Decline | Cancel):
         reason = _reason_bytes(msg.reason)
@@ -124,7 +132,8 @@ def encode_control(msg: Control) -> bytes:
     raise TypeError(f"not a control message: {msg!r}")
 
 
-_TYPE_OF = {Offer: OFFER, Accept: ACCEPT, Decline: DECLINE, Cancel: CANCEL, Reverse: REVERSE}
+_TYPE_OF = {Offer: OFFER, Accept: ACCEPT, Decline: DECLINE, Cancel: CANCEL, Reverse: REVERSE,
+            ViaUdp: VIA_UDP}
 
 
 def _utf8(raw: bytes, what: str) -> str:
@@ -153,10 +162,10 @@ def decode_control(payload: bytes) -> Control:
         if size > MAX_SIZE or mtime_ns > MAX_SIZE:
             raise ProtocolError("BAD_SIZE", "offer size out of range")
         return Offer(token, _utf8(bytes(name_raw), "name"), size, mtime_ns, port)
-    if kind == ACCEPT:
+    if kind in (ACCEPT, VIA_UDP):
         if rest:
             raise ProtocolError("TRAILING", "bytes after accept")
-        return Accept(token)
+        return Accept(token) if kind == ACCEPT else ViaUdp(token)
     if kind in (DECLINE, CANCEL):
         if len(rest) < 1 or len(rest) != 1 + rest[0] or rest[0] > MAX_REASON_BYTES:
             raise ProtocolError("BAD_REASON", "reason length mismatch")

@@ -23,7 +23,7 @@ from client.gui.chat import ChatTab
 from client.gui.conversations import Conversations
 from client.gui.lines import DELIVERED, FAILED, WAITING
 from client.gui.topic import TopicBar
-from client.peer.secure import WARNING_KEY_CHANGED
+from client.peer.trust import WARNING_KEY_CHANGED
 
 log = logging.getLogger(__name__)
 

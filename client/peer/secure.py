@@ -25,7 +25,6 @@ import nacl.signing
 
 from client.events import PeerUnreachable
 from client.peer.handshake import HalfOpen, Handshaker, Initiator, session_export
-from client.peer.identity import fingerprint as key_fingerprint
 from client.peer.pins import PinStore
 from client.peer.sealed import (
     MAX_COUNTER,
@@ -37,14 +36,13 @@ from client.peer.sealed import (
     SealedChannel,
     Session,
 )
-from client.peer.trust import Trust
+from client.peer.trust import Trust, TrustQueries
 from models import secure_wire as sw
 from models.errors import ProtocolError
 from models.peer_wire import HS_FINISH, HS_INIT, HS_RESP, MAGIC, MAX_FRAME, SEALED, VERSION
 
 log = logging.getLogger(__name__)
 
-WARNING_KEY_CHANGED = "UNVERIFIED KEY CHANGE"
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,7 @@ class _Peer:
         return best
 
 
-class SecureTransport:
+class SecureTransport(TrustQueries):
     """Handshakes and sealing for every peer; one instance per client, driven by the engine.
 
     Contract for the engine: handle ``take_events()`` before ``take_frames()`` after each
@@ -319,36 +317,6 @@ class SecureTransport:
 
     def is_established(self, peer: str) -> bool:
         return self._session(peer) is not None
-
-    def own_fingerprint(self) -> str:
-        return key_fingerprint(self._hs.my_key)
-
-    def fingerprint(self, peer: str) -> str | None:
-        """Fingerprint of the key ``peer`` proved in the live session, else of its pinned key."""
-        return self._trust.fingerprint(peer, self._session(peer))
-
-    def warning_for(self, peer: str) -> str | None:
-        """A warning to show on every message from ``peer``, or None."""
-        s = self._session(peer)
-        return WARNING_KEY_CHANGED if s is not None and s.key_changed else None
-
-    def key_changed(self, peer: str) -> bool:
-        return self.warning_for(peer) is not None
-
-    def is_verified(self, peer: str) -> bool:
-        """True when the user verified the key ``peer`` uses now (or its pin, if no session)."""
-        return self._trust.is_verified(peer, self._session(peer))
-
-    def mark_verified(self, peer: str) -> bool:
-        """The user compared fingerprints: pin the peer's current key as verified.
-
-        After a key change this accepts the new key and clears the warning. False when there
-        is no key known for ``peer``.
-        """
-        return self._trust.mark_verified(peer, self._session(peer))
-
-    def identity_key(self, peer: str) -> bytes | None:
-        return self._trust.key_of(peer, self._session(peer))
 
     def rename(self, nickname: str) -> None:
         self.my_nick = self._hs.my_nick = nickname

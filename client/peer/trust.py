@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 
 from client.events import KeyChanged
+from client.peer.handshake import Handshaker
 from client.peer.identity import fingerprint as key_fingerprint
 from client.peer.pins import PinStore
 from client.peer.sealed import Session
 
 log = logging.getLogger(__name__)
+
+
+WARNING_KEY_CHANGED = "UNVERIFIED KEY CHANGE"
 
 
 class Trust:
@@ -79,3 +83,44 @@ class Trust:
             log.info("key of %s marked verified", peer)
             return True
         return self.pins.mark_verified(peer)
+
+
+class TrustQueries:
+    """The transport's answers about keys and trust: what the faces ask (``/whois``, "Who is
+    this?", the ⚠ mark), from the live session when there is one, else from the pins."""
+
+    _trust: Trust
+    _hs: Handshaker
+
+    def _session(self, peer: str) -> Session | None:
+        raise NotImplementedError
+
+    def own_fingerprint(self) -> str:
+        return key_fingerprint(self._hs.my_key)
+
+    def fingerprint(self, peer: str) -> str | None:
+        """Fingerprint of the key ``peer`` proved in the live session, else of its pinned key."""
+        return self._trust.fingerprint(peer, self._session(peer))
+
+    def warning_for(self, peer: str) -> str | None:
+        """A warning to show on every message from ``peer``, or None."""
+        s = self._session(peer)
+        return WARNING_KEY_CHANGED if s is not None and s.key_changed else None
+
+    def key_changed(self, peer: str) -> bool:
+        return self.warning_for(peer) is not None
+
+    def is_verified(self, peer: str) -> bool:
+        """True when the user verified the key ``peer`` uses now (or its pin, if no session)."""
+        return self._trust.is_verified(peer, self._session(peer))
+
+    def mark_verified(self, peer: str) -> bool:
+        """The user compared fingerprints: pin the peer's current key as verified.
+
+        After a key change this accepts the new key and clears the warning. False when there
+        is no key known for ``peer``.
+        """
+        return self._trust.mark_verified(peer, self._session(peer))
+
+    def identity_key(self, peer: str) -> bytes | None:
+        return self._trust.key_of(peer, self._session(peer))
