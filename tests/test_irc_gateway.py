@@ -88,7 +88,7 @@ def test_irc_client_talks_with_a_terminal_user(server, tmp_path):
             b_out.wait_line(lambda x: x == "<alicia> hi bobby")
             b_in.put("/msg #room bobby here")
             irc.wait(lambda e: e.type == "pubmsg" and e.source.nick == "bobby")
-            if any(e.type == "nick" for e in irc.events if e.source.nick == "bob"):
+            if any(e.type == "nick" and e.source.nick == "bob" for e in irc.events):
                 assert not [e for e in irc.events if e.type == "quit"]
             # quit, and nobody on the OpenLChat side notices; reattach: history replayed
             irc.conn.quit("brb")
