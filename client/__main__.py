@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from client.config import (
     DEFAULT_PORT,
@@ -32,12 +32,24 @@ from client.locks import Held, hold
 from client.reach.discovery import DEFAULT_PORT as DISCOVERY_PORT
 from models.nickname import MAX_NICK_LEN
 
+if TYPE_CHECKING:
+    from client.wiring import Client
+
 
 def server_argument(text: str) -> tuple[str, int]:
     """argparse's ``type`` for ``--server``: config.parse_server, its sentence as the error."""
     try:
         return parse_server(text)
     except BadServerAddress as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def irc_argument(text: str) -> tuple[str, int]:
+    from client.irc.server import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -88,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-punch", action="store_true", help=argparse.SUPPRESS)
     # tests: no chat layer (its channel state goes to every peer met, which starts a session)
     p.add_argument("--no-chat", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--irc", type=irc_argument, nargs="?", const=("127.0.0.1", 6667),
+                   default=None, metavar="[HOST:]PORT",
+                   help="no window: serve IRC for your own IRC client (irssi, WeeChat, "
+                        "HexChat) on this address (default 127.0.0.1:6667)")
+    p.add_argument("--irc-password", default=None, metavar="PASSWORD",
+                   help="the IRC client's PASS; needed to serve IRC beyond 127.0.0.1")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="log to stderr instead of the log file (-v info, -vv debug)")
     return p
@@ -155,20 +173,20 @@ def setup_logging(verbose: int, stderr: TextIO) -> Path | None:
     return path
 
 
-def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
-                 stderr: TextIO) -> int:
+def open_windowless(args: argparse.Namespace, stderr: TextIO) -> Client | int:
+    """The started client for the terminal or IRC face, or the exit code after a one-line
+    error on ``stderr``."""
     from client import wiring, wording
-    from client.terminal import Terminal
 
     downloads = None if args.no_files else (args.downloads or default_downloads())
     try:
-        client = wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
-                                    data_dir=args.data_dir,
-                                    downloads=downloads, bind=(args.bind, args.port),
-                                    deadline=args.deadline, lan=lan_wanted(args),
-                                    lan_port=args.lan_port, punch=not args.no_punch,
-                                    keepalive=args.keepalive, chat=not args.no_chat,
-                                    files_path=args.files_path)
+        return wiring.open_client(args.server, args.nick, config_dir=args.config_dir,
+                                  data_dir=args.data_dir,
+                                  downloads=downloads, bind=(args.bind, args.port),
+                                  deadline=args.deadline, lan=lan_wanted(args),
+                                  lan_port=args.lan_port, punch=not args.no_punch,
+                                  keepalive=args.keepalive, chat=not args.no_chat,
+                                  files_path=args.files_path)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # refused, unreachable, damaged identity key, socket in use...
@@ -176,6 +194,15 @@ def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
         line = wording.error_line(exc, args.nick, where)
         print(f"error: {line}", file=stderr)
         return 1
+
+
+def run_headless(args: argparse.Namespace, stdin: TextIO, stdout: TextIO,
+                 stderr: TextIO) -> int:
+    from client.terminal import Terminal
+
+    client = open_windowless(args, stderr)
+    if isinstance(client, int):
+        return client
     return Terminal(client.engine, stdin, stdout).run()
 
 
@@ -185,6 +212,12 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose, stderr)
+    if args.irc is not None:
+        if args.nick is None or (args.server is None and not lan_wanted(args)):
+            parser.error("--irc needs --nick, and --server unless LAN discovery is on")
+        from client.irc.face import run_gateway
+
+        return run_gateway(args, lambda: open_windowless(args, stderr), stdout, stderr)
     if args.headless:
         if args.nick is None or (args.server is None and not lan_wanted(args)):
             parser.error("--headless needs --nick, and --server unless LAN discovery is on")
