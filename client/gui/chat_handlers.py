@@ -8,8 +8,6 @@ import time
 import tkinter as tk
 
 from client import events as ev
-from client.chat import events as cev
-from client.chat import names
 from client.gui.attention import title_for
 from client.gui.base import EventHandlers, Window
 from client.gui.chat import ChatTab
@@ -28,17 +26,7 @@ class ChatHandlers(Window):
     def _chat_events(self) -> EventHandlers:
         return {ev.RoomMessage: self._on_room, ev.PrivateMessage: self._on_private,
                 ev.NotDelivered: self._on_not_delivered, ev.ServerLost: self._on_server_lost,
-                ev.ServerBack: self._on_server_back, ev.Reregistered: self._on_reregistered,
-                # live chat lines in today's tabs (the channel sidebar's handlers replace these)
-                cev.ChannelMessage: self._on_chat_line, cev.PrivateLine: self._on_chat_line}
-
-    def _on_chat_line(self, e: cev.ChannelMessage | cev.PrivateLine) -> None:
-        if e.history:
-            return
-        if isinstance(e, cev.PrivateLine):
-            self._on_private(ev.PrivateMessage(e.sender, e.text, warning=e.warning))
-        elif names.same_channel(e.channel, names.ROOM):
-            self._on_room(ev.RoomMessage(e.sender, e.text, warning=e.warning))
+                ev.ServerBack: self._on_server_back, ev.Reregistered: self._on_reregistered}
 
     # --- tabs ----------------------------------------------------------------------------------
     def _new_tab(self, peer: str | None) -> ChatTab:
